@@ -1,0 +1,5 @@
+import sys
+
+from fitnets.cli import main
+
+sys.exit(main())

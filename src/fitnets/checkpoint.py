@@ -1,0 +1,114 @@
+"""Checkpoints: safetensors files with a JSON metadata header, written atomically.
+
+A run's checkpoint holds the student (``model.*``), the regressor during stage 1 (``regressor.*``) and the
+optimizer's tensors (``optim.*``); its metadata holds the epoch, stage, config and optimizer's plain values.
+The student's tensors are exactly its ``state_dict()``: ``load_weights`` puts them into the plain
+architecture with no extra keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from fitnets.errors import FitNetsError
+
+_META_KEY = "fitnets"
+
+
+def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write ``tensors`` and ``meta`` to ``path`` atomically: a reader sees the old file or the new one, never
+    a half-written one, even when the process is killed mid-write."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a file written by ``save_checkpoint`` (or any safetensors file: its metadata is then ``{}``).
+
+    Raises:
+        FitNetsError: the file is missing, truncated or not a safetensors file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FitNetsError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+        tensors = load_file(str(path))
+        meta = json.loads(raw) if raw else {}
+    except Exception as err:  # safetensors raises several types for damaged files; all mean the same here
+        raise FitNetsError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'no detail'}); "
+                           "use an earlier checkpoint or retrain") from None
+    return tensors, meta
+
+
+def model_tensors(tensors: dict[str, torch.Tensor], prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """The tensors under ``prefix`` with the prefix removed, or all of them for a plain weights file."""
+    scoped = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return scoped or tensors
+
+
+def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``module.load_state_dict(state)`` with one clear line when the weights do not fit the architecture."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"{len(wrong)} of the wrong shape (e.g. {'; '.join(wrong[:2])})")
+        raise FitNetsError(f"weights in {source} do not match {type(module).__name__}: "
+                           + ", ".join(parts) + ". Is it the right architecture and num_classes?")
+    module.load_state_dict(state)
+
+
+def load_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a plain weights file, or the student of a run checkpoint, into ``module``."""
+    tensors, _ = load_checkpoint(path)
+    load_state(module, model_tensors(tensors), str(path))
+    return module
+
+
+# The optimizer's state_dict mixes tensors (moments, step counts) with plain values (hyper-parameters):
+# the tensors go into the safetensors body, the rest into the JSON metadata.
+
+def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, plain = {}, {}
+    for idx, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                plain.setdefault(str(idx), {})[key] = value
+    return tensors, {"state": plain, "param_groups": state["param_groups"]}
+
+
+def optimizer_from_flat(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, values in plain["state"].items():
+        state.setdefault(int(idx), {}).update(values)
+    return {"state": state, "param_groups": plain["param_groups"]}

@@ -1,0 +1,207 @@
+"""The ``fitnets`` command line: train, distill, evaluate, layers, models, demo.
+
+Options come from the typed config (``fitnets.config``): defaults, then ``--config FILE`` (YAML or TOML),
+then ``--set KEY=VALUE`` and the named flags. Every user mistake ends in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from fitnets.config import RunConfig, load_config, parse_override
+from fitnets.errors import FitNetsError
+
+log = logging.getLogger("fitnets")
+
+# flag -> config key, for the flags that simply set one config value
+_FLAG_KEYS = {
+    "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
+    "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
+    "lr": "optim.lr", "optimizer": "optim.name", "data": "data.name", "data_dir": "data.dir",
+    "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
+    "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
+    "tau_squared": "kd.tau_squared", "channels_last": "channels_last",
+}
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines that do not break the progress bar."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
+    p.add_argument("--config", help="YAML or TOML file of config keys (flags override it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config key, e.g. --set optim.lr=0.01 (repeatable)")
+    p.add_argument("--student", "--model", dest="student", help="registered model name (see `fitnets models`)")
+    if distill:
+        p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder)")
+        p.add_argument("--method", choices=["ce", "kd", "fitnet"], help="ce (standard backprop), kd, fitnet")
+        p.add_argument("--hint", help="teacher module path of the hint layer")
+        p.add_argument("--guided", help="student module path of the guided layer")
+        p.add_argument("--hint-epochs", type=int, help="epochs of FitNets' stage 1")
+        p.add_argument("--temperature", type=float, help="KD temperature τ (paper: 3)")
+        p.add_argument("--tau-squared", action="store_true", default=None, help="Hinton's τ² factor on the KD term")
+    p.add_argument("--epochs", type=int, help="epochs of the main stage")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
+    p.add_argument("--data", help="dataset: fashion-mnist or mnist")
+    p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
+    p.add_argument("--train-size", type=int, help="train on a fixed random subset")
+    p.add_argument("--val-size", type=int, help="examples held out for validation")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--channels-last", action="store_true", default=None)
+    p.add_argument("--out", help="parent folder of run folders (default runs/)")
+    p.add_argument("--name", help="run folder name")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (its config, then any flags)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fitnets", description="FitNets: hint-based knowledge distillation.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_flags(sub.add_parser("train", help="train a network with cross-entropy (e.g. a teacher)"), False)
+    _add_run_flags(sub.add_parser("distill", help="train a student with ce, kd or fitnet (two stages)"), True)
+    p = sub.add_parser("evaluate", help="test accuracy of trained weights")
+    p.add_argument("model", help="RUN_DIR, NAME (shipped weights) or NAME:PATH")
+    p.add_argument("--data", default=None, help="dataset (default: the run's, else fashion-mnist)")
+    p.add_argument("--data-dir")
+    p.add_argument("--device", default="auto")
+    p = sub.add_parser("layers", help="every module path of a model with its output shape")
+    p.add_argument("model", help="registered model name")
+    p.add_argument("--input-shape", help="C,H,W of one example (default: the model's)")
+    sub.add_parser("models", help="list the registered models")
+    p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
+    p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 1, or 3 with --full)")
+    p.add_argument("--epochs", type=int, help="epochs per method (stage 2 for FitNet)")
+    p.add_argument("--hint-epochs", type=int, help="FitNet stage-1 epochs")
+    p.add_argument("--train-size", type=int, help="training examples")
+    p.add_argument("--data-dir")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never fetch the dataset")
+    p.add_argument("--out", default="runs", help="parent folder of the demo's run folders")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
+    from fitnets.run import config_of_run
+
+    overrides = [parse_override(text) for text in args.set]
+    overrides += [(key, getattr(args, flag)) for flag, key in _FLAG_KEYS.items()
+                  if getattr(args, flag, None) is not None]
+    if method is not None:
+        overrides.append(("method", method))
+    base = config_of_run(args.resume) if args.resume else None
+    return load_config(args.config, overrides, base=base)
+
+
+def cmd_run(args: argparse.Namespace, method: str | None) -> int:
+    from fitnets.run import Run
+
+    config = _config_from_args(args, method)
+    run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
+    if args.dry_run:
+        print(run.plan())
+        return 0
+    log.info("plan:\n%s", run.plan())
+    try:
+        results = run.execute(resume=bool(args.resume))
+    except KeyboardInterrupt:
+        print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "
+              f"{args.command} --resume {run.run_dir}", file=sys.stderr)
+        return 130
+    print(f"{results['method']} {results['student']}: test accuracy {results['test_acc']:.4f} "
+          f"({results['train_time_s']:.0f}s); run folder {run.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fitnets.data.loader import load_idx_dataset
+    from fitnets.engine import evaluate_accuracy
+    from fitnets.run import config_of_run, load_model, resolve_device
+
+    spec, data_name = args.model, args.data
+    if Path(spec).is_dir():
+        config = config_of_run(spec)
+        spec, data_name = f"{config.student}:{spec}", data_name or config.data.name
+    device = resolve_device(args.device)
+    model = load_model(spec).to(device)
+    test = load_idx_dataset(data_name or "fashion-mnist", "test", args.data_dir).to(device)
+    result = evaluate_accuracy(model, test)
+    print(f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from fitnets.models.registry import create_model, model_spec
+    from fitnets.taps import trace
+
+    model = create_model(args.model).eval()
+    shape = model_spec(args.model).input_shape
+    if args.input_shape:
+        try:
+            shape = tuple(int(v) for v in args.input_shape.split(","))
+        except ValueError:
+            raise FitNetsError(f"bad --input-shape {args.input_shape!r}: expected C,H,W such as 1,28,28") from None
+    rows = trace(model, torch.zeros(1, *shape))
+    modules = dict(model.named_modules())
+    width = max(len(r[0]) for r in rows)
+    print(f"{'path':<{width}}  {'type':<14} {'params':>9}  output (without batch)")
+    for path, kind, out in rows:
+        params = sum(p.numel() for p in modules[path].parameters())
+        print(f"{path:<{width}}  {kind:<14} {params:>9,}  {out}")
+    return 0
+
+
+def cmd_models(_args: argparse.Namespace) -> int:
+    from fitnets.models.registry import create_model, list_models, model_spec
+
+    for name in list_models():
+        spec = model_spec(name)
+        params = sum(p.numel() for p in create_model(name).parameters())
+        extra = [f"hint={spec.hint}"] if spec.hint else []
+        extra += [f"guided={spec.guided}"] if spec.guided else []
+        extra += ["shipped weights"] if spec.pretrained else []
+        print(f"{name:<22} {params:>10,} params  {spec.description} {' '.join(extra)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
+    try:
+        if args.command in ("train", "distill"):
+            return cmd_run(args, "ce" if args.command == "train" else None)
+        if args.command == "demo":
+            from fitnets.demo import cmd_demo
+
+            return cmd_demo(args)
+        return {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models}[args.command](args)
+    except FitNetsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

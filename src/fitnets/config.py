@@ -1,0 +1,220 @@
+"""Typed run configuration: dataclasses with documented fields, a YAML/TOML overlay, and validation.
+
+``load_config(file, overrides)`` starts from the defaults, overlays the file, then the ``key=value``
+overrides (dotted keys, e.g. ``optim.lr=0.01``); an unknown key is an error that names the closest one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fitnets.errors import FitNetsError, closest
+
+
+@dataclass
+class DataConfig:
+    """Dataset and batching."""
+
+    name: str = "fashion-mnist"        # fashion-mnist | mnist
+    dir: str | None = None             # folder holding the files (then $FITNETS_DATA, /usr/share/datasets/NAME)
+    download: bool = False             # fetch the official files (checksums verified) when none are found
+    val_size: int = 5000               # held out from the training set for model selection / early stopping
+    train_size: int | None = None      # train on a fixed random subset of this many examples
+    test_size: int | None = None       # evaluate on a fixed random subset of the test set
+    batch_size: int = 128              # the paper's batch size
+    eval_batch_size: int = 1000
+    pad: int = 0                       # random translations of up to `pad` pixels (0: none)
+    flip: bool = False                 # random horizontal flips
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer of one training stage."""
+
+    name: str = "adam"                 # adam | sgd | rmsprop (the paper: RMSProp)
+    lr: float = 1e-3
+    momentum: float = 0.9              # sgd momentum; rmsprop's decay (alpha) is 0.9 as in the paper
+    weight_decay: float = 0.0
+    schedule: str = "cosine"           # cosine | constant
+    max_norm: float | None = None      # the paper's max-norm constraint on each filter / unit's weights
+
+
+@dataclass
+class KDConfig:
+    """Stage 2 / KD loss: H(y, P_S) + λ·H(P_T^τ, P_S^τ) (FitNets §2.1)."""
+
+    temperature: float = 3.0           # τ = 3 in every experiment of the paper
+    weight_start: float = 4.0          # λ at the first epoch
+    weight_end: float = 1.0            # λ after the decay
+    decay_epochs: int | None = None    # epochs over which λ decays linearly (None: the whole stage)
+    tau_squared: bool = False          # Hinton's τ² factor on the soft term (not in the paper)
+
+
+@dataclass
+class HintStageConfig:
+    """Stage 1 of FitNets: the hint loss on the student's layers up to the guided layer plus the regressor."""
+
+    epochs: int = 10
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    patience: int | None = None        # stop after this many epochs without a better validation hint loss
+    regressor_activation: str = "auto" # auto (the hint layer's, §2.2) | none | relu | maxoutN | ...
+    pretrained_lr_scale: float = 1.0   # stage-2 lr factor for the layers stage 1 trained ([code] option)
+
+
+@dataclass
+class RunConfig:
+    """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
+
+    method: str = "fitnet"             # ce | kd | fitnet
+    student: str = "paper-mnist-fitnet"   # registered model name (the network trained)
+    teacher: str | None = "paper-mnist-teacher"  # NAME (shipped weights) or NAME:PATH; unused for ce
+    hint: str | None = None            # teacher module path (default: the registry's hint layer)
+    guided: str | None = None          # student module path (default: the registry's guided layer)
+    model_args: dict = field(default_factory=dict)  # keyword arguments of the student's constructor
+    epochs: int = 20                   # epochs of the main stage (ce, kd, or FitNet stage 2)
+    patience: int | None = None        # early stopping on validation accuracy
+    keep: str = "best"                 # best (by validation accuracy) | last: the student the run ends with
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    hint_stage: HintStageConfig = field(default_factory=HintStageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 0
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    channels_last: bool = False        # channels_last memory format (faster for some convnets on CPU/GPU)
+    out: str = "runs"                  # parent folder of run folders
+    name: str | None = None            # run folder name (default: method-student-seed)
+    log_every: int = 50                # steps between progress-bar updates (each one syncs the device)
+
+    def validate(self) -> "RunConfig":
+        checks = [
+            (self.method in ("ce", "kd", "fitnet"), f"method must be ce, kd or fitnet, not {self.method!r}"),
+            (self.method == "ce" or bool(self.teacher), f"method {self.method} needs a teacher"),
+            (self.epochs >= 0, f"epochs must be ≥ 0, got {self.epochs}"),
+            (self.hint_stage.epochs >= 0, f"hint_stage.epochs must be ≥ 0, got {self.hint_stage.epochs}"),
+            (self.keep in ("best", "last"), f"keep must be best or last, not {self.keep!r}"),
+            (self.kd.temperature > 0, f"kd.temperature must be > 0, got {self.kd.temperature}"),
+            (self.data.batch_size > 0, f"data.batch_size must be > 0, got {self.data.batch_size}"),
+            (self.data.val_size >= 0, f"data.val_size must be ≥ 0, got {self.data.val_size}"),
+            (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
+        ]
+        for optim, where in ((self.optim, "optim"), (self.hint_stage.optim, "hint_stage.optim")):
+            checks += [
+                (optim.name in ("adam", "sgd", "rmsprop"), f"{where}.name must be adam, sgd or rmsprop, not {optim.name!r}"),
+                (optim.lr > 0, f"{where}.lr must be > 0, got {optim.lr}"),
+                (optim.schedule in ("cosine", "constant"), f"{where}.schedule must be cosine or constant, not {optim.schedule!r}"),
+                (optim.max_norm is None or optim.max_norm > 0, f"{where}.max_norm must be > 0, got {optim.max_norm}"),
+            ]
+        for ok, message in checks:
+            if not ok:
+                raise FitNetsError(f"bad config: {message}")
+        return self
+
+
+def _field_type(cls, name: str):
+    return typing.get_type_hints(cls)[name]
+
+
+def _coerce(value: Any, kind, key: str) -> Any:
+    """Check ``value`` against the annotation ``kind``; ints are accepted for floats."""
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(kind)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except FitNetsError as err:
+                errors.append(err)
+        raise errors[0]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is dict and isinstance(value, dict):
+        return value
+    if isinstance(kind, type) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    name = getattr(kind, "__name__", str(kind))
+    raise FitNetsError(f"bad config value for {key}: {value!r} is not a {name}")
+
+
+def _apply(obj, values: dict[str, Any], prefix: str = "") -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        full = prefix + key
+        if key not in names:
+            candidates = [prefix + n for n in names]
+            raise FitNetsError(f"unknown config key {full!r}.{closest(full, candidates)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise FitNetsError(f"bad config value for {full}: expected a section (mapping), got {value!r}")
+            _apply(current, value, full + ".")
+        else:
+            setattr(obj, key, _coerce(value, _field_type(type(obj), key), full))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=0.01"`` → ``("optim.lr", 0.01)``; the value is read as YAML (numbers, true/false, null)."""
+    if "=" not in text:
+        raise FitNetsError(f"bad override {text!r}: expected KEY=VALUE, e.g. optim.lr=0.01")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """``("a.b", 1)`` → ``{"a": {"b": 1}}``."""
+    for part in reversed(key.split(".")[1:]):
+        value = {part: value}
+    return {key.split(".")[0]: value}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FitNetsError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as err:
+        raise FitNetsError(f"cannot parse {path}: {str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FitNetsError(f"{path} must hold a mapping of config keys")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]] | None = None,
+                base: RunConfig | None = None) -> RunConfig:
+    """Defaults (or ``base``), then the file at ``path``, then the ``(dotted key, value)`` overrides."""
+    config = base if base is not None else RunConfig()
+    if path is not None:
+        _apply(config, read_config_file(path))
+    for key, value in overrides or []:
+        _apply(config, nest(key, value))
+    return config.validate()
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_dict(values: dict[str, Any]) -> RunConfig:
+    config = RunConfig()
+    _apply(config, values)
+    return config.validate()

@@ -1,0 +1,129 @@
+"""In-memory datasets and batches: images stay uint8 tensors, batches are augmented as whole tensors.
+
+The MNIST family is 47 MB as uint8, so the whole set lives in memory (on the training device when that is a
+GPU) and a batch is one index into it: no Dataset objects, no worker processes, nothing to wait for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from fitnets.data.idx import read_idx
+from fitnets.data.sources import SPLIT_FILES, download, locate, source
+from fitnets.errors import FitNetsError
+
+
+@dataclass
+class ImageData:
+    """Images ``(N, C, H, W)`` uint8 and labels ``(N,)`` int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "ImageData":
+        return ImageData(self.images[index], self.labels[index], self.num_classes)
+
+    def to(self, device: torch.device | str) -> "ImageData":
+        return ImageData(self.images.to(device), self.labels.to(device), self.num_classes)
+
+
+def load_idx_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
+                     download_missing: bool = False) -> ImageData:
+    """Load the ``"train"`` or ``"test"`` split of ``"fashion-mnist"`` or ``"mnist"``.
+
+    Raises:
+        FitNetsError: the files are missing (and ``download_missing`` is off or fails) or corrupt.
+    """
+    if split not in SPLIT_FILES:
+        raise FitNetsError(f"unknown split {split!r}; use 'train' or 'test'")
+    try:
+        files = locate(name, data_dir)
+    except FitNetsError:
+        if not download_missing:
+            raise
+        download(name)
+        files = locate(name, data_dir)
+    hint = f"To get good files: {source(name).how_to_get}."
+    image_stem, label_stem = SPLIT_FILES[split]
+    images = read_idx(files[image_stem], hint)
+    labels = read_idx(files[label_stem], hint)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise FitNetsError(f"{files[image_stem]} and {files[label_stem]} do not form an image/label pair "
+                           f"(shapes {images.shape} and {labels.shape}). {hint}")
+    if labels.max() >= 10:
+        raise FitNetsError(f"{files[label_stem]} holds labels ≥ 10; it is corrupt. {hint}")
+    return ImageData(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64")), 10)
+
+
+def split_validation(data: ImageData, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+    """Hold out ``val_size`` examples (a fixed random draw given ``seed``) for model selection."""
+    if not 0 <= val_size < len(data):
+        raise FitNetsError(f"validation size {val_size} must be in [0, {len(data)})")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    return data.subset(order[val_size:]), data.subset(order[:val_size])
+
+
+def take(data: ImageData, n: int | None, seed: int = 0) -> ImageData:
+    """A fixed random subset of ``n`` examples (all of them when ``n`` is None or too large)."""
+    if n is None or n >= len(data):
+        return data
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 1))
+    return data.subset(order[:n])
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 0, flip: bool = False) -> torch.Tensor:
+    """Random translations (zero-pad by ``pad``, crop back at a random offset) and horizontal flips of a whole
+    uint8 batch ``(B, C, H, W)`` at once."""
+    b, c, h, w = images.shape
+    dev = images.device
+    if pad:
+        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator).to(dev)
+        dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator).to(dev)
+        rows = (dy + torch.arange(h, device=dev))[:, None, :, None]        # (B, 1, H, 1)
+        cols = (dx + torch.arange(w, device=dev))[:, None, None, :]        # (B, 1, 1, W)
+        batch = torch.arange(b, device=dev)[:, None, None, None]
+        chans = torch.arange(c, device=dev)[None, :, None, None]
+        images = padded[batch, chans, rows, cols]                           # (B, C, H, W)
+    if flip:
+        mask = (torch.rand(b, generator=generator) < 0.5).to(dev)[:, None, None, None]
+        images = torch.where(mask, images.flip(-1), images)
+    return images
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to floats in [0, 1]: the paper trains its MNIST nets on raw pixels (§4.2)."""
+    return images.float().div_(255)
+
+
+def batches(data: ImageData, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
+            pad: int = 0, flip: bool = False, drop_last: bool = False,
+            rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Float image batches and labels. The order and augmentation of an epoch depend only on
+    ``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would.
+    With ``world_size > 1`` each rank gets its interleaved share of every global batch."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    order = order.to(data.images.device)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        index = order[start:start + batch_size][rank::world_size]
+        images = data.images[index]
+        if pad or flip:
+            images = augment(images, generator, pad, flip)
+        yield to_float(images), data.labels[index]

@@ -1,0 +1,111 @@
+"""``FitNet``: the distillation state of FitNets' stage 1 — teacher, student, hint and guided layers, regressor.
+
+The two-stage algorithm (Algorithm 1 of the paper) is run by ``fitnets.engine``; this object answers what
+stage 1 needs: the hint loss of a batch, with both networks cut short, and which student parameters it
+trains.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from fitnets.errors import FitNetsError
+from fitnets.losses import hint_loss
+from fitnets.regressor import build_regressor, describe_regressor
+from fitnets.taps import LayerRef, find_module, tap
+from fitnets.teacher import FrozenTeacher
+
+
+class FitNet:
+    """Hint-based training of ``student``'s lower part from ``teacher``'s middle layer.
+
+    Args:
+        teacher: the trained teacher (an ``nn.Module``, or an already wrapped ``FrozenTeacher``).
+        student: the student to train.
+        hint: module path of the teacher's hint layer, as ``teacher.named_modules()`` prints it.
+        guided: module path of the student's guided layer.
+        example_input: one batch of inputs (e.g. ``torch.zeros(1, 1, 28, 28)``): a dry run on it finds the
+            shapes of both layers, from which the regressor is built.
+        regressor_activation: ``"auto"`` (the hint layer's own non-linearity, §2.2), ``"none"``, or a name
+            such as ``"relu"`` or ``"maxout2"``.
+
+    Attributes:
+        regressor: the regressor (``nn.Module``); it is not part of ``student``.
+        hint_shape, guided_shape: the layers' output shapes, without the batch dimension.
+
+    Raises:
+        FitNetsError: an unknown layer path, an ambiguous tuple output, or shapes no regressor can join.
+
+    Example:
+        >>> fitnet = FitNet(teacher, student, hint="conv2", guided="conv4",
+        ...                 example_input=torch.zeros(1, 1, 28, 28))
+        >>> loss = fitnet.hint_loss(images)   # a scalar; backward reaches the student and the regressor
+    """
+
+    def __init__(self, teacher: nn.Module | FrozenTeacher, student: nn.Module, hint: str, guided: str,
+                 example_input: torch.Tensor, regressor_activation: str | nn.Module = "auto"):
+        self.teacher = teacher if isinstance(teacher, FrozenTeacher) else FrozenTeacher(teacher)
+        self.student = student
+        self.hint, self.guided = str(LayerRef.parse(hint)), str(LayerRef.parse(guided))
+        if not isinstance(example_input, torch.Tensor):
+            raise FitNetsError("example_input must be a tensor batch, e.g. torch.zeros(1, 1, 28, 28)")
+        device = next(iter(student.parameters()), torch.empty(0)).device
+        example_input = example_input.to(device)
+        (hint_out,) = self.teacher.features(example_input, [self.hint])
+        was_training = student.training
+        student.eval()
+        with torch.no_grad():
+            (guided_out,) = tap(student, example_input, [self.guided])
+        student.train(was_training)
+        self.hint_shape = tuple(hint_out.shape[1:])
+        self.guided_shape = tuple(guided_out.shape[1:])
+        hint_layer = find_module(self.teacher.module, LayerRef.parse(self.hint).module)
+        self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation,
+                                         hint_layer).to(device)
+        self._stage1_names = self._find_stage1_parameters(example_input)
+
+    def _find_stage1_parameters(self, example_input: torch.Tensor) -> list[str]:
+        """Names of the student parameters that the guided layer's output depends on: those are "layers 1..g"
+        of Algorithm 1, found by autograd on the cut forward, for any architecture."""
+        named = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
+        was_training = self.student.training
+        self.student.eval()
+        (out,) = tap(self.student, example_input, [self.guided])
+        self.student.train(was_training)
+        grads = torch.autograd.grad(out.float().sum(), [p for _, p in named], allow_unused=True)
+        return [n for (n, _), g in zip(named, grads) if g is not None]
+
+    def guided_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The student's guided-layer output; the student's forward stops right after that layer."""
+        (out,) = tap(self.student, x, [self.guided])
+        return out
+
+    def hint_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's hint-layer output (no graph); the teacher's forward stops after that layer."""
+        (out,) = self.teacher.features(x, [self.hint])
+        return out
+
+    def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
+        """Stage-1 loss of a batch: ``½ ‖u_h(x) − r(v_g(x))‖²`` per example, averaged (a scalar tensor).
+
+        Args:
+            x: input batch.
+            hint: precomputed teacher hint features for ``x`` (skips the teacher's forward).
+        """
+        hint = self.hint_features(x) if hint is None else hint
+        return hint_loss(hint, self.regressor(self.guided_features(x)))
+
+    def stage1_parameter_names(self) -> list[str]:
+        """Student parameters trained in stage 1 (those up to and including the guided layer)."""
+        return list(self._stage1_names)
+
+    def stage1_parameters(self) -> list[nn.Parameter]:
+        """What stage 1's optimizer gets: the student's parameters up to the guided layer, then the regressor's."""
+        params = dict(self.student.named_parameters())
+        return [params[n] for n in self._stage1_names] + list(self.regressor.parameters())
+
+    def describe(self) -> str:
+        return (f"hint    {self.hint} {self.hint_shape} (teacher)\n"
+                f"guided  {self.guided} {self.guided_shape} (student)\n"
+                f"regressor {describe_regressor(self.regressor)}")

@@ -1,0 +1,8 @@
+"""The model zoo: one module per family, all reachable through ``create_model``."""
+
+from fitnets.models import paper_mnist  # noqa: F401  (registers the paper's MNIST networks)
+from fitnets.models.maxout import Maxout, MaxoutConv2d
+from fitnets.models.registry import ModelSpec, create_model, list_models, model_spec, register_model
+
+__all__ = ["Maxout", "MaxoutConv2d", "ModelSpec", "create_model", "list_models", "model_spec",
+           "register_model"]

@@ -1,0 +1,93 @@
+"""A small model registry: ``create_model(name, **kw)``, ``list_models()``, ``model_spec(name)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+
+from torch import nn
+
+from fitnets.errors import FitNetsError, closest
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows of a model besides its constructor.
+
+    Attributes:
+        name: registry name.
+        factory: builds the ``nn.Module`` from keyword arguments.
+        input_shape: one example's shape ``(C, H, W)``, for the dry run that finds layer shapes.
+        hint: the module path of the paper's hint layer (teachers), if any.
+        guided: the module path of the paper's guided layer (students), if any.
+        pretrained: file name, inside the package's ``weights/`` folder, of shipped weights.
+        description: one line for ``fitnets models``.
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, ...]
+    hint: str | None = None
+    guided: str | None = None
+    pretrained: str | None = None
+    description: str = ""
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, factory: Callable[..., nn.Module], **spec) -> None:
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = ModelSpec(name, factory, **spec)
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name``; a clear error naming the closest names when it is unknown."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise FitNetsError(f"unknown model {name!r}.{closest(name, _REGISTRY)} "
+                           f"Known models: {', '.join(list_models())}") from None
+
+
+def pretrained_path(name: str):
+    spec = model_spec(name)
+    if spec.pretrained is None:
+        raise FitNetsError(f"model {name!r} ships no pretrained weights; give a weights file as NAME:PATH")
+    return resources.files("fitnets") / "weights" / spec.pretrained
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from ``list_models()``, e.g. ``"paper-mnist-fitnet"``.
+        pretrained: load the weights shipped with the package (only models that have them).
+        **kwargs: passed to the model's constructor (e.g. ``num_classes=100``).
+
+    Returns:
+        The model, in training mode.
+
+    Raises:
+        FitNetsError: unknown name, or ``pretrained=True`` for a model without shipped weights.
+
+    Example:
+        >>> student = create_model("paper-mnist-fitnet")
+    """
+    spec = model_spec(name)
+    try:
+        model = spec.factory(**kwargs)
+    except TypeError as err:
+        raise FitNetsError(f"cannot build {name!r} with {kwargs}: {err}") from None
+    if pretrained:
+        from fitnets.checkpoint import load_weights
+
+        load_weights(model, pretrained_path(name))
+    return model

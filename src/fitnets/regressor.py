@@ -1,0 +1,128 @@
+"""The regressor that maps the student's guided layer onto the teacher's hint (FitNets §2.2).
+
+Rule, for a guided map ``(C_g, H_g, W_g)`` and a hint ``(C_h, H_h, W_h)``:
+
+* ``H_g ≥ H_h`` and ``W_g ≥ W_h``: a convolution without padding, kernel ``k_i = N_g,i − N_h,i + 1``, so its
+  output has the hint's size (the paper's rule; a 1×1 convolution when the sizes are equal);
+* ``H_g ≤ H_h`` and ``W_g ≤ W_h`` (a guided map spatially *smaller* than the hint, which the paper's code does
+  not handle): a transposed convolution, stride 1, no padding, kernel ``N_h,i − N_g,i + 1`` — the mirror of
+  the paper's rule, again with ``k1·k2·C_h·C_g`` weights;
+* flat features ``(C_g,)`` and ``(C_h,)``: a linear map;
+* anything else (one side larger and the other smaller, or a flat and a spatial feature): no regressor is
+  built and ``FitNetsError`` says why, rather than something silently wrong.
+
+The regressor ends in the same non-linearity as the hint layer's output (§2.2: "u_h and r must have the same
+non-linearity"). For a maxout hint layer it is a maxout layer with the teacher's pieces, as in the authors'
+code. The regressor is owned by the distillation (``FitNet``), never by the student, and is thrown away after
+stage 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from torch import nn
+
+from fitnets.errors import FitNetsError
+from fitnets.models.maxout import Maxout, MaxoutConv2d
+
+log = logging.getLogger(__name__)
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+                nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, Maxout)
+# Layers that commute with a monotone point-wise non-linearity or leave it intact: skipped when looking for
+# the non-linearity that ends a block.
+_TRANSPARENT = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
+                nn.Identity, nn.Flatten)
+
+
+def output_activation(layer: nn.Module) -> nn.Module | None:
+    """The non-linearity that ends ``layer``'s output, or ``None`` (linear or unknown).
+
+    Looks at the layer itself, then backwards through its children (skipping pooling, dropout and identity),
+    so it finds the ReLU that ends a ``Sequential`` block and the maxout of a ``MaxoutConv2d``.
+    """
+    if isinstance(layer, _ACTIVATIONS):
+        return layer
+    if isinstance(layer, MaxoutConv2d):
+        return layer.maxout
+    children = list(layer.children())
+    for child in reversed(children):
+        if isinstance(child, _TRANSPARENT):
+            continue
+        return output_activation(child)
+    return None
+
+
+def _activation_module(activation: str | nn.Module | None, hint_layer: nn.Module | None) -> tuple[nn.Module | None, int]:
+    """Resolve the regressor's activation: ``"auto"`` copies the hint layer's, ``"none"`` is linear, a module
+    is used as given. Returns the module and the channel multiplier (the pieces of a maxout)."""
+    if activation == "auto":
+        found = output_activation(hint_layer) if hint_layer is not None else None
+        activation = copy.deepcopy(found) if found is not None else None
+        if found is None:
+            log.info("hint layer ends in no known non-linearity: the regressor is linear")
+    elif activation in ("none", None):
+        activation = None
+    elif isinstance(activation, str):
+        table = {"relu": nn.ReLU(), "gelu": nn.GELU(), "silu": nn.SiLU(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}
+        if activation.startswith("maxout"):
+            pieces = int(activation[6:] or 2)
+            return Maxout(pieces), pieces
+        if activation not in table:
+            raise FitNetsError(f"unknown regressor activation {activation!r}; use auto, none, "
+                               f"{', '.join(table)} or maxoutN")
+        activation = table[activation]
+    if isinstance(activation, Maxout):
+        return activation, activation.pieces
+    return activation, 1
+
+
+def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
+                    activation: str | nn.Module | None = "auto", hint_layer: nn.Module | None = None) -> nn.Module:
+    """Build the regressor from the guided layer's shape to the hint's (shapes without the batch dimension).
+
+    Args:
+        guided_shape: ``(C_g, H_g, W_g)`` or ``(C_g,)``.
+        hint_shape: ``(C_h, H_h, W_h)`` or ``(C_h,)``.
+        activation: ``"auto"`` (the hint layer's non-linearity), ``"none"``, a name, or a module.
+        hint_layer: the teacher's hint module, for ``"auto"``.
+
+    Returns:
+        ``nn.Sequential(map, activation)`` whose output has ``hint_shape``.
+
+    Raises:
+        FitNetsError: when no regressor of the rule (module docstring) can join the two shapes.
+    """
+    guided_shape, hint_shape = tuple(guided_shape), tuple(hint_shape)
+    act, pieces = _activation_module(activation, hint_layer)
+    if len(guided_shape) == 1 and len(hint_shape) == 1:
+        layer: nn.Module = nn.Linear(guided_shape[0], hint_shape[0] * pieces)
+    elif len(guided_shape) == 3 and len(hint_shape) == 3:
+        (c_g, h_g, w_g), (c_h, h_h, w_h) = guided_shape, hint_shape
+        if h_g >= h_h and w_g >= w_h:
+            layer = nn.Conv2d(c_g, c_h * pieces, (h_g - h_h + 1, w_g - w_h + 1))
+        elif h_g <= h_h and w_g <= w_h:
+            layer = nn.ConvTranspose2d(c_g, c_h * pieces, (h_h - h_g + 1, w_h - w_g + 1))
+        else:
+            raise FitNetsError(f"no regressor joins guided {guided_shape} to hint {hint_shape}: the guided map is "
+                               "larger in one spatial dimension and smaller in the other; pick layers whose maps "
+                               "are both larger or both smaller (see `fitnets layers`)")
+    else:
+        raise FitNetsError(f"no regressor joins guided {guided_shape} to hint {hint_shape}: both must be "
+                           "feature maps (C, H, W) or both flat (C,); pick other layers (see `fitnets layers`)")
+    modules = [layer] + ([act] if act is not None else [])
+    return nn.Sequential(*modules)
+
+
+def describe_regressor(regressor: nn.Module) -> str:
+    layer = regressor[0]
+    params = sum(p.numel() for p in regressor.parameters())
+    kind = type(layer).__name__
+    shape = f"kernel {tuple(layer.kernel_size)}, " if hasattr(layer, "kernel_size") else ""
+    act = type(regressor[1]).__name__ if len(regressor) > 1 else "none"
+    if len(regressor) > 1 and isinstance(regressor[1], Maxout):
+        act += f"({regressor[1].pieces} pieces)"
+    return f"{kind}({shape}{params:,} parameters, activation {act})"
+

@@ -1,0 +1,53 @@
+"""The teacher, wrapped once so the rest of the code cannot get it wrong.
+
+``FrozenTeacher`` puts the model in eval mode and turns its gradients off for good, runs every forward under
+``torch.no_grad()`` (no autograd graph), and is not an ``nn.Module``: it cannot end up in an optimizer, in a
+parent's ``.train()``, in ``parameters()`` or in a ``state_dict`` of the distillation state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from fitnets.taps import tap
+
+
+class FrozenTeacher:
+    """A trained network used only for inference.
+
+    Args:
+        model: the trained teacher.
+        dtype: run the teacher in this dtype (e.g. ``torch.bfloat16``); outputs are returned in float32.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None):
+        self._model = model.eval().requires_grad_(False)
+        self.dtype = dtype
+        if dtype is not None:
+            self._model.to(dtype)
+
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped model (read-only use: shapes, paths, export)."""
+        return self._model
+
+    def to(self, device: torch.device | str) -> "FrozenTeacher":
+        self._model.to(device)
+        return self
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        self._model.eval()  # cheap, and it undoes any `.train()` called on the raw model from outside
+        return x.to(self.dtype) if self.dtype is not None else x
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` in float32."""
+        return self._model(self._prepare(x)).float()
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, paths: Sequence[str]) -> list[torch.Tensor]:
+        """The outputs of the layers at ``paths``; the forward stops after the last of them."""
+        return [f.float() for f in tap(self._model, self._prepare(x), paths, stop=True)]
