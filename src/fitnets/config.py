@@ -88,7 +88,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda | cuda:N
-    channels_last: bool = False        # channels_last memory format (faster for some convnets on CPU/GPU)
+    channels_last: bool = False        # student in channels_last memory format (faster for some convnets)
+    teacher_channels_last: bool = True # teacher in channels_last (2× faster for the paper's MNIST teacher on CPU)
+    teacher_cache: bool = True         # compute teacher outputs once per example when valid (no augmentation)
     out: str = "runs"                  # parent folder of run folders
     name: str | None = None            # run folder name (default: method-student-seed)
     log_every: int = 50                # steps between progress-bar updates (each one syncs the device)

@@ -31,42 +31,44 @@ from fitnets.config import OptimConfig
 from fitnets.data.loader import ImageData, batches
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
-from fitnets.losses import kd_loss, kd_weight_at
-from fitnets.teacher import FrozenTeacher
+from fitnets.losses import kd_loss
 
 log = logging.getLogger(__name__)
 
 Losses = dict[str, torch.Tensor]
-StepFn = Callable[[torch.Tensor, torch.Tensor, int], tuple[Losses, torch.Tensor | None]]
+StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[Losses, torch.Tensor | None]]
+TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, their indices) -> teacher output
 
 
 class NonFiniteLoss(FitNetsError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-# ---------------------------------------------------------------- step functions: (x, y, epoch) -> losses, logits
+# ------------------------------------------------- step functions: (x, y, index, epoch) -> losses, logits
 
 def ce_step(student: nn.Module) -> StepFn:
-    def step(x, y, epoch):
+    def step(x, y, index, epoch):
         logits = student(x)
         loss = F.cross_entropy(logits, y)
         return {"loss": loss, "task_loss": loss}, logits
     return step
 
 
-def kd_step(student: nn.Module, teacher: FrozenTeacher, temperature: float, weight: Callable[[int], float],
+def kd_step(student: nn.Module, teacher: TeacherFn, temperature: float, weight: Callable[[int], float],
             tau_squared: bool = False) -> StepFn:
-    def step(x, y, epoch):
+    """``teacher(x, index)`` gives the teacher's logits: a live forward or a lookup in a cache."""
+    def step(x, y, index, epoch):
         kd_weight = weight(epoch)
-        teacher_logits = teacher(x) if kd_weight else None  # no teacher forward for a zero-weight term
+        teacher_logits = teacher(x, index) if kd_weight else None  # no teacher forward for a zero-weight term
         logits = student(x)
         return kd_loss(logits, teacher_logits, y, kd_weight, temperature, tau_squared), logits
     return step
 
 
-def hint_step(fitnet: FitNet) -> StepFn:
-    def step(x, y, epoch):
-        loss = fitnet.hint_loss(x)
+def hint_step(fitnet: FitNet, hints: TeacherFn | None = None) -> StepFn:
+    """``hints(x, index)``, when given, supplies the teacher's hint features (e.g. from a cache)."""
+    def step(x, y, index, epoch):
+        loss = fitnet.hint_loss(x, hints(x, index) if hints is not None else None)
         return {"loss": loss, "hint_loss": loss}, None
     return step
 
@@ -113,7 +115,7 @@ def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
     model.eval()
     correct = torch.zeros((), device=data.images.device)
     loss_sum = torch.zeros((), device=data.images.device)
-    for x, y in batches(data, batch_size):
+    for x, y, _ in batches(data, batch_size):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x).float()
@@ -131,7 +133,7 @@ def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000) -> fl
     for m in modules:
         m.eval()
     total = torch.zeros((), device=data.images.device)
-    for x, _ in batches(data, batch_size):
+    for x, _, _ in batches(data, batch_size):
         total += fitnet.hint_loss(x) * len(x)
     for m, mode in zip(modules, modes):
         m.train(mode)
@@ -218,14 +220,14 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
                                 f"the last good checkpoint is kept in {ctx.run_dir / 'last.safetensors'} — lower "
                                 "the learning rate and resume")
 
-    for step, (x, y) in enumerate(batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch,
-                                          pad=ctx.pad, flip=ctx.flip)):
+    for step, (x, y, index) in enumerate(batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed,
+                                                 epoch=epoch, pad=ctx.pad, flip=ctx.flip)):
         factor = lr_factor(stage.optim.schedule, epoch * steps_per_epoch + step, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        losses, logits = stage.step(x, y, epoch)
+        losses, logits = stage.step(x, y, index, epoch)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

@@ -19,6 +19,7 @@ import torch
 import yaml
 from torch import nn
 
+from fitnets.cache import TeacherCache, cache_blocker
 from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from fitnets.config import RunConfig, from_dict, to_dict
 from fitnets.data.loader import ImageData, load_idx_dataset, split_validation, take
@@ -94,7 +95,8 @@ class Run:
         self.teacher = None
         self.fitnet = None
         if config.method != "ce":
-            self.teacher = FrozenTeacher(load_teacher(config.teacher).to(self.device))
+            self.teacher = FrozenTeacher(load_teacher(config.teacher).to(self.device),
+                                         channels_last=config.teacher_channels_last)
         if config.method == "fitnet":
             teacher_name = config.teacher.partition(":")[0]
             hint = config.hint or model_spec(teacher_name).hint
@@ -106,8 +108,6 @@ class Run:
                                  config.hint_stage.regressor_activation)
         if config.channels_last:
             self.student.to(memory_format=torch.channels_last)
-            if self.teacher is not None:
-                self.teacher.module.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------ the plan
     def plan(self) -> str:
@@ -138,6 +138,17 @@ class Run:
         return "\n".join(lines)
 
     # ------------------------------------------------------------ stages
+    def _teacher_fn(self, data: Data, what: str, forward):
+        """The teacher's output for a batch: from a cache built once when that is valid, else live."""
+        c = self.config
+        blocker = cache_blocker(c.data.pad, c.data.flip)
+        if c.teacher_cache and blocker is None:
+            cache = TeacherCache.build(forward, data.train, c.data.eval_batch_size, what, self.progress)
+            return cache
+        if c.teacher_cache:
+            log.info("no %s cache: %s", what, blocker)
+        return lambda x, index: forward(x)
+
     def _main_stage(self, data: Data) -> Stage:
         c = self.config
         groups: list[dict[str, Any]]
@@ -154,7 +165,8 @@ class Run:
             step = ce_step(self.student)
             extra = lambda epoch: {}  # noqa: E731
         else:
-            step = kd_step(self.student, self.teacher, c.kd.temperature, weight, c.kd.tau_squared)
+            step = kd_step(self.student, self._teacher_fn(data, "teacher logits", self.teacher),
+                           c.kd.temperature, weight, c.kd.tau_squared)
             extra = lambda epoch: {"kd_weight": weight(epoch)}  # noqa: E731
 
         def evaluate():
@@ -176,7 +188,8 @@ class Run:
             return {"val_hint_loss": loss}, -loss
 
         # Stage 1 saves the whole student (its upper layers are untouched) and the regressor.
-        return Stage("hint", hint_step(self.fitnet), [{"params": self.fitnet.stage1_parameters()}],
+        hints = self._teacher_fn(data, "teacher hints", self.fitnet.hint_features)
+        return Stage("hint", hint_step(self.fitnet, hints), [{"params": self.fitnet.stage1_parameters()}],
                      {"model": self.student, "regressor": self.fitnet.regressor}, evaluate,
                      c.hint_stage.epochs, c.hint_stage.optim, c.hint_stage.patience)
 
@@ -206,12 +219,13 @@ class Run:
         torch.manual_seed(c.seed)
         start = time.perf_counter()
         summary: dict[str, Any] = {}
-        stages = ([self._hint_stage(data)] if self.fitnet is not None else []) + [self._main_stage(data)]
+        stages = ([("hint", self._hint_stage)] if self.fitnet is not None else []) + [("main", self._main_stage)]
+        names = [name for name, _ in stages]
         done = resume_state["meta"]["stage"] if resume_state else None
-        for i, stage in enumerate(stages):
-            if done is not None and done != stage.name and any(s.name == done for s in stages[i + 1:]):
+        for i, (name, make_stage) in enumerate(stages):
+            if done is not None and done != name and done in names[i + 1:]:
                 continue  # finished before the interruption: its result is in the checkpoint's weights
-            summary[stage.name] = run_stage(stage, ctx)
+            summary[name] = run_stage(make_stage(data), ctx)
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, c.channels_last)
         save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                         {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})

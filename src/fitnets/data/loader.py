@@ -112,8 +112,8 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 def batches(data: ImageData, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
             pad: int = 0, flip: bool = False, drop_last: bool = False,
-            rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Float image batches and labels. The order and augmentation of an epoch depend only on
+            rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Float image batches, labels and the examples' indices in ``data`` (for cached teacher outputs). The order and augmentation of an epoch depend only on
     ``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would.
     With ``world_size > 1`` each rank gets its interleaved share of every global batch."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
@@ -126,4 +126,4 @@ def batches(data: ImageData, batch_size: int, *, shuffle: bool = False, seed: in
         images = data.images[index]
         if pad or flip:
             images = augment(images, generator, pad, flip)
-        yield to_float(images), data.labels[index]
+        yield to_float(images), data.labels[index], index

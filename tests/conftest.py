@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+# Two cores on CI: one intra-op thread per test process keeps timings steady and avoids oversubscription.
+torch.set_num_threads(1)
+
+FASHION = Path(os.environ.get("FITNETS_DATA", "/usr/share/datasets/fashion-mnist"))
+
+
+class TinyNet(nn.Module):
+    """A small convnet for tests: conv (8, 8, 8) -> ReLU block -> conv (16, 4, 4) -> linear."""
+
+    def __init__(self, width: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))   # (w, 4, 4) for 8×8
+        self.block = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU())        # (2w, 4, 4)
+        self.head = nn.Linear(2 * width * 16, num_classes)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).flatten(1))
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    return TinyNet
+
+
+@pytest.fixture(scope="session")
+def fashion_dir():
+    if not (FASHION / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"Fashion-MNIST is missing from {FASHION}: run `make data` (apt-get install dataset-fashion-mnist)")
+    return FASHION

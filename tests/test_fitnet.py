@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from fitnets import FitNet, FitNetsError, FrozenTeacher, create_model
+from fitnets.engine import build_optimizer
+from fitnets.config import OptimConfig
+
+
+def paper_pair():
+    torch.manual_seed(0)
+    return create_model("paper-mnist-teacher"), create_model("paper-mnist-fitnet")
+
+
+def make_fitnet():
+    teacher, student = paper_pair()
+    return FitNet(teacher, student, hint="conv2", guided="conv4", example_input=torch.zeros(1, 1, 28, 28))
+
+
+def test_shapes_and_regressor():
+    fitnet = make_fitnet()
+    assert fitnet.hint_shape == (48, 4, 4) and fitnet.guided_shape == (16, 4, 4)
+    assert fitnet.regressor[0].kernel_size == (1, 1)  # FITNETS.md: MNIST regressor 1×1, 16 → 48
+    assert fitnet.regressor(torch.zeros(2, 16, 4, 4)).shape == (2, 48, 4, 4)
+
+
+def test_stage1_trains_only_layers_up_to_guided():
+    fitnet = make_fitnet()
+    names = fitnet.stage1_parameter_names()
+    assert names == [f"conv{i}.conv.{p}" for i in range(1, 5) for p in ("weight", "bias")]
+    ids = {id(p) for p in fitnet.stage1_parameters()}
+    assert all(id(p) in ids for p in fitnet.regressor.parameters())
+    assert not any(id(p) in ids for p in fitnet.teacher.module.parameters())
+
+
+def test_stage1_parameters_found_for_custom_model(tiny):
+    teacher, student = tiny(width=16), tiny(width=8)
+    fitnet = FitNet(teacher, student, hint="block.0", guided="stem", example_input=torch.zeros(1, 1, 8, 8))
+    assert fitnet.stage1_parameter_names() == ["stem.0.weight", "stem.0.bias"]
+    assert fitnet.regressor[0].in_channels == 8 and len(fitnet.regressor) == 1  # block.0 is a bare conv
+
+
+def test_no_gradient_reaches_the_teacher():
+    fitnet = make_fitnet()
+    loss = fitnet.hint_loss(torch.rand(4, 1, 28, 28))
+    assert loss.dim() == 0 and loss.item() > 0
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in fitnet.teacher.module.parameters())
+    assert fitnet.student.conv1.conv.weight.grad is not None
+    assert fitnet.student.conv5.conv.weight.grad is None  # above the guided layer: untouched in stage 1
+    assert fitnet.regressor[0].weight.grad is not None
+
+
+def test_teacher_stays_frozen_and_out_of_optimizers():
+    teacher, _ = paper_pair()
+    frozen = FrozenTeacher(teacher)
+    teacher.train()  # someone flips it from outside
+    frozen(torch.zeros(1, 1, 28, 28))
+    assert not teacher.training
+    fitnet = make_fitnet()
+    optimizer = build_optimizer([{"params": fitnet.stage1_parameters()}], OptimConfig())
+    in_opt = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert not in_opt & {id(p) for p in fitnet.teacher.module.parameters()}
+
+
+def test_regressor_absent_from_student_state_dict():
+    fitnet = make_fitnet()
+    keys = set(fitnet.student.state_dict())
+    fresh = create_model("paper-mnist-fitnet")
+    assert keys == set(fresh.state_dict())
+    fresh.load_state_dict(fitnet.student.state_dict(), strict=True)
+    assert not any(k.startswith("regressor") for k in keys)
+
+
+def test_bad_layers_fail_early():
+    teacher, student = paper_pair()
+    with pytest.raises(FitNetsError, match="Did you mean: conv2"):
+        FitNet(teacher, student, hint="conv22", guided="conv4", example_input=torch.zeros(1, 1, 28, 28))
+    with pytest.raises(FitNetsError, match="no regressor joins"):
+        FitNet(teacher, student, hint="conv2", guided="classifier", example_input=torch.zeros(1, 1, 28, 28))
