@@ -49,3 +49,10 @@ def test_bad_override_syntax_and_file(tmp_path):
         load_config(bad)
     with pytest.raises(FitNetsError, match="does not exist"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
+        load_config(path)

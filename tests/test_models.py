@@ -42,3 +42,23 @@ def test_shipped_teacher_loads():
 def test_no_shipped_weights_for_student():
     with pytest.raises(FitNetsError, match="ships no pretrained weights"):
         create_model("paper-mnist-fitnet", pretrained=True)
+
+
+def test_entry_point_plugins_register_user_models(tmp_path, monkeypatch):
+    import importlib.metadata as md
+
+    import fitnets.models.registry as registry
+
+    (tmp_path / "my_fitnets_plugin.py").write_text(
+        "from torch import nn\nfrom fitnets import register_model\n"
+        "register_model('my-mlp', lambda num_classes=10: nn.Sequential(nn.Flatten(), nn.Linear(784, num_classes)),"
+        " input_shape=(1, 28, 28))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = [md.EntryPoint("mine", "my_fitnets_plugin", "fitnets.models")]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: fake if group == "fitnets.models" else [])
+    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
+    try:
+        assert create_model("my-mlp")(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+        assert "my-mlp" in list_models()
+    finally:
+        registry._REGISTRY.pop("my-mlp", None)

@@ -6,7 +6,7 @@ from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.models.maxout import Maxout, MaxoutConv2d
-from fitnets.regressor import build_regressor, output_activation
+from fitnets.regressor import build_regressor, hint_activation, output_activation
 
 dims = st.integers(1, 9)
 
@@ -55,15 +55,19 @@ def test_flat_features_use_linear_and_rank_mismatch_fails():
 def test_activation_follows_hint_layer():
     relu_block = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2))
     assert isinstance(output_activation(relu_block), nn.ReLU)
-    reg = build_regressor((4, 5, 5), (8, 5, 5), "auto", relu_block)
-    assert isinstance(reg[1], nn.ReLU)
+    model = nn.Sequential(relu_block, nn.Conv2d(8, 8, 1), nn.Dropout(), nn.Conv2d(8, 8, 1), nn.GELU(), nn.MaxPool2d(2))
+    assert isinstance(hint_activation(model, "0"), nn.ReLU)
+    assert hint_activation(model, "2") is None            # dropout after a bare conv: linear
+    assert isinstance(hint_activation(model, "5"), nn.GELU)  # a pool passes its input's non-linearity through
+    reg = build_regressor((4, 5, 5), (8, 5, 5), hint_activation(model, "0"))
+    assert isinstance(reg[1], nn.ReLU) and reg[1] is not relu_block[2]
     assert output_activation(nn.Conv2d(3, 3, 1)) is None
-    assert len(build_regressor((4, 5, 5), (8, 5, 5), "auto", nn.Conv2d(3, 3, 1))) == 1
+    assert len(build_regressor((4, 5, 5), (8, 5, 5), None)) == 1
 
 
 def test_maxout_hint_gives_maxout_regressor_with_teacher_pieces():
     hint_layer = MaxoutConv2d(1, 48, 8, pieces=2, pool=(4, 2))
-    reg = build_regressor((16, 4, 4), (48, 4, 4), "auto", hint_layer)
+    reg = build_regressor((16, 4, 4), (48, 4, 4), output_activation(hint_layer))
     assert isinstance(reg[1], Maxout) and reg[1].pieces == 2
     assert reg[0].out_channels == 96
     assert reg(torch.randn(2, 16, 4, 4)).shape == (2, 48, 4, 4)
@@ -72,3 +76,5 @@ def test_maxout_hint_gives_maxout_regressor_with_teacher_pieces():
 def test_unknown_activation_name():
     with pytest.raises(FitNetsError, match="unknown regressor activation"):
         build_regressor((4, 5, 5), (8, 5, 5), "swishy")
+    reg = build_regressor((4, 5, 5), (8, 5, 5), "maxout3")
+    assert reg[1].pieces == 3 and reg[0].out_channels == 24

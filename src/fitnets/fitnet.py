@@ -7,14 +7,18 @@ trains.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.losses import hint_loss
-from fitnets.regressor import build_regressor, describe_regressor
-from fitnets.taps import LayerRef, find_module, tap
+from fitnets.regressor import build_regressor, describe_regressor, hint_activation
+from fitnets.taps import LayerRef, tap
 from fitnets.teacher import FrozenTeacher
+
+log = logging.getLogger(__name__)
 
 
 class FitNet:
@@ -60,9 +64,11 @@ class FitNet:
         student.train(was_training)
         self.hint_shape = tuple(hint_out.shape[1:])
         self.guided_shape = tuple(guided_out.shape[1:])
-        hint_layer = find_module(self.teacher.module, LayerRef.parse(self.hint).module)
-        self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation,
-                                         hint_layer).to(device)
+        if regressor_activation == "auto":  # §2.2: u_h and r end in the same non-linearity
+            regressor_activation = hint_activation(self.teacher.module, LayerRef.parse(self.hint).module)
+            if regressor_activation is None:
+                log.info("hint layer %s ends in no known non-linearity: the regressor is linear", self.hint)
+        self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation).to(device)
         self._stage1_names = self._find_stage1_parameters(example_input)
 
     def _find_stage1_parameters(self, example_input: torch.Tensor) -> list[str]:

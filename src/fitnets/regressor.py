@@ -20,14 +20,11 @@ stage 1.
 from __future__ import annotations
 
 import copy
-import logging
 
 from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.models.maxout import Maxout, MaxoutConv2d
-
-log = logging.getLogger(__name__)
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                 nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, Maxout)
@@ -47,47 +44,60 @@ def output_activation(layer: nn.Module) -> nn.Module | None:
         return layer
     if isinstance(layer, MaxoutConv2d):
         return layer.maxout
-    children = list(layer.children())
-    for child in reversed(children):
-        if isinstance(child, _TRANSPARENT):
-            continue
-        return output_activation(child)
+    for child in reversed(list(layer.children())):
+        if not isinstance(child, _TRANSPARENT):
+            return output_activation(child)
     return None
 
 
-def _activation_module(activation: str | nn.Module | None, hint_layer: nn.Module | None) -> tuple[nn.Module | None, int]:
-    """Resolve the regressor's activation: ``"auto"`` copies the hint layer's, ``"none"`` is linear, a module
-    is used as given. Returns the module and the channel multiplier (the pieces of a maxout)."""
-    if activation == "auto":
-        found = output_activation(hint_layer) if hint_layer is not None else None
-        activation = copy.deepcopy(found) if found is not None else None
-        if found is None:
-            log.info("hint layer ends in no known non-linearity: the regressor is linear")
-    elif activation in ("none", None):
-        activation = None
-    elif isinstance(activation, str):
-        table = {"relu": nn.ReLU(), "gelu": nn.GELU(), "silu": nn.SiLU(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid()}
-        if activation.startswith("maxout"):
+def hint_activation(model: nn.Module, path: str) -> nn.Module | None:
+    """The non-linearity that ends the output of ``model``'s layer at ``path``. A pooling or dropout layer
+    inside a ``Sequential`` passes its input's non-linearity through, so for ``path = "5"`` in
+    ``Sequential(..., Conv, ReLU, MaxPool)`` it is the ReLU at ``"4"``."""
+    modules = dict(model.named_modules())
+    layer = modules[path]
+    found = output_activation(layer)
+    if found is not None or not isinstance(layer, _TRANSPARENT) or not path:
+        return found
+    parent_path, _, name = path.rpartition(".")
+    parent = modules[parent_path]
+    if not isinstance(parent, nn.Sequential):
+        return None
+    siblings = list(parent.named_children())
+    position = [n for n, _ in siblings].index(name)
+    for sibling_name, sibling in reversed(siblings[:position]):
+        if not isinstance(sibling, _TRANSPARENT):
+            return output_activation(sibling)
+    return None
+
+
+def _activation_module(activation: str | nn.Module | None) -> tuple[nn.Module | None, int]:
+    """Resolve the regressor's activation: ``"none"`` is linear, a name is built, a module is copied.
+    Returns the module and the channel multiplier (the pieces of a maxout)."""
+    if activation in ("none", None):
+        return None, 1
+    if isinstance(activation, str):
+        table = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+        if activation == "maxout" or (activation.startswith("maxout") and activation[6:].isdigit()):
             pieces = int(activation[6:] or 2)
             return Maxout(pieces), pieces
         if activation not in table:
             raise FitNetsError(f"unknown regressor activation {activation!r}; use auto, none, "
                                f"{', '.join(table)} or maxoutN")
-        activation = table[activation]
-    if isinstance(activation, Maxout):
-        return activation, activation.pieces
-    return activation, 1
+        return table[activation](), 1
+    activation = copy.deepcopy(activation)
+    return activation, activation.pieces if isinstance(activation, Maxout) else 1
 
 
 def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
-                    activation: str | nn.Module | None = "auto", hint_layer: nn.Module | None = None) -> nn.Module:
+                    activation: str | nn.Module | None = None) -> nn.Module:
     """Build the regressor from the guided layer's shape to the hint's (shapes without the batch dimension).
 
     Args:
         guided_shape: ``(C_g, H_g, W_g)`` or ``(C_g,)``.
         hint_shape: ``(C_h, H_h, W_h)`` or ``(C_h,)``.
-        activation: ``"auto"`` (the hint layer's non-linearity), ``"none"``, a name, or a module.
-        hint_layer: the teacher's hint module, for ``"auto"``.
+        activation: the non-linearity that ends the regressor: ``None``/``"none"``, a name (``"relu"``,
+            ``"maxout2"``, ...), or a module (copied; e.g. ``hint_activation(teacher, hint)``).
 
     Returns:
         ``nn.Sequential(map, activation)`` whose output has ``hint_shape``.
@@ -96,7 +106,7 @@ def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
         FitNetsError: when no regressor of the rule (module docstring) can join the two shapes.
     """
     guided_shape, hint_shape = tuple(guided_shape), tuple(hint_shape)
-    act, pieces = _activation_module(activation, hint_layer)
+    act, pieces = _activation_module(activation)
     if len(guided_shape) == 1 and len(hint_shape) == 1:
         layer: nn.Module = nn.Linear(guided_shape[0], hint_shape[0] * pieces)
     elif len(guided_shape) == 3 and len(hint_shape) == 3:

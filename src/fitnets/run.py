@@ -57,10 +57,11 @@ def load_model(spec: str, **kwargs) -> nn.Module:
     return load_weights(model, weights)
 
 
-def load_teacher(spec: str) -> nn.Module:
+def load_trained(spec: str, flag: str = "--teacher") -> nn.Module:
+    """Like ``load_model``, but a model without shipped weights must be given a weights file."""
     name, _, path = spec.partition(":")
     if not path and model_spec(name).pretrained is None:
-        raise FitNetsError(f"teacher {name!r} has no shipped weights: give trained ones as --teacher {name}:PATH")
+        raise FitNetsError(f"{name!r} has no shipped weights: give trained ones as {flag} {name}:PATH")
     return load_model(spec)
 
 
@@ -95,7 +96,7 @@ class Run:
         self.teacher = None
         self.fitnet = None
         if config.method != "ce":
-            self.teacher = FrozenTeacher(load_teacher(config.teacher).to(self.device),
+            self.teacher = FrozenTeacher(load_trained(config.teacher).to(self.device),
                                          channels_last=config.teacher_channels_last)
         if config.method == "fitnet":
             teacher_name = config.teacher.partition(":")[0]

@@ -35,6 +35,23 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
+_PLUGINS_LOADED = False
+
+
+def _load_plugins() -> None:
+    """Import the packages that declare models under the ``fitnets.models`` entry-point group (once): that is
+    how a user's own architectures become names the CLI accepts, without importing code by string."""
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="fitnets.models"):
+        try:
+            entry.load()
+        except Exception as err:  # a broken plugin must not break the built-in models
+            raise FitNetsError(f"cannot load the fitnets.models plugin {entry.name!r} ({entry.value}): {err}") from None
 
 
 def register_model(name: str, factory: Callable[..., nn.Module], **spec) -> None:
@@ -45,11 +62,14 @@ def register_model(name: str, factory: Callable[..., nn.Module], **spec) -> None
 
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
+    _load_plugins()
     return sorted(_REGISTRY)
 
 
 def model_spec(name: str) -> ModelSpec:
     """The registry entry of ``name``; a clear error naming the closest names when it is unknown."""
+    if name not in _REGISTRY:
+        _load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:

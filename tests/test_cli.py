@@ -1,0 +1,147 @@
+"""Every user mistake: one clear line on stderr, exit code 2, nothing saved is lost."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from fitnets.checkpoint import load_checkpoint, save_checkpoint
+from fitnets.cli import main
+from fitnets.models import create_model
+from fitnets.models.registry import _REGISTRY, register_model
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_line(err):
+    return err.strip().splitlines()[-1]
+
+
+SMALL = ["--train-size", "600", "--val-size", "200", "--set", "data.test_size=500", "--no-progress"]
+
+
+def test_unknown_layer_path(capsys, fashion_dir, tmp_path):
+    code, _, err = run_cli(capsys, "distill", "--hint", "conv22", "--out", str(tmp_path), *SMALL)
+    assert code == 2
+    assert err.count("\n") == 1 and "no layer 'conv22'" in err and "Did you mean: conv2" in err
+
+
+def test_shapes_no_regressor_can_join(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "distill", "--guided", "classifier", "--out", str(tmp_path), *SMALL)
+    assert code == 2 and "no regressor joins guided (10,) to hint (48, 4, 4)" in last_line(err)
+
+
+def test_teacher_checkpoint_of_wrong_architecture(capsys, tmp_path):
+    weights = tmp_path / "student.safetensors"
+    save_checkpoint(weights, create_model("paper-mnist-fitnet").state_dict(), {})
+    code, _, err = run_cli(capsys, "distill", "--teacher", f"paper-mnist-teacher:{weights}", "--dry-run")
+    assert code == 2 and "do not match PaperMnistTeacher" in last_line(err)
+
+
+def test_corrupt_teacher_checkpoint(capsys, tmp_path):
+    weights = tmp_path / "t.safetensors"
+    save_checkpoint(weights, create_model("paper-mnist-teacher").state_dict(), {})
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    code, _, err = run_cli(capsys, "distill", "--teacher", f"paper-mnist-teacher:{weights}", "--dry-run")
+    assert code == 2 and "corrupt or truncated" in last_line(err)
+
+
+def test_teacher_without_weights(capsys):
+    code, _, err = run_cli(capsys, "distill", "--teacher", "paper-mnist-fitnet", "--dry-run")
+    assert code == 2 and "--teacher paper-mnist-fitnet:PATH" in last_line(err)
+    code, _, err = run_cli(capsys, "evaluate", "paper-mnist-fitnet")
+    assert code == 2 and "fitnets evaluate paper-mnist-fitnet:PATH" in last_line(err)
+
+
+def test_missing_dataset(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("FITNETS_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    code, _, err = run_cli(capsys, "train", "--data", "mnist", "--data-dir", str(tmp_path / "none"),
+                           "--out", str(tmp_path), "--no-progress")
+    assert code == 2 and "mnist not found" in last_line(err) and "--download" in last_line(err)
+
+
+def test_unknown_config_key_and_bad_value(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "distill", "--set", "kd.temprature=4", "--dry-run")
+    assert code == 2 and "Did you mean: kd.temperature" in err and err.count("\n") == 1
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: many\n")
+    code, _, err = run_cli(capsys, "distill", "--config", str(cfg), "--dry-run")
+    assert code == 2 and "epochs: 'many' is not a int" in err
+
+
+def test_dry_run_prints_the_plan(capsys):
+    code, out, _ = run_cli(capsys, "distill", "--dry-run")
+    assert code == 0
+    assert "hint    conv2 (48, 4, 4)" in out and "guided  conv4 (16, 4, 4)" in out
+    assert "Conv2d(kernel (1, 1), 1,632 parameters, activation Maxout(2 pieces))" in out
+    assert "stage 1" in out and "conv1.conv.weight" in out and "stage 2" in out
+
+
+def test_layers_and_models(capsys):
+    code, out, _ = run_cli(capsys, "layers", "paper-mnist-teacher")
+    assert code == 0 and "conv2 " in out and "(48, 4, 4)" in out
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "paper-mnist-fitnet" in out and "shipped weights" in out
+    code, _, err = run_cli(capsys, "layers", "paper-mnist-fitnet", "--input-shape", "1x28")
+    assert code == 2 and "bad --input-shape" in err
+
+
+class BlowsUp(nn.Module):
+    """Finite for the first `after` forwards in training mode, then NaN."""
+
+    def __init__(self, after: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.body = create_model("paper-mnist-fitnet")
+        self.after, self.calls = after, 0
+
+    def forward(self, x):
+        out = self.body(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                return out * float("nan")
+        return out
+
+
+@pytest.fixture
+def blows_up():
+    register_model("test-blows-up", BlowsUp, input_shape=(1, 28, 28))
+    yield
+    del _REGISTRY["test-blows-up"]
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(capsys, tmp_path, blows_up, fashion_dir):
+    # 600 images / batch 128 = 5 steps an epoch: epoch 1 is clean, step 4 of epoch 2 is the first NaN.
+    code, _, err = run_cli(capsys, "train", "--student", "test-blows-up", "--epochs", "3", "--out", str(tmp_path),
+                           "--name", "nan", "--set", "log_every=2", *SMALL)
+    assert code == 2
+    assert "loss became non-finite in stage main, epoch 2, step 4" in last_line(err)
+    tensors, meta = load_checkpoint(tmp_path / "nan" / "last.safetensors")
+    assert meta["epoch"] == 0 and all(torch.isfinite(t).all() for t in tensors.values())
+    assert len((tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_existing_run_folder_is_not_overwritten(capsys, tmp_path, fashion_dir):
+    args = ["train", "--epochs", "1", "--out", str(tmp_path), "--name", "r", *SMALL]
+    assert run_cli(capsys, *args)[0] == 0
+    before = (tmp_path / "r" / "student.safetensors").read_bytes()
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "already holds a run" in last_line(err)
+    assert (tmp_path / "r" / "student.safetensors").read_bytes() == before
+
+
+def test_console_script_exit_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fitnets", "distill", "--method", "nope"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "fitnets", "layers", "paper-mnist-fitnett"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: unknown model") and "Traceback" not in proc.stderr

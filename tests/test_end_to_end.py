@@ -1,0 +1,95 @@
+"""End-to-end runs on a small real Fashion-MNIST subset: the three methods, resume, the teacher cache."""
+
+import json
+
+import pytest
+import torch
+
+import fitnets.engine as engine
+from fitnets.checkpoint import load_checkpoint
+from fitnets.cli import main
+from fitnets.config import load_config
+from fitnets.run import Run
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--train-size", "2000", "--val-size", "500", "--set", "data.test_size=2000", "--lr", "0.003",
+         "--set", "optim.schedule=constant", "--set", "hint_stage.optim.lr=0.003", "--no-progress"]
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["ce", "kd", "fitnet"])
+def test_cli_trains_each_method(method, tmp_path, fashion_dir, capsys):
+    code = main(["distill", "--method", method, "--epochs", "3", "--hint-epochs", "2", "--out", str(tmp_path),
+                 "--name", method, *SMALL])
+    assert code == 0, capsys.readouterr().err
+    run_dir = tmp_path / method
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["test_acc"] > 0.6  # chance is 0.1
+    rows = metrics(run_dir)
+    main_rows = [r for r in rows if r["stage"] == "main"]
+    assert len(main_rows) == 3 and main_rows[-1]["loss"] < main_rows[0]["loss"]
+    if method == "fitnet":
+        hint_rows = [r for r in rows if r["stage"] == "hint"]
+        assert len(hint_rows) == 2 and hint_rows[1]["hint_loss"] < hint_rows[0]["hint_loss"]
+    if method != "ce":
+        assert main_rows[0]["kd_weight"] == 4.0 and main_rows[-1]["kd_weight"] == 1.0
+    # the run's student loads into the bare architecture, and evaluate reproduces the test accuracy
+    assert main(["evaluate", str(run_dir)]) == 0
+    tensors, meta = load_checkpoint(run_dir / "student.safetensors")
+    assert not any(k.startswith("regressor") for k in tensors)
+    assert (run_dir / "config.yaml").is_file()
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, fashion_dir, monkeypatch, capsys):
+    args = ["distill", "--method", "fitnet", "--epochs", "2", "--hint-epochs", "2", "--out", str(tmp_path),
+            "--train-size", "1000", "--val-size", "300", "--set", "data.test_size=500", "--no-progress"]
+    assert main(args + ["--name", "whole"]) == 0
+
+    real = engine.train_one_epoch
+    calls = {"n": 0}
+
+    def interrupted(*a, **k):  # the 4th epoch (stage 2, epoch 2) is killed mid-way
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted)
+    assert main(args + ["--name", "cut"]) == 130
+    assert "--resume" in capsys.readouterr().err
+    _, meta = load_checkpoint(tmp_path / "cut" / "last.safetensors")
+    assert (meta["stage"], meta["epoch"]) == ("main", 0)
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    assert main(["distill", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+
+    whole, _ = load_checkpoint(tmp_path / "whole" / "student.safetensors")
+    cut, _ = load_checkpoint(tmp_path / "cut" / "student.safetensors")
+    assert whole.keys() == cut.keys()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert metrics(tmp_path / "cut")[-1]["loss"] == metrics(tmp_path / "whole")[-1]["loss"]
+
+
+def test_cached_and_live_teacher_give_the_same_losses(tmp_path, fashion_dir):
+    losses = {}
+    for cache in (True, False):
+        config = load_config(None, [("method", "fitnet"), ("epochs", 1), ("hint_stage.epochs", 1),
+                                    ("teacher_cache", cache), ("data.train_size", 600), ("data.val_size", 200),
+                                    ("data.test_size", 200), ("name", f"cache-{cache}"), ("out", str(tmp_path))])
+        Run(config, progress=False).execute()
+        losses[cache] = metrics(tmp_path / f"cache-{cache}")
+    for cached, live in zip(losses[True], losses[False]):
+        for key in ("loss", "hint_loss", "kd_loss", "task_loss"):
+            if key in cached:
+                assert cached[key] == pytest.approx(live[key], rel=1e-4)
+
+
+def test_augmentation_disables_cache_and_says_why(tmp_path, fashion_dir, caplog):
+    config = load_config(None, [("method", "kd"), ("epochs", 1), ("data.pad", 2), ("data.train_size", 300),
+                                ("data.val_size", 100), ("data.test_size", 100), ("out", str(tmp_path))])
+    with caplog.at_level("INFO"):
+        Run(config, progress=False).execute()
+    assert "no teacher logits cache: random augmentation" in caplog.text
