@@ -29,6 +29,23 @@ def test_paper_parameter_counts():
     assert sum(p.numel() for p in create_model("paper-mnist-fitnet").parameters()) == 36_226
 
 
+@pytest.mark.parametrize("name,count", [
+    ("paper-cifar-teacher", 9_044_360), ("paper-fitnet1", 249_576), ("paper-fitnet2", 861_928),
+    ("paper-fitnet3", 1_503_304), ("paper-fitnet4", 2_544_712), ("paper-svhn-teacher", 4_928_800)])
+def test_paper_cifar_svhn_parameter_counts(name, count):
+    # FITNETS.md, counting convention [derived]: weights only, every maxout layer with 2 pieces.
+    assert paper_count(create_model(name, fc_pieces=2)) == count
+
+
+def test_paper_cifar_hint_and_fitnet4_regressor():
+    from fitnets import FitNet
+
+    fitnet = FitNet(create_model("paper-cifar-teacher"), create_model("paper-fitnet4"), "conv2",
+                    model_spec("paper-fitnet4").guided, torch.zeros(1, 3, 32, 32))
+    assert fitnet.hint_shape == (192, 7, 7)          # needs ceil-mode pooling; floor would give 6×6
+    assert fitnet.guided_shape == (80, 8, 8) and fitnet.regressor[0].kernel_size == (2, 2)
+
+
 def test_unknown_model_suggests():
     with pytest.raises(FitNetsError, match="Did you mean: paper-mnist-fitnet"):
         create_model("paper-mnist-fitnett")
