@@ -13,11 +13,14 @@ def paper_count(model) -> int:
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_output_shape_and_finite(name):
     torch.manual_seed(0)
-    model = create_model(name)
+    model = create_model(name, num_classes=7)
     x = torch.randn(2, *model_spec(name).input_shape)
     out = model(x)
-    assert out.shape == (2, 10)
+    assert out.shape == (2, 7)
     assert torch.isfinite(out).all()
+    spec = model_spec(name)
+    for path in filter(None, (spec.hint, spec.guided)):   # the registered layers exist and run
+        assert path in dict(model.named_modules())
 
 
 def test_paper_parameter_counts():
@@ -35,6 +38,18 @@ def test_paper_parameter_counts():
 def test_paper_cifar_svhn_parameter_counts(name, count):
     # FITNETS.md, counting convention [derived]: weights only, every maxout layer with 2 pieces.
     assert paper_count(create_model(name, fc_pieces=2)) == count
+
+
+BENCHMARK_COUNTS = {  # the CIFAR-100 distillation benchmark's parameter counts, at 100 classes
+    "resnet8": 83_892, "resnet14": 181_108, "resnet20": 278_324, "resnet32": 472_756, "resnet44": 667_188,
+    "resnet56": 861_620, "resnet110": 1_736_564, "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
+    "wrn_16_1": 180_916, "wrn_16_2": 703_284, "wrn_40_1": 569_780, "wrn_40_2": 2_255_156,
+    "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692}
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARK_COUNTS))
+def test_cifar100_zoo_parameter_counts(name):
+    assert sum(p.numel() for p in create_model(name).parameters()) == BENCHMARK_COUNTS[name]
 
 
 def test_paper_cifar_hint_and_fitnet4_regressor():
