@@ -52,6 +52,27 @@ def test_cifar100_zoo_parameter_counts(name):
     assert sum(p.numel() for p in create_model(name).parameters()) == BENCHMARK_COUNTS[name]
 
 
+@pytest.mark.parametrize("name,millions", [
+    ("paper-cifar-teacher", 725.1), ("paper-fitnet1", 30.2), ("paper-fitnet2", 107.8), ("paper-fitnet3", 323.9),
+    ("paper-fitnet4", 381.7)])
+def test_paper_multiplications(name, millions):
+    from fitnets.profile import count_macs
+
+    spec = model_spec(name)
+    assert count_macs(create_model(name, **spec.paper_kwargs), spec.input_shape) / 1e6 == pytest.approx(millions, abs=0.05)
+
+
+def test_mac_counter_on_a_hand_counted_net():
+    from torch import nn
+
+    from fitnets.profile import count_macs
+
+    net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))   # 5×5 input → 3×3
+    assert count_macs(net, (2, 5, 5)) == 4 * 3 * 3 * (2 * 9) + 36 * 5
+    up = nn.ConvTranspose2d(3, 2, 2)
+    assert count_macs(up, (3, 4, 4)) == 3 * 16 * 2 * 4
+
+
 def test_paper_cifar_hint_and_fitnet4_regressor():
     from fitnets import FitNet
 

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="every module path of a model with its output shape")
     p.add_argument("model", help="registered model name")
     p.add_argument("--input-shape", help="C,H,W of one example (default: the model's)")
-    sub.add_parser("models", help="list the registered models")
+    sub.add_parser("models", help="list the registered models: parameters, MACs, the paper's counts")
     p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
     p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
     p.add_argument("--seeds", type=int, help="number of seeds (default 1, or 3 with --full)")
@@ -171,14 +171,22 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_models(_args: argparse.Namespace) -> int:
     from fitnets.models.registry import create_model, list_models, model_spec
+    from fitnets.profile import count_macs, count_parameters
 
+    print(f"{'model':<22} {'params':>11} {'MACs/image':>12}  {'paper count':>22}  layers / description")
     for name in list_models():
         spec = model_spec(name)
-        params = sum(p.numel() for p in create_model(name).parameters())
+        model = create_model(name)
+        paper = ""
+        if spec.paper_kwargs is not None:  # the paper's convention: weights only, maxout layers with 2 pieces
+            as_paper = create_model(name, **spec.paper_kwargs)
+            paper = (f"{count_parameters(as_paper, weights_only=True):,} / "
+                     f"{count_macs(as_paper, spec.input_shape) / 1e6:.1f}M")
         extra = [f"hint={spec.hint}"] if spec.hint else []
         extra += [f"guided={spec.guided}"] if spec.guided else []
         extra += ["shipped weights"] if spec.pretrained else []
-        print(f"{name:<22} {params:>10,} params  {spec.description} {' '.join(extra)}")
+        print(f"{name:<22} {count_parameters(model):>11,} {count_macs(model, spec.input_shape) / 1e6:>11.1f}M  "
+              f"{paper:>22}  {' '.join(extra)}  {spec.description}")
     return 0
 
 

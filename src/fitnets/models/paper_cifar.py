@@ -97,13 +97,15 @@ FITNET_WIDTHS = {
 }
 
 register_model("paper-cifar-teacher", PaperCifarTeacher, input_shape=(3, 32, 32), hint="conv2",
+               paper_kwargs={"fc_pieces": 2},
                description="The paper's CIFAR maxout teacher (~9M weights); hint 7×7×192 at conv2.")
 register_model("paper-svhn-teacher", PaperSvhnTeacher, input_shape=(3, 32, 32), hint="conv2",
+               paper_kwargs={"fc_pieces": 2},
                description="The paper's SVHN maxout teacher (~4.9M weights).")
 for _name, _widths in FITNET_WIDTHS.items():
     register_model(
         _name, lambda _w=_widths, **kw: PaperCifarFitNet(_w, **kw), input_shape=(3, 32, 32),
-        guided=f"block2.{len(_widths[1]) - 1}",
-        description=f"The paper's CIFAR {_name[6:].capitalize()} ({sum(len(b) for b in _widths) + 2} layers); "
+        guided=f"block2.{len(_widths[1]) - 1}", paper_kwargs={"fc_pieces": 2},
+        description=f"The paper's CIFAR FitNet {_name[-1]} ({sum(len(b) for b in _widths) + 2} layers); "
                     "guided = last conv of block 2.",
     )

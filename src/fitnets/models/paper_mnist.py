@@ -54,10 +54,10 @@ class PaperMnistFitNet(nn.Module):
 
 register_model(
     "paper-mnist-teacher", PaperMnistTeacher, input_shape=(1, 28, 28), hint="conv2",
-    pretrained="paper-mnist-teacher.fashion-mnist.safetensors",
+    pretrained="paper-mnist-teacher.fashion-mnist.safetensors", paper_kwargs={"pieces_last": 2},
     description="The paper's MNIST maxout teacher (~361K weights, 3 maxout convs).",
 )
 register_model(
-    "paper-mnist-fitnet", PaperMnistFitNet, input_shape=(1, 28, 28), guided="conv4",
+    "paper-mnist-fitnet", PaperMnistFitNet, input_shape=(1, 28, 28), guided="conv4", paper_kwargs={"pieces_last": 2},
     description="The paper's 6-layer maxout MNIST FitNet (~30K weights); guided layer 4.",
 )

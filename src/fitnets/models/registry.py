@@ -23,6 +23,8 @@ class ModelSpec:
         guided: the module path of the paper's guided layer (students), if any.
         pretrained: file name, inside the package's ``weights/`` folder, of shipped weights.
         description: one line for ``fitnets models``.
+        paper_kwargs: for the paper's networks, the constructor arguments that give them exactly as the paper
+            counts them (every maxout layer with 2 pieces); ``None`` for other models.
     """
 
     name: str
@@ -32,6 +34,7 @@ class ModelSpec:
     guided: str | None = None
     pretrained: str | None = None
     description: str = ""
+    paper_kwargs: dict | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
