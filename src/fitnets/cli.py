@@ -132,17 +132,23 @@ def cmd_run(args: argparse.Namespace, method: str | None) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from fitnets.data.loader import load_idx_dataset
+    from fitnets.data.loader import load_dataset
     from fitnets.engine import evaluate_accuracy
-    from fitnets.run import config_of_run, load_trained, resolve_device
+    from fitnets.run import config_of_run, load_data, load_trained, resolve_device
 
-    spec, data_name = args.model, args.data
-    if Path(spec).is_dir():
-        config = config_of_run(spec)
-        spec, data_name = f"{config.student}:{spec}", data_name or config.data.name
     device = resolve_device(args.device)
-    model = load_trained(spec, "fitnets evaluate").to(device)
-    test = load_idx_dataset(data_name or "fashion-mnist", "test", args.data_dir).to(device)
+    spec = args.model
+    if Path(spec).is_dir():  # a run folder: its model, its dataset and preprocessing
+        config = config_of_run(spec)
+        if args.data:
+            config.data.name = args.data
+        if args.data_dir:
+            config.data.dir = args.data_dir
+        model = load_trained(f"{config.student}:{spec}", "fitnets evaluate").to(device)
+        test = load_data(config, device).test
+    else:
+        model = load_trained(spec, "fitnets evaluate").to(device)
+        test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
     result = evaluate_accuracy(model, test)
     print(f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)")
     return 0

@@ -23,7 +23,7 @@ from fitnets.errors import FitNetsError, closest
 class DataConfig:
     """Dataset and batching."""
 
-    name: str = "fashion-mnist"        # fashion-mnist | mnist
+    name: str = "fashion-mnist"        # fashion-mnist | mnist | cifar10 | cifar100 | svhn | folder
     dir: str | None = None             # folder holding the files (then $FITNETS_DATA, /usr/share/datasets/NAME)
     download: bool = False             # fetch the official files (checksums verified) when none are found
     val_size: int = 5000               # held out from the training set for model selection / early stopping
@@ -31,6 +31,8 @@ class DataConfig:
     test_size: int | None = None       # evaluate on a fixed random subset of the test set
     batch_size: int = 128              # the paper's batch size
     eval_batch_size: int = 1000
+    preprocess: str = "none"           # none (pixels / 255) | standardize | gcn_zca (the paper's CIFAR, §4.1)
+    image_size: list[int] | None = None  # folder datasets: resize every image to [H, W]
     pad: int = 0                       # random translations of up to `pad` pixels (0: none)
     flip: bool = False                 # random horizontal flips
 
@@ -105,6 +107,8 @@ class RunConfig:
             (self.kd.temperature > 0, f"kd.temperature must be > 0, got {self.kd.temperature}"),
             (self.data.batch_size > 0, f"data.batch_size must be > 0, got {self.data.batch_size}"),
             (self.data.val_size >= 0, f"data.val_size must be ≥ 0, got {self.data.val_size}"),
+            (self.data.preprocess in ("none", "standardize", "gcn_zca"),
+             f"data.preprocess must be none, standardize or gcn_zca, not {self.data.preprocess!r}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
         ]
         for optim, where in ((self.optim, "optim"), (self.hint_stage.optim, "hint_stage.optim")):

@@ -22,7 +22,8 @@ from torch import nn
 from fitnets.cache import TeacherCache, cache_blocker
 from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from fitnets.config import RunConfig, from_dict, to_dict
-from fitnets.data.loader import ImageData, load_idx_dataset, split_validation, take
+from fitnets.data.loader import ImageData, load_dataset, split_validation, take, to_float
+from fitnets.data.preprocess import Preprocess
 from fitnets.engine import RunContext, Stage, ce_step, evaluate_accuracy, evaluate_hint, hint_step, kd_step, run_stage
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
@@ -74,10 +75,15 @@ class Data:
 
 def load_data(config: RunConfig, device: torch.device) -> Data:
     cfg = config.data
-    train = load_idx_dataset(cfg.name, "train", cfg.dir, cfg.download)
-    test = load_idx_dataset(cfg.name, "test", cfg.dir, cfg.download)
+    size = tuple(cfg.image_size) if cfg.image_size else None
+    train = load_dataset(cfg.name, "train", cfg.dir, cfg.download, size)
+    test = load_dataset(cfg.name, "test", cfg.dir, cfg.download, size)
     train, val = split_validation(train, cfg.val_size, seed=0)  # the same split for every seed and method
-    return Data(take(train, cfg.train_size).to(device), val.to(device), take(test, cfg.test_size).to(device))
+    train, test = take(train, cfg.train_size), take(test, cfg.test_size)
+    if cfg.preprocess != "none":  # fitted on the training split only
+        prep = Preprocess(cfg.preprocess).fit(train.images)
+        train, val, test = (ImageData(prep(d.images), d.labels, d.num_classes) for d in (train, val, test))
+    return Data(train.to(device), val.to(device), test.to(device))
 
 
 class Run:
@@ -195,6 +201,17 @@ class Run:
                      c.hint_stage.epochs, c.hint_stage.optim, c.hint_stage.patience)
 
     # ------------------------------------------------------------ running
+    @torch.no_grad()
+    def _check_classes(self, data: Data) -> None:
+        was_training = self.student.training
+        self.student.eval()
+        outputs = self.student(to_float(data.train.images[:1])).shape[-1]
+        self.student.train(was_training)
+        if outputs != data.train.num_classes:
+            raise FitNetsError(f"{self.config.student} has {outputs} outputs but {self.config.data.name} has "
+                               f"{data.train.num_classes} classes; set model_args.num_classes="
+                               f"{data.train.num_classes}")
+
     def prepare_dir(self, resume: bool) -> dict[str, Any] | None:
         last = self.run_dir / "last.safetensors"
         if resume:
@@ -214,6 +231,7 @@ class Run:
         resume_state = self.prepare_dir(resume)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
         data = data or load_data(self.config, self.device)
+        self._check_classes(data)
         c = self.config
         ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad,
                          c.data.flip, c.channels_last, c.log_every, self.progress, resume_state)

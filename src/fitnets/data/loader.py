@@ -9,25 +9,27 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from fitnets.data.idx import read_idx
 from fitnets.data.sources import SPLIT_FILES, download, locate, source
-from fitnets.errors import FitNetsError
+from fitnets.errors import FitNetsError, closest
 
 
 @dataclass
 class ImageData:
-    """Images ``(N, C, H, W)`` uint8 and labels ``(N,)`` int64."""
+    """Images ``(N, C, H, W)`` — uint8 pixels, or float32 after a preprocessing — and labels ``(N,)`` int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
 
     def __post_init__(self):
-        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 or float32 (N, C, H, W), got {self.images.dtype} "
+                             f"{tuple(self.images.shape)}")
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
 
@@ -69,6 +71,49 @@ def load_idx_dataset(name: str, split: str, data_dir: str | os.PathLike | None =
     return ImageData(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64")), 10)
 
 
+def search_roots(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    """Where a dataset is looked for: ``data_dir``, ``$FITNETS_DATA``, ``/usr/share/datasets/<name>``."""
+    roots = [Path(d) for d in (data_dir, os.environ.get("FITNETS_DATA")) if d]
+    return roots + [Path("/usr/share/datasets") / name]
+
+
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "folder")
+
+
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False,
+                 image_size: tuple[int, int] | None = None) -> ImageData:
+    """Any supported dataset's ``"train"`` or ``"test"`` split as uint8 tensors in memory.
+
+    Args:
+        name: ``fashion-mnist``, ``mnist`` (IDX files), ``cifar10``, ``cifar100`` (python pickles), ``svhn``
+            (``.mat`` files) or ``folder`` (an image folder tree at ``data_dir``).
+        download: fetch the official files when missing (the IDX datasets).
+        image_size: resize folder images to ``(H, W)``.
+    """
+    if name in ("fashion-mnist", "mnist"):
+        return load_idx_dataset(name, split, data_dir, download)
+    if split not in ("train", "test"):
+        raise FitNetsError(f"unknown split {split!r}; use 'train' or 'test'")
+    roots = search_roots(name, data_dir)
+    if name in ("cifar10", "cifar100"):
+        from fitnets.data.cifar import load_cifar
+
+        images, labels, classes = load_cifar(name, split, roots)
+    elif name == "svhn":
+        from fitnets.data.svhn import load_svhn
+
+        images, labels, classes = load_svhn(split, roots)
+    elif name == "folder":
+        if data_dir is None:
+            raise FitNetsError("dataset 'folder' needs --data-dir ROOT (with ROOT/train/<class>/... and ROOT/test/...)")
+        from fitnets.data.folder import load_folder
+
+        images, labels, classes, _ = load_folder(Path(data_dir), split, image_size)
+    else:
+        raise FitNetsError(f"unknown dataset {name!r}.{closest(name, DATASETS)} Known: {', '.join(DATASETS)}")
+    return ImageData(images, labels, classes)
+
+
 def split_validation(data: ImageData, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
     """Hold out ``val_size`` examples (a fixed random draw given ``seed``) for model selection."""
     if not 0 <= val_size < len(data):
@@ -106,8 +151,9 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 0, flip
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to floats in [0, 1]: the paper trains its MNIST nets on raw pixels (§4.2)."""
-    return images.float().div_(255)
+    """uint8 pixels to floats in [0, 1] (the paper trains its MNIST nets on raw pixels, §4.2); images that
+    are already float (preprocessed) pass through."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
 
 
 def batches(data: ImageData, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
