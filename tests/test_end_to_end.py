@@ -42,6 +42,12 @@ def test_cli_trains_each_method(method, tmp_path, fashion_dir, capsys):
     tensors, meta = load_checkpoint(run_dir / "student.safetensors")
     assert not any(k.startswith("regressor") for k in tensors)
     assert (run_dir / "config.yaml").is_file()
+    if method == "fitnet":  # ship it: the exported student alone, checked against ONNX Runtime
+        assert main(["export", str(run_dir), "--out", str(tmp_path / "export")]) == 0
+        from fitnets.export import load_exported
+
+        exported = load_exported(tmp_path / "export")
+        assert set(exported.state_dict()) == set(tensors)
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, fashion_dir, monkeypatch, capsys):

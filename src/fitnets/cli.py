@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="every module path of a model with its output shape")
     p.add_argument("model", help="registered model name")
     p.add_argument("--input-shape", help="C,H,W of one example (default: the model's)")
+    p = sub.add_parser("export", help="write the trained student alone: safetensors + JSON, and ONNX")
+    p.add_argument("model", help="RUN_DIR, or NAME:PATH")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     sub.add_parser("models", help="list the registered models: parameters, MACs, the paper's counts")
     p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
     p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
@@ -144,7 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             config.data.name = args.data
         if args.data_dir:
             config.data.dir = args.data_dir
-        model = load_trained(f"{config.student}:{spec}", "fitnets evaluate").to(device)
+        model = load_trained(f"{config.student}:{spec}", "fitnets evaluate", **config.model_args).to(device)
         test = load_data(config, device).test
     else:
         model = load_trained(spec, "fitnets evaluate").to(device)
@@ -172,6 +176,24 @@ def cmd_layers(args: argparse.Namespace) -> int:
     for path, kind, out in rows:
         params = sum(p.numel() for p in modules[path].parameters())
         print(f"{path:<{width}}  {kind:<14} {params:>9,}  {out}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fitnets.export import export_student
+    from fitnets.run import config_of_run, load_trained
+
+    spec, model_args = args.model, {}
+    if Path(spec).is_dir():
+        config = config_of_run(spec)
+        spec, model_args = f"{config.student}:{spec}", config.model_args
+    name = spec.partition(":")[0]
+    model = load_trained(spec, "fitnets export", **model_args)
+    info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx)
+    parity = (f"; ONNX Runtime vs PyTorch max abs diff {info['onnx_max_abs_diff']:.2e}"
+              if "onnx_max_abs_diff" in info else "")
+    files = ", ".join(info[k] for k in ("weights", "onnx") if k in info)
+    print(f"exported {name} ({info['parameters']:,} parameters) to {args.out}: {files}, model.json{parity}")
     return 0
 
 
@@ -208,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             from fitnets.demo import cmd_demo
 
             return cmd_demo(args)
-        return {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models}[args.command](args)
+        commands = {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models, "export": cmd_export}
+        return commands[args.command](args)
     except FitNetsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

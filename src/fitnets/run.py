@@ -58,12 +58,12 @@ def load_model(spec: str, **kwargs) -> nn.Module:
     return load_weights(model, weights)
 
 
-def load_trained(spec: str, flag: str = "--teacher") -> nn.Module:
+def load_trained(spec: str, flag: str = "--teacher", **kwargs) -> nn.Module:
     """Like ``load_model``, but a model without shipped weights must be given a weights file."""
     name, _, path = spec.partition(":")
     if not path and model_spec(name).pretrained is None:
         raise FitNetsError(f"{name!r} has no shipped weights: give trained ones as {flag} {name}:PATH")
-    return load_model(spec)
+    return load_model(spec, **kwargs)
 
 
 @dataclass

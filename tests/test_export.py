@@ -1,0 +1,35 @@
+import json
+
+import pytest
+import torch
+
+from fitnets.checkpoint import save_checkpoint
+from fitnets.cli import main
+from fitnets.export import export_student, load_exported
+from fitnets.models import create_model
+
+
+def test_export_round_trip_and_onnx_parity(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("paper-mnist-fitnet")
+    info = export_student(model, "paper-mnist-fitnet", tmp_path)
+    assert (tmp_path / "model.onnx").is_file()
+    assert info["onnx_max_abs_diff"] < 1e-4
+    fresh = load_exported(tmp_path)
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model.eval()(x))
+    assert json.loads((tmp_path / "model.json").read_text())["parameters"] == 36_226
+
+
+def test_cli_export_of_weights(tmp_path, capsys):
+    weights = tmp_path / "w.safetensors"
+    save_checkpoint(weights, create_model("resnet8", num_classes=10).state_dict(), {})
+    code = main(["export", f"resnet8:{weights}", "--out", str(tmp_path / "x"), "--no-onnx"])
+    assert code == 2  # resnet8 defaults to 100 classes: the weights do not fit, and it says so
+    assert "wrong shape" in capsys.readouterr().err
+    save_checkpoint(weights, create_model("resnet8").state_dict(), {})
+    assert main(["export", f"resnet8:{weights}", "--out", str(tmp_path / "x")]) == 0
+    out = capsys.readouterr().out
+    assert "max abs diff" in out and not (tmp_path / "x" / "regressor").exists()
+    assert sum(p.numel() for p in load_exported(tmp_path / "x").parameters()) == 83_892
