@@ -77,3 +77,19 @@ def test_bad_layers_fail_early():
         FitNet(teacher, student, hint="conv22", guided="conv4", example_input=torch.zeros(1, 1, 28, 28))
     with pytest.raises(FitNetsError, match="no regressor joins"):
         FitNet(teacher, student, hint="conv2", guided="classifier", example_input=torch.zeros(1, 1, 28, 28))
+
+
+def test_agreement_metrics():
+    from fitnets.data import ImageData
+    from fitnets.engine import evaluate_agreement
+
+    torch.manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8), torch.zeros(50, dtype=torch.long), 10)
+    model = create_model("paper-mnist-fitnet").eval()
+    same = evaluate_agreement(model, model, data)
+    assert same["agreement"] == 1.0 and abs(same["kl"]) < 1e-5
+    def shifted(x):  # a confident teacher that always picks the class after the student's
+        return 10.0 * torch.nn.functional.one_hot((model(x).argmax(1) + 1) % 10, 10).float()
+
+    other = evaluate_agreement(model, shifted, data)
+    assert other["agreement"] == 0.0 and other["kl"] > 1.0

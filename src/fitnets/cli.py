@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="RUN_DIR, NAME (shipped weights) or NAME:PATH")
     p.add_argument("--data", default=None, help="dataset (default: the run's, else fashion-mnist)")
     p.add_argument("--data-dir")
+    p.add_argument("--teacher", help="also report top-1 agreement and KL with this teacher (NAME or NAME:PATH)")
     p.add_argument("--device", default="auto")
     p = sub.add_parser("layers", help="every module path of a model with its output shape")
     p.add_argument("model", help="registered model name")
@@ -154,7 +155,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model = load_trained(spec, "fitnets evaluate").to(device)
         test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
     result = evaluate_accuracy(model, test)
-    print(f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)")
+    line = f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)"
+    if args.teacher:
+        from fitnets.engine import evaluate_agreement
+        from fitnets.teacher import FrozenTeacher
+
+        agreement = evaluate_agreement(model, FrozenTeacher(load_trained(args.teacher).to(device)), test)
+        line += f"; with the teacher: top-1 agreement {agreement['agreement']:.4f}, KL {agreement['kl']:.4f}"
+    print(line)
     return 0
 
 

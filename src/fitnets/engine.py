@@ -127,6 +127,24 @@ def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
 
 
 @torch.no_grad()
+def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
+                       batch_size: int = 1000) -> dict[str, float]:
+    """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
+    over ``data``."""
+    was_training = student.training
+    student.eval()
+    agree = torch.zeros((), device=data.images.device)
+    kl = torch.zeros((), device=data.images.device)
+    for x, _, _ in batches(data, batch_size):
+        s, t = student(x).float(), teacher(x).float()
+        agree += (s.argmax(1) == t.argmax(1)).sum()
+        kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum")
+    student.train(was_training)
+    n = max(len(data), 1)
+    return {"agreement": agree.item() / n, "kl": kl.item() / n}
+
+
+@torch.no_grad()
 def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000) -> float:
     modules = (fitnet.student, fitnet.regressor)
     modes = [m.training for m in modules]

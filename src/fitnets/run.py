@@ -24,7 +24,8 @@ from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from fitnets.config import RunConfig, from_dict, to_dict
 from fitnets.data.loader import ImageData, load_dataset, split_validation, take, to_float
 from fitnets.data.preprocess import Preprocess
-from fitnets.engine import RunContext, Stage, ce_step, evaluate_accuracy, evaluate_hint, hint_step, kd_step, run_stage
+from fitnets.engine import (RunContext, Stage, ce_step, evaluate_accuracy, evaluate_agreement, evaluate_hint, hint_step,
+                            kd_step, run_stage)
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
 from fitnets.losses import kd_weight_at
@@ -248,8 +249,11 @@ class Run:
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, c.channels_last)
         save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                         {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})
+        if self.teacher is not None:  # how closely the student follows its teacher, on the test set
+            test.update({f"teacher_{k}": v for k, v in evaluate_agreement(self.student, self.teacher, data.test).items()})
         results = {"method": c.method, "student": c.student, "teacher": c.teacher if c.method != "ce" else None,
-                   "seed": c.seed, "test_acc": test["acc"], "test_loss": test["loss"],
+                   "seed": c.seed, "dataset": c.data.name, "test_acc": test["acc"], "test_loss": test["loss"],
+                   **{k: v for k, v in test.items() if k.startswith("teacher_")},
                    "parameters": sum(p.numel() for p in self.student.parameters()),
                    "train_time_s": time.perf_counter() - start, "stages": summary}
         (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
