@@ -145,3 +145,15 @@ def test_console_script_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fitnets", "layers", "paper-mnist-fitnett"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: unknown model") and "Traceback" not in proc.stderr
+
+
+def test_bench_speed_small_pair(capsys):
+    code, out, _ = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher", "--student",
+                           "paper-mnist-fitnet", "--batch-size", "8", "--repeats", "2", "--device", "cpu")
+    assert code == 0
+    row = [line for line in out.splitlines() if "| paper-mnist-fitnet |" in line][0]
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[3] == "29,944" and float(cells[5]) == pytest.approx(360_816 / 29_944, rel=1e-3)
+    assert float(cells[7]) > 0
+    code, _, err = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher")
+    assert code == 2 and "give both" in err

@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="RUN_DIR, or NAME:PATH")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
+    p = sub.add_parser("bench", help="measurements: `bench speed` (inference speed-up, paper's Table 5)")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser("speed", help="inference speed-up and compression of students over their teacher")
+    p.add_argument("--teacher", help="teacher model (default: the paper's CIFAR and MNIST teachers)")
+    p.add_argument("--student", action="append", help="student model (repeatable)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=20, help="timed batches per model (after 3 warm-up ones)")
+    p.add_argument("--device", default="auto")
     sub.add_parser("models", help="list the registered models: parameters, MACs, the paper's counts")
     p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
     p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
@@ -205,6 +213,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from fitnets.bench import DEFAULT_PAIRS, bench_speed, format_speed_table
+    from fitnets.run import resolve_device
+
+    if bool(args.teacher) != bool(args.student):
+        raise FitNetsError("give both --teacher and --student, or neither (the paper's pairs)")
+    pairs = {args.teacher: args.student} if args.teacher else DEFAULT_PAIRS
+    device = resolve_device(args.device)
+    rows = bench_speed(pairs, args.batch_size, args.repeats, device)
+    print(format_speed_table(rows))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{name}, torch {torch.__version__}, batch {args.batch_size}, median of {args.repeats} timed batches "
+          "after 3 warm-up ones; paper's figures (Table 5, CIFAR-10, GPU) in parentheses.")
+    return 0
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     from fitnets.models.registry import create_model, list_models, model_spec
     from fitnets.profile import count_macs, count_parameters
@@ -238,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             from fitnets.demo import cmd_demo
 
             return cmd_demo(args)
-        commands = {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models, "export": cmd_export}
+        commands = {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models, "export": cmd_export,
+                    "bench": cmd_bench}
         return commands[args.command](args)
     except FitNetsError as err:
         print(f"error: {err}", file=sys.stderr)
