@@ -93,3 +93,20 @@ def test_agreement_metrics():
 
     other = evaluate_agreement(model, shifted, data)
     assert other["agreement"] == 0.0 and other["kl"] > 1.0
+
+
+def test_onestage_losses_match_formula():
+    fitnet = FitNet(*paper_pair(), hint="conv2", guided="conv4", example_input=torch.zeros(1, 1, 28, 28),
+                    regressor_activation="relu", regressor_batch_norm=True)
+    assert isinstance(fitnet.regressor[1], torch.nn.BatchNorm2d) and isinstance(fitnet.regressor[2], torch.nn.ReLU)
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
+    fitnet.student.eval(); fitnet.regressor.eval()
+    losses, logits = fitnet.onestage_losses(x, y, beta=100.0)
+    with torch.no_grad():
+        expected_logits = fitnet.student(x)
+        hint = fitnet.teacher.features(x, ["conv2"])[0]
+        mse = ((fitnet.regressor(fitnet.student.conv4(fitnet.student.conv3(fitnet.student.conv2(
+            fitnet.student.conv1(x))))) - hint) ** 2).mean()
+    assert torch.allclose(logits, expected_logits)
+    ce = torch.nn.functional.cross_entropy(expected_logits, y)
+    assert losses["loss"].item() == pytest.approx((ce + 100 * mse).item(), rel=1e-5)

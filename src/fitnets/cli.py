@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from fitnets.config import RunConfig, load_config, parse_override
+from fitnets.config import METHODS, RunConfig, load_config, parse_override
 from fitnets.errors import FitNetsError
 
 log = logging.getLogger("fitnets")
@@ -45,7 +45,8 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--student", "--model", dest="student", help="registered model name (see `fitnets models`)")
     if distill:
         p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder)")
-        p.add_argument("--method", choices=["ce", "kd", "fitnet"], help="ce (standard backprop), kd, fitnet")
+        p.add_argument("--method", choices=list(METHODS),
+                       help="ce (standard backprop), kd, fitnet (the paper's two stages), fitnet-onestage (CE + β·MSE)")
         p.add_argument("--hint", help="teacher module path of the hint layer")
         p.add_argument("--guided", help="student module path of the guided layer")
         p.add_argument("--hint-epochs", type=int, help="epochs of FitNets' stage 1")

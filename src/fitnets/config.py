@@ -19,6 +19,9 @@ import yaml
 from fitnets.errors import FitNetsError, closest
 
 
+METHODS = ("ce", "kd", "fitnet", "fitnet-onestage")
+
+
 @dataclass
 class DataConfig:
     """Dataset and batching."""
@@ -69,13 +72,15 @@ class HintStageConfig:
     patience: int | None = None        # stop after this many epochs without a better validation hint loss
     regressor_activation: str = "auto" # auto (the hint layer's, §2.2) | none | relu | maxoutN | ...
     pretrained_lr_scale: float = 1.0   # stage-2 lr factor for the layers stage 1 trained ([code] option)
+    regressor_batch_norm: bool = False # conv + BN (+ activation), as in the common one-stage variant
+    beta: float = 100.0                # method fitnet-onestage: weight of the hint MSE next to cross-entropy
 
 
 @dataclass
 class RunConfig:
     """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
 
-    method: str = "fitnet"             # ce | kd | fitnet
+    method: str = "fitnet"             # ce | kd | fitnet (the paper's two stages) | fitnet-onestage (CE + β·MSE)
     student: str = "paper-mnist-fitnet"   # registered model name (the network trained)
     teacher: str | None = "paper-mnist-teacher"  # NAME (shipped weights) or NAME:PATH; unused for ce
     hint: str | None = None            # teacher module path (default: the registry's hint layer)
@@ -99,7 +104,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         checks = [
-            (self.method in ("ce", "kd", "fitnet"), f"method must be ce, kd or fitnet, not {self.method!r}"),
+            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
             (self.method == "ce" or bool(self.teacher), f"method {self.method} needs a teacher"),
             (self.epochs >= 0, f"epochs must be ≥ 0, got {self.epochs}"),
             (self.hint_stage.epochs >= 0, f"hint_stage.epochs must be ≥ 0, got {self.hint_stage.epochs}"),

@@ -73,6 +73,13 @@ def hint_step(fitnet: FitNet, hints: TeacherFn | None = None) -> StepFn:
     return step
 
 
+def onestage_step(fitnet: FitNet, beta: float, hints: TeacherFn | None = None) -> StepFn:
+    """The common one-stage "FitNet" of later toolkits: CE + β·MSE(regressed guided, hint), no KD term."""
+    def step(x, y, index, epoch):
+        return fitnet.onestage_losses(x, y, beta, hints(x, index) if hints is not None else None)
+    return step
+
+
 # ---------------------------------------------------------------- optimisation helpers
 
 def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.losses import hint_loss
 from fitnets.regressor import build_regressor, describe_regressor, hint_activation
-from fitnets.taps import LayerRef, tap
+from fitnets.taps import LayerRef, forward_with_taps, tap
 from fitnets.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class FitNet:
             shapes of both layers, from which the regressor is built.
         regressor_activation: ``"auto"`` (the hint layer's own non-linearity, §2.2), ``"none"``, or a name
             such as ``"relu"`` or ``"maxout2"``.
+        regressor_batch_norm: a batch norm inside the regressor (the common one-stage variant's conv-BN-ReLU).
 
     Attributes:
         regressor: the regressor (``nn.Module``); it is not part of ``student``.
@@ -48,7 +50,8 @@ class FitNet:
     """
 
     def __init__(self, teacher: nn.Module | FrozenTeacher, student: nn.Module, hint: str, guided: str,
-                 example_input: torch.Tensor, regressor_activation: str | nn.Module = "auto"):
+                 example_input: torch.Tensor, regressor_activation: str | nn.Module = "auto",
+                 regressor_batch_norm: bool = False):
         self.teacher = teacher if isinstance(teacher, FrozenTeacher) else FrozenTeacher(teacher)
         self.student = student
         self.hint, self.guided = str(LayerRef.parse(hint)), str(LayerRef.parse(guided))
@@ -68,7 +71,8 @@ class FitNet:
             regressor_activation = hint_activation(self.teacher.module, LayerRef.parse(self.hint).module)
             if regressor_activation is None:
                 log.info("hint layer %s ends in no known non-linearity: the regressor is linear", self.hint)
-        self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation).to(device)
+        self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation,
+                                         regressor_batch_norm).to(device)
         self._stage1_names = self._find_stage1_parameters(example_input)
 
     def _find_stage1_parameters(self, example_input: torch.Tensor) -> list[str]:
@@ -101,6 +105,17 @@ class FitNet:
         """
         hint = self.hint_features(x) if hint is None else hint
         return hint_loss(hint, self.regressor(self.guided_features(x)))
+
+    def onestage_losses(self, x: torch.Tensor, y: torch.Tensor, beta: float, hint: torch.Tensor | None = None
+                        ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The common one-stage variant used by later toolkits (not the paper's method): cross-entropy plus
+        ``beta`` × the mean squared error between the regressed guided features and the hint, in one forward
+        of the whole student, no KD term. Returns the losses and the student's logits."""
+        hint = self.hint_features(x) if hint is None else hint
+        logits, (guided,) = forward_with_taps(self.student, x, [self.guided])
+        task = F.cross_entropy(logits, y)
+        mse = F.mse_loss(self.regressor(guided), hint.to(guided.dtype))
+        return {"loss": task + beta * mse, "task_loss": task, "hint_mse": mse}, logits
 
     def stage1_parameter_names(self) -> list[str]:
         """Student parameters trained in stage 1 (those up to and including the guided layer)."""

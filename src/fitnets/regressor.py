@@ -90,7 +90,7 @@ def _activation_module(activation: str | nn.Module | None) -> tuple[nn.Module | 
 
 
 def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
-                    activation: str | nn.Module | None = None) -> nn.Module:
+                    activation: str | nn.Module | None = None, batch_norm: bool = False) -> nn.Module:
     """Build the regressor from the guided layer's shape to the hint's (shapes without the batch dimension).
 
     Args:
@@ -98,6 +98,8 @@ def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
         hint_shape: ``(C_h, H_h, W_h)`` or ``(C_h,)``.
         activation: the non-linearity that ends the regressor: ``None``/``"none"``, a name (``"relu"``,
             ``"maxout2"``, ...), or a module (copied; e.g. ``hint_activation(teacher, hint)``).
+        batch_norm: put a batch norm between the map and the activation (the regressor of the common
+            one-stage FitNet variant, conv + BN + ReLU; not in the paper).
 
     Returns:
         ``nn.Sequential(map, activation)`` whose output has ``hint_shape``.
@@ -122,7 +124,10 @@ def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
     else:
         raise FitNetsError(f"no regressor joins guided {guided_shape} to hint {hint_shape}: both must be "
                            "feature maps (C, H, W) or both flat (C,); pick other layers (see `fitnets layers`)")
-    modules = [layer] + ([act] if act is not None else [])
+    modules = [layer]
+    if batch_norm:
+        modules.append(nn.BatchNorm2d(layer.out_channels) if len(hint_shape) == 3 else nn.BatchNorm1d(layer.out_features))
+    modules += [act] if act is not None else []
     return nn.Sequential(*modules)
 
 
@@ -131,8 +136,10 @@ def describe_regressor(regressor: nn.Module) -> str:
     params = sum(p.numel() for p in regressor.parameters())
     kind = type(layer).__name__
     shape = f"kernel {tuple(layer.kernel_size)}, " if hasattr(layer, "kernel_size") else ""
-    act = type(regressor[1]).__name__ if len(regressor) > 1 else "none"
-    if len(regressor) > 1 and isinstance(regressor[1], Maxout):
-        act += f"({regressor[1].pieces} pieces)"
-    return f"{kind}({shape}{params:,} parameters, activation {act})"
+    last = regressor[-1] if len(regressor) > 1 and not isinstance(regressor[-1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
+    act = type(last).__name__ if last is not None else "none"
+    if isinstance(last, Maxout):
+        act += f"({last.pieces} pieces)"
+    bn = ", batch norm" if any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in regressor) else ""
+    return f"{kind}({shape}{params:,} parameters{bn}, activation {act})"
 

@@ -25,7 +25,7 @@ from fitnets.config import RunConfig, from_dict, to_dict
 from fitnets.data.loader import ImageData, load_dataset, split_validation, take, to_float
 from fitnets.data.preprocess import Preprocess
 from fitnets.engine import (RunContext, Stage, ce_step, evaluate_accuracy, evaluate_agreement, evaluate_hint, hint_step,
-                            kd_step, run_stage)
+                            kd_step, onestage_step, run_stage)
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
 from fitnets.losses import kd_weight_at
@@ -105,7 +105,7 @@ class Run:
         if config.method != "ce":
             self.teacher = FrozenTeacher(load_trained(config.teacher).to(self.device),
                                          channels_last=config.teacher_channels_last)
-        if config.method == "fitnet":
+        if config.method in ("fitnet", "fitnet-onestage"):
             teacher_name = config.teacher.partition(":")[0]
             hint = config.hint or model_spec(teacher_name).hint
             guided = config.guided or spec.guided
@@ -113,7 +113,7 @@ class Run:
                 raise FitNetsError("method fitnet needs --hint and --guided (module paths; see `fitnets layers`)")
             self.fitnet = FitNet(self.teacher, self.student, hint, guided,
                                  torch.zeros(2, *self.input_shape, device=self.device),
-                                 config.hint_stage.regressor_activation)
+                                 config.hint_stage.regressor_activation, config.hint_stage.regressor_batch_norm)
         if config.channels_last:
             self.student.to(memory_format=torch.channels_last)
 
@@ -126,7 +126,12 @@ class Run:
             n_teacher = sum(p.numel() for p in self.teacher.module.parameters())
             lines.append(f"teacher  {c.teacher} ({n_teacher:,} parameters, frozen, eval mode)")
         lines.append(f"data     {c.data.name} (validation {c.data.val_size}, batch {c.data.batch_size})")
-        if self.fitnet is not None:
+        if c.method == "fitnet-onestage":
+            lines += [self.fitnet.describe(),
+                      f"train    {c.epochs} epochs, one stage (not the paper's method): cross-entropy + "
+                      f"{c.hint_stage.beta} × MSE(regressor(guided), hint), no KD term; all {n_student:,} student "
+                      "parameters and the regressor"]
+        elif self.fitnet is not None:
             trained = self.fitnet.stage1_parameter_names()
             n1 = sum(p.numel() for p in self.fitnet.stage1_parameters())
             lines += [self.fitnet.describe(),
@@ -160,7 +165,7 @@ class Run:
     def _main_stage(self, data: Data) -> Stage:
         c = self.config
         groups: list[dict[str, Any]]
-        if self.fitnet is not None and c.hint_stage.pretrained_lr_scale != 1.0:
+        if c.method == "fitnet" and c.hint_stage.pretrained_lr_scale != 1.0:
             pre = set(self.fitnet.stage1_parameter_names())
             named = list(self.student.named_parameters())
             groups = [{"params": [p for n, p in named if n in pre], "lr_scale": c.hint_stage.pretrained_lr_scale},
@@ -169,7 +174,14 @@ class Run:
             groups = [{"params": list(self.student.parameters())}]
         decay = c.kd.decay_epochs or c.epochs
         weight = lambda epoch: kd_weight_at(epoch, c.kd.weight_start, c.kd.weight_end, decay)  # noqa: E731
-        if self.teacher is None:
+        modules: dict[str, nn.Module] = {"model": self.student}
+        if c.method == "fitnet-onestage":
+            hints = self._teacher_fn(data, "teacher hints", self.fitnet.hint_features)
+            step = onestage_step(self.fitnet, c.hint_stage.beta, hints)
+            groups[-1]["params"] = groups[-1]["params"] + list(self.fitnet.regressor.parameters())
+            modules["regressor"] = self.fitnet.regressor
+            extra = lambda epoch: {}  # noqa: E731
+        elif self.teacher is None:
             step = ce_step(self.student)
             extra = lambda epoch: {}  # noqa: E731
         else:
@@ -183,7 +195,7 @@ class Run:
             val = evaluate_accuracy(self.student, data.val, c.data.eval_batch_size, c.channels_last)
             return {"val_acc": val["acc"], "val_loss": val["loss"]}, val["acc"]
 
-        return Stage("main", step, groups, {"model": self.student}, evaluate, c.epochs, c.optim, c.patience,
+        return Stage("main", step, groups, modules, evaluate, c.epochs, c.optim, c.patience,
                      select_best=c.keep == "best", extra_metrics=extra)
 
     def _hint_stage(self, data: Data) -> Stage:
@@ -239,7 +251,7 @@ class Run:
         torch.manual_seed(c.seed)
         start = time.perf_counter()
         summary: dict[str, Any] = {}
-        stages = ([("hint", self._hint_stage)] if self.fitnet is not None else []) + [("main", self._main_stage)]
+        stages = ([("hint", self._hint_stage)] if c.method == "fitnet" else []) + [("main", self._main_stage)]
         names = [name for name, _ in stages]
         done = resume_state["meta"]["stage"] if resume_state else None
         for i, (name, make_stage) in enumerate(stages):

@@ -86,18 +86,8 @@ class _Stop(Exception):
     """Unwinds the forward once every tapped output is in hand."""
 
 
-def tap(model: nn.Module, x, paths: Sequence[str], stop: bool = True) -> list[torch.Tensor]:
-    """Run ``model`` on ``x`` and return the outputs of the layers at ``paths`` (in that order).
-
-    Args:
-        model: any module.
-        x: its input (a tensor, or a tuple of positional arguments).
-        paths: layer paths (see the module docstring).
-        stop: cut the forward short after the last tapped layer has run.
-
-    Raises:
-        FitNetsError: an unknown path, an ambiguous tuple output, or a layer that never ran.
-    """
+def _run(model: nn.Module, x, paths: Sequence[str], stop: bool):
+    """The forward with hooks on ``paths``: ``(output or None when cut short, [tapped outputs])``."""
     refs = [LayerRef.parse(p) for p in paths]
     found: dict[int, torch.Tensor] = {}
     handles = []
@@ -113,8 +103,9 @@ def tap(model: nn.Module, x, paths: Sequence[str], stop: bool = True) -> list[to
 
     for i, ref in enumerate(refs):
         handles.append(find_module(model, ref.module).register_forward_hook(make_hook(i, ref)))
+    output = None
     try:
-        model(*x) if isinstance(x, tuple) else model(x)
+        output = model(*x) if isinstance(x, tuple) else model(x)
     except _Stop:
         pass
     finally:
@@ -123,7 +114,27 @@ def tap(model: nn.Module, x, paths: Sequence[str], stop: bool = True) -> list[to
     missing = [str(refs[i]) for i in range(len(refs)) if i not in found]
     if missing:
         raise FitNetsError(f"layer(s) {', '.join(missing)} never ran in {type(model).__name__}'s forward")
-    return [found[i] for i in range(len(refs))]
+    return output, [found[i] for i in range(len(refs))]
+
+
+def tap(model: nn.Module, x, paths: Sequence[str], stop: bool = True) -> list[torch.Tensor]:
+    """Run ``model`` on ``x`` and return the outputs of the layers at ``paths`` (in that order).
+
+    Args:
+        model: any module.
+        x: its input (a tensor, or a tuple of positional arguments).
+        paths: layer paths (see the module docstring).
+        stop: cut the forward short after the last tapped layer has run.
+
+    Raises:
+        FitNetsError: an unknown path, an ambiguous tuple output, or a layer that never ran.
+    """
+    return _run(model, x, paths, stop)[1]
+
+
+def forward_with_taps(model: nn.Module, x, paths: Sequence[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One full forward returning the model's output and the outputs of the layers at ``paths``."""
+    return _run(model, x, paths, stop=False)
 
 
 def describe(output) -> str:
