@@ -157,3 +157,16 @@ def test_bench_speed_small_pair(capsys):
     assert float(cells[7]) > 0
     code, _, err = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher")
     assert code == 2 and "give both" in err
+
+
+def test_seeds_and_run_file(capsys, tmp_path):
+    from fitnets.cli import parse_seeds
+
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds("5,") == [5]
+    with pytest.raises(Exception, match="bad --seeds"):
+        parse_seeds("a,b")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("method: kd\nname: exp\n")
+    code, out, _ = run_cli(capsys, "run", str(cfg), "--seeds", "0,1", "--dry-run", "--out", str(tmp_path))
+    assert code == 0
+    assert out.count("method   kd") == 2 and "exp-seed0" in out and "exp-seed1" in out

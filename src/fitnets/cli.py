@@ -7,6 +7,7 @@ then ``--set KEY=VALUE`` and the named flags. Every user mistake ends in one lin
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 from pathlib import Path
@@ -62,6 +63,7 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--train-size", type=int, help="train on a fixed random subset")
     p.add_argument("--val-size", type=int, help="examples held out for validation")
     p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="run once per seed, e.g. 0,1,2 or 3 (= 0,1,2); one run folder each")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--channels-last", action="store_true", default=None)
     p.add_argument("--out", help="parent folder of run folders (default runs/)")
@@ -77,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run_flags(sub.add_parser("train", help="train a network with cross-entropy (e.g. a teacher)"), False)
     _add_run_flags(sub.add_parser("distill", help="train a student with ce, kd or fitnet (two stages)"), True)
+    p = sub.add_parser("run", help="run an experiment file: fitnets run FILE [flags] = fitnets distill --config FILE")
+    p.add_argument("file", help="YAML or TOML experiment file (see configs/)")
+    _add_run_flags(p, True)
     p = sub.add_parser("evaluate", help="test accuracy of trained weights")
     p.add_argument("model", help="RUN_DIR, NAME (shipped weights) or NAME:PATH")
     p.add_argument("--data", default=None, help="dataset (default: the run's, else fashion-mnist)")
@@ -125,23 +130,50 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
     return load_config(args.config, overrides, base=base)
 
 
+def parse_seeds(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FitNetsError(f"bad --seeds {text!r}: expected a count (3) or a list (0,1,2)") from None
+    if len(values) == 1 and "," not in text:
+        values = list(range(values[0]))
+    if not values:
+        raise FitNetsError(f"bad --seeds {text!r}: no seed")
+    return values
+
+
 def cmd_run(args: argparse.Namespace, method: str | None) -> int:
     from fitnets.run import Run
 
+    if getattr(args, "file", None):
+        if args.config:
+            raise FitNetsError("give the experiment file once: `fitnets run FILE` or `fitnets distill --config FILE`")
+        args.config = args.file
     config = _config_from_args(args, method)
-    run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
-    if args.dry_run:
-        print(run.plan())
-        return 0
-    log.info("plan:\n%s", run.plan())
-    try:
-        results = run.execute(resume=bool(args.resume))
-    except KeyboardInterrupt:
-        print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "
-              f"{args.command} --resume {run.run_dir}", file=sys.stderr)
-        return 130
-    print(f"{results['method']} {results['student']}: test accuracy {results['test_acc']:.4f} "
-          f"({results['train_time_s']:.0f}s); run folder {run.run_dir}")
+    if args.seeds and args.resume:
+        raise FitNetsError("--seeds starts new runs; resume each run folder on its own with --resume")
+    configs = [config]
+    if args.seeds:
+        configs = []
+        for seed in parse_seeds(args.seeds):
+            seeded = copy.deepcopy(config)
+            seeded.seed = seed
+            seeded.name = f"{config.name}-seed{seed}" if config.name else None
+            configs.append(seeded)
+    for config in configs:
+        run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
+        if args.dry_run:
+            print(run.plan())
+            continue
+        log.info("plan:\n%s", run.plan())
+        try:
+            results = run.execute(resume=bool(args.resume))
+        except KeyboardInterrupt:
+            print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "
+                  f"{args.command if args.command != 'run' else 'distill'} --resume {run.run_dir}", file=sys.stderr)
+            return 130
+        print(f"{results['method']} {results['student']} seed {config.seed}: test accuracy "
+              f"{results['test_acc']:.4f} ({results['train_time_s']:.0f}s); run folder {run.run_dir}")
     return 0
 
 
@@ -257,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
     try:
-        if args.command in ("train", "distill"):
+        if args.command in ("train", "distill", "run"):
             return cmd_run(args, "ce" if args.command == "train" else None)
         if args.command == "demo":
             from fitnets.demo import cmd_demo
