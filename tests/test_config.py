@@ -54,5 +54,12 @@ def test_bad_override_syntax_and_file(tmp_path):
 def test_shipped_configs_load():
     from pathlib import Path
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
-        load_config(path)
+    from fitnets.models import model_spec
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    assert len(paths) > 40
+    for path in paths:
+        config = load_config(path)
+        model_spec(config.student)
+        if config.method != "ce":
+            model_spec(config.teacher.partition(":")[0])

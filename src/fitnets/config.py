@@ -48,7 +48,9 @@ class OptimConfig:
     lr: float = 1e-3
     momentum: float = 0.9              # sgd momentum; rmsprop's decay (alpha) is 0.9 as in the paper
     weight_decay: float = 0.0
-    schedule: str = "cosine"           # cosine | constant
+    schedule: str = "cosine"           # cosine | constant | step (× gamma at each of `milestones` epochs)
+    milestones: list[int] | None = None  # step schedule: epochs at which the learning rate is multiplied by gamma
+    gamma: float = 0.1
     max_norm: float | None = None      # the paper's max-norm constraint on each filter / unit's weights
 
 
@@ -120,7 +122,9 @@ class RunConfig:
             checks += [
                 (optim.name in ("adam", "sgd", "rmsprop"), f"{where}.name must be adam, sgd or rmsprop, not {optim.name!r}"),
                 (optim.lr > 0, f"{where}.lr must be > 0, got {optim.lr}"),
-                (optim.schedule in ("cosine", "constant"), f"{where}.schedule must be cosine or constant, not {optim.schedule!r}"),
+                (optim.schedule in ("cosine", "constant", "step"),
+                 f"{where}.schedule must be cosine, constant or step, not {optim.schedule!r}"),
+                (optim.schedule != "step" or bool(optim.milestones), f"{where}.schedule step needs {where}.milestones"),
                 (optim.max_norm is None or optim.max_norm > 0, f"{where}.max_norm must be > 0, got {optim.max_norm}"),
             ]
         for ok, message in checks:

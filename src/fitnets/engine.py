@@ -95,8 +95,12 @@ def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.opt
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
-    if schedule == "constant" or total <= 1:
+def lr_factor(cfg: OptimConfig, step: int, total: int, steps_per_epoch: int) -> float:
+    """The learning-rate multiplier at ``step`` of ``total``: cosine to zero, constant, or step decay."""
+    if cfg.schedule == "step":
+        epoch = step // steps_per_epoch
+        return cfg.gamma ** sum(epoch >= m for m in cfg.milestones or [])
+    if cfg.schedule == "constant" or total <= 1:
         return 1.0
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
@@ -247,7 +251,7 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
 
     for step, (x, y, index) in enumerate(batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed,
                                                  epoch=epoch, pad=ctx.pad, flip=ctx.flip)):
-        factor = lr_factor(stage.optim.schedule, epoch * steps_per_epoch + step, total_steps)
+        factor = lr_factor(stage.optim, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         if ctx.channels_last:
