@@ -33,7 +33,8 @@ def test_unknown_key_suggests_closest(tmp_path):
 @pytest.mark.parametrize("key,value,match", [
     ("epochs", "ten", "is not a int"), ("epochs", -1, "epochs must be"), ("method", "magic", "method must be"),
     ("optim.lr", 0, "optim.lr must be > 0"), ("kd.temperature", -2.0, "temperature"), ("optim", 3, "section"),
-    ("data.batch_size", True, "is not a int"),
+    ("data.batch_size", True, "is not a int"), ("optim.milestones", [1, "x"], r"optim.milestones\[1\]: 'x'"),
+    ("optim.milestones", 5, "is not a list"), ("optim.schedule", "step", "needs optim.milestones"),
 ])
 def test_bad_values(key, value, match):
     with pytest.raises(FitNetsError, match=match):

@@ -153,6 +153,11 @@ def _coerce(value: Any, kind, key: str) -> Any:
             except FitNetsError as err:
                 errors.append(err)
         raise errors[0]
+    if origin is list:
+        if not isinstance(value, list):
+            raise FitNetsError(f"bad config value for {key}: {value!r} is not a list")
+        (item,) = typing.get_args(kind)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is dict and isinstance(value, dict):
