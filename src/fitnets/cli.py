@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="RUN_DIR, or NAME:PATH")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
+    p = sub.add_parser("report", help="Markdown table (mean ± std over seeds) and PNG figures from run folders")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", default="report", help="output folder (report.md and PNGs)")
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-speed", action="store_true", help="skip the measured speed-up column")
+    p.add_argument("--device", default="cpu")
     p = sub.add_parser("bench", help="measurements: `bench speed` (inference speed-up, paper's Table 5)")
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser("speed", help="inference speed-up and compression of students over their teacher")
@@ -262,6 +268,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from fitnets.report import write_report
+
+    path = write_report(args.runs, args.out, figures=not args.no_figures, speed=not args.no_speed, device=args.device)
+    print(path.read_text().split("\n![")[0].rstrip())
+    print(f"\nwritten: {path}")
+    return 0
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     from fitnets.models.registry import create_model, list_models, model_spec
     from fitnets.profile import count_macs, count_parameters
@@ -296,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return cmd_demo(args)
         commands = {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models, "export": cmd_export,
-                    "bench": cmd_bench}
+                    "bench": cmd_bench, "report": cmd_report}
         return commands[args.command](args)
     except FitNetsError as err:
         print(f"error: {err}", file=sys.stderr)

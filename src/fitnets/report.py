@@ -1,0 +1,174 @@
+"""``fitnets report RUN_DIR...``: a Markdown table over runs (mean ± std over seeds) and PNG figures —
+training curves of each stage, and accuracy against parameters and multiply-accumulates (the paper's
+trade-off picture, Figure 2/3). Figures need matplotlib (``pip install 'fitnets[report]'``)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fitnets.errors import FitNetsError
+from fitnets.models.registry import create_model, model_spec
+from fitnets.profile import count_macs, count_parameters
+from fitnets.speed import inference_throughput
+
+
+@dataclass
+class RunRecord:
+    run_dir: Path
+    results: dict
+    metrics: list[dict]
+    model_args: dict = field(default_factory=dict)
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise FitNetsError(f"{run_dir} has no results.json: not a finished run folder")
+    results = json.loads(path.read_text())
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
+    import yaml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
+    return RunRecord(run_dir, results, [json.loads(line) for line in lines], config.get("model_args") or {})
+
+
+def _mean_std(values: list[float], scale: float = 100.0) -> str:
+    if len(values) == 1:
+        return f"{scale * values[0]:.2f}"
+    return f"{scale * statistics.mean(values):.2f} ± {scale * statistics.stdev(values):.2f}"
+
+
+@dataclass
+class Group:
+    key: tuple
+    runs: list[RunRecord]
+
+    @property
+    def label(self) -> str:
+        dataset, method, student, teacher = self.key
+        return f"{student} ({method})"
+
+
+def group_runs(runs: list[RunRecord]) -> list[Group]:
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        r = run.results
+        groups[(r.get("dataset", "?"), r["method"], r["student"], (r.get("teacher") or "").partition(":")[0])].append(run)
+    return [Group(k, v) for k, v in groups.items()]
+
+
+def _size(name: str, model_args: dict) -> tuple[int, int, torch.nn.Module]:
+    model = create_model(name, **model_args)
+    return count_parameters(model), count_macs(model, model_spec(name).input_shape), model
+
+
+def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu") -> str:
+    """One row per (dataset, method, student, teacher): test accuracy mean ± std over seeds, the selected and the
+    last epoch, parameters, MACs, compression and measured inference speed-up over the teacher."""
+    rows = ["| dataset | method | student | teacher | seeds | test acc (%) | selected epoch | last epoch | params | "
+            "MACs | compression | speed-up |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for g in groups:
+        dataset, method, student, teacher = g.key
+        accs = [r.results["test_acc"] for r in g.runs]
+        main = [[m for m in r.metrics if m["stage"] == "main"] for r in g.runs]
+        selected = [r.results.get("stages", {}).get("main", {}).get("best_epoch", 0) for r in g.runs]
+        last = [rows_[-1]["epoch"] if rows_ else 0 for rows_ in main]
+        params, macs, model = _size(student, g.runs[0].model_args)
+        compression = speedup = "–"
+        if teacher:
+            t_args = {"num_classes": g.runs[0].model_args["num_classes"]} if "num_classes" in g.runs[0].model_args else {}
+            t_params, _, t_model = _size(teacher, t_args)
+            compression = f"{t_params / params:.1f}×"
+            if speed:
+                shape = model_spec(student).input_shape
+                ratio = (inference_throughput(model.to(device), shape, 64, 5, device=device)
+                         / inference_throughput(t_model.to(device), shape, 64, 5, device=device))
+                speedup = f"{ratio:.2f}×"
+        sel = statistics.mean(selected) if any(selected) else 0
+        rows.append(f"| {dataset} | {method} | {student} | {teacher or '–'} | {len(g.runs)} | {_mean_std(accs)} | "
+                    f"{sel:.0f} | {statistics.mean(last):.0f} | {params:,} | {macs / 1e6:.1f}M | {compression} | {speedup} |")
+    return "\n".join(rows)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise FitNetsError("figures need matplotlib: pip install 'fitnets[report]' (or pass --no-figures)") from None
+    return plt
+
+
+def plot_curves(run: RunRecord, path: Path) -> None:
+    """Loss and validation metric against epoch, one column per stage."""
+    plt = _pyplot()
+    stages = list(dict.fromkeys(m["stage"] for m in run.metrics))
+    fig, axes = plt.subplots(2, max(len(stages), 1), figsize=(5 * max(len(stages), 1), 6), squeeze=False)
+    for col, stage in enumerate(stages):
+        rows = [m for m in run.metrics if m["stage"] == stage]
+        epochs = [m["epoch"] for m in rows]
+        for key in ("loss", "task_loss", "kd_loss", "hint_loss", "hint_mse"):
+            if key in rows[0]:
+                axes[0][col].plot(epochs, [m[key] for m in rows], label=key)
+        axes[0][col].set_title(f"stage {stage}: training losses")
+        axes[0][col].legend()
+        for key in ("val_acc", "train_acc", "val_hint_loss"):
+            if key in rows[0]:
+                axes[1][col].plot(epochs, [m[key] for m in rows], label=key)
+        axes[1][col].set_xlabel("epoch")
+        axes[1][col].legend()
+    fig.suptitle(f"{run.results['student']} ({run.results['method']}, seed {run.results.get('seed')})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_tradeoff(groups: list[Group], path: Path) -> None:
+    """Test accuracy against parameters and against MACs, one point per group with its std as error bar."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for g in groups:
+        params, macs, _ = _size(g.key[2], g.runs[0].model_args)
+        accs = [100 * r.results["test_acc"] for r in g.runs]
+        err = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        for ax, x in zip(axes, (params, macs)):
+            ax.errorbar(x, statistics.mean(accs), yerr=err, fmt="o", capsize=3, label=g.label)
+    axes[0].set_xlabel("parameters")
+    axes[1].set_xlabel("multiply-accumulates per image")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(run_dirs: list[str | Path], out_dir: str | Path, figures: bool = True, speed: bool = True,
+                 device: str = "cpu") -> Path:
+    runs = [read_run(d) for d in run_dirs]
+    if not runs:
+        raise FitNetsError("no run folders given")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = group_runs(runs)
+    text = "# fitnets report\n\n" + markdown_table(groups, speed, device) + "\n"
+    if figures:
+        for run in runs:
+            name = f"curves-{run.run_dir.name}.png"
+            plot_curves(run, out / name)
+            text += f"\n![{run.run_dir.name}]({name})"
+        plot_tradeoff(groups, out / "tradeoff.png")
+        text += "\n\n![accuracy against size](tradeoff.png)\n"
+    (out / "report.md").write_text(text)
+    return out / "report.md"
