@@ -115,3 +115,21 @@ def test_entry_point_plugins_register_user_models(tmp_path, monkeypatch):
         assert "my-mlp" in list_models()
     finally:
         registry._REGISTRY.pop("my-mlp", None)
+
+
+@pytest.mark.parametrize("depth", [5, 7, 9, 11])
+@pytest.mark.parametrize("prefix,budget", [("depth{}-30m", 30e6), ("depth{}-107m", 107e6), ("fmnist-depth{}", 5e6)])
+def test_depth_study_students_fit_their_budget(depth, prefix, budget):
+    from fitnets.models.depth_study import _macs, width_for_budget
+    from fitnets.profile import count_macs
+
+    name = prefix.format(depth)
+    spec = model_spec(name)
+    model = create_model(name, **spec.paper_kwargs)
+    macs = count_macs(model, spec.input_shape)
+    assert 0.8 * budget < macs <= budget
+    convs = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert convs + 2 == depth
+    c, s = spec.input_shape[0], spec.input_shape[1]
+    assert _macs(depth, width_for_budget(depth, budget, c, s, 100 if "fmnist" in name else 500), c, s,
+                 100 if "fmnist" in name else 500) == macs
