@@ -133,3 +133,18 @@ def test_depth_study_students_fit_their_budget(depth, prefix, budget):
     c, s = spec.input_shape[0], spec.input_shape[1]
     assert _macs(depth, width_for_budget(depth, budget, c, s, 100 if "fmnist" in name else 500), c, s,
                  100 if "fmnist" in name else 500) == macs
+
+
+def test_external_library_models_give_a_clear_message(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_timm(name, *args, **kwargs):
+        if name == "timm":
+            raise ImportError("No module named 'timm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_timm)
+    with pytest.raises(FitNetsError, match="'timm:resnet18' needs timm.*pip install timm"):
+        create_model("timm:resnet18")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -69,8 +70,28 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _external_spec(name: str) -> ModelSpec:
+    """``torchvision:NAME`` or ``timm:NAME``: a model of that library, when it is installed (ImageNet-sized
+    input by default; pass ``num_classes`` as usual)."""
+    library, _, model_name = name.partition(":")
+    try:
+        module = __import__(library)
+    except Exception as err:  # torchvision can fail to import beside a mismatched torch build, not only be absent
+        raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''}); pip install {library}") from None
+    if library == "torchvision":
+        from torchvision import models as tv_models
+
+        factory = functools.partial(tv_models.get_model, model_name)
+    else:
+        factory = functools.partial(module.create_model, model_name)
+    return ModelSpec(name, factory, (3, 224, 224), description=f"{model_name} from {library}")
+
+
 def model_spec(name: str) -> ModelSpec:
     """The registry entry of ``name``; a clear error naming the closest names when it is unknown."""
+    if name.startswith(("torchvision:", "timm:")):
+        return _external_spec(name)
     if name not in _REGISTRY:
         _load_plugins()
     try:
