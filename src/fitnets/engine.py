@@ -1,4 +1,4 @@
-"""The training engine: one loop for every method, each method a step function returning named losses.
+"""The training engine: one loop for every method, each method a step module returning named losses.
 
 A *stage* is a number of epochs of one step function with one optimizer and one model-selection rule:
 
@@ -26,58 +26,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from fitnets import distributed
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.config import OptimConfig
 from fitnets.data.loader import ImageData, batches
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
-from fitnets.losses import kd_loss
 
 log = logging.getLogger(__name__)
 
-Losses = dict[str, torch.Tensor]
-StepFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], tuple[Losses, torch.Tensor | None]]
-TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, their indices) -> teacher output
-
-
 class NonFiniteLoss(FitNetsError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-# ------------------------------------------------- step functions: (x, y, index, epoch) -> losses, logits
-
-def ce_step(student: nn.Module) -> StepFn:
-    def step(x, y, index, epoch):
-        logits = student(x)
-        loss = F.cross_entropy(logits, y)
-        return {"loss": loss, "task_loss": loss}, logits
-    return step
-
-
-def kd_step(student: nn.Module, teacher: TeacherFn, temperature: float, weight: Callable[[int], float],
-            tau_squared: bool = False) -> StepFn:
-    """``teacher(x, index)`` gives the teacher's logits: a live forward or a lookup in a cache."""
-    def step(x, y, index, epoch):
-        kd_weight = weight(epoch)
-        teacher_logits = teacher(x, index) if kd_weight else None  # no teacher forward for a zero-weight term
-        logits = student(x)
-        return kd_loss(logits, teacher_logits, y, kd_weight, temperature, tau_squared), logits
-    return step
-
-
-def hint_step(fitnet: FitNet, hints: TeacherFn | None = None) -> StepFn:
-    """``hints(x, index)``, when given, supplies the teacher's hint features (e.g. from a cache)."""
-    def step(x, y, index, epoch):
-        loss = fitnet.hint_loss(x, hints(x, index) if hints is not None else None)
-        return {"loss": loss, "hint_loss": loss}, None
-    return step
-
-
-def onestage_step(fitnet: FitNet, beta: float, hints: TeacherFn | None = None) -> StepFn:
-    """The common one-stage "FitNet" of later toolkits: CE + β·MSE(regressed guided, hint), no KD term."""
-    def step(x, y, index, epoch):
-        return fitnet.onestage_losses(x, y, beta, hints(x, index) if hints is not None else None)
-    return step
 
 
 # ---------------------------------------------------------------- optimisation helpers
@@ -177,7 +136,7 @@ class Stage:
 
     Attributes:
         name: ``"hint"`` or ``"main"``; names the checkpoint files.
-        step: the step function.
+        step: the step module (``fitnets.steps``): ``step(x, y, index, epoch) -> (losses, logits)``.
         groups: optimizer parameter groups (``{"params": [...], "lr_scale": s}``).
         modules: the trained modules (put in train mode, saved in checkpoints under their key).
         evaluate: returns validation metrics and a score where higher is better (``None``: no selection).
@@ -186,7 +145,7 @@ class Stage:
     """
 
     name: str
-    step: StepFn
+    step: nn.Module
     groups: list[dict[str, Any]]
     modules: dict[str, nn.Module]
     evaluate: Callable[[], tuple[dict[str, float], float | None]]
@@ -228,8 +187,12 @@ def _load_modules(stage: Stage, tensors: dict[str, torch.Tensor]) -> None:
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
-def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, ctx: RunContext) -> dict[str, float]:
-    """One pass over the training data; returns the epoch's mean losses, accuracy and throughput."""
+def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, ctx: RunContext,
+                    step_fn: nn.Module | None = None) -> dict[str, float]:
+    """One pass over the training data; returns the epoch's mean losses, accuracy and throughput.
+    ``step_fn`` is the stage's step as called (the step itself, or its DDP wrapper)."""
+    step_fn = step_fn or stage.step
+    world = distributed.current()
     for module in stage.modules.values():
         module.train()
     steps_per_epoch = math.ceil(len(ctx.train) / ctx.batch_size)
@@ -240,23 +203,24 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
     first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step, found without a sync
     seen, start = 0, time.perf_counter()
     bar = tqdm(total=steps_per_epoch, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
-               disable=not ctx.progress, mininterval=0.5)
+               disable=not ctx.progress or not world.is_main, mininterval=0.5)
 
-    def check(step: int) -> None:
-        bad = int(first_bad)
+    def check() -> None:
+        bad = int(distributed.all_reduce_max(first_bad))  # every rank stops together
         if bad >= 0:
             raise NonFiniteLoss(f"loss became non-finite in stage {stage.name}, epoch {epoch + 1}, step {bad + 1}; "
                                 f"the last good checkpoint is kept in {ctx.run_dir / 'last.safetensors'} — lower "
                                 "the learning rate and resume")
 
     for step, (x, y, index) in enumerate(batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed,
-                                                 epoch=epoch, pad=ctx.pad, flip=ctx.flip)):
+                                                 epoch=epoch, pad=ctx.pad, flip=ctx.flip,
+                                                 rank=world.rank, world_size=world.world_size)):
         factor = lr_factor(stage.optim, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        losses, logits = stage.step(x, y, index, epoch)
+        losses, logits = step_fn(x, y, index, epoch)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
@@ -271,22 +235,38 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
         seen += len(y)
         bar.update(1)
         if (step + 1) % ctx.log_every == 0:  # the only host syncs of the epoch
-            check(step)
+            check()
             bar.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}")
     bar.close()
-    check(steps_per_epoch)
+    check()
     elapsed = time.perf_counter() - start
-    metrics = {key: float(value) / seen for key, value in sums.items()}
+    keys = sorted(sums)
+    totals = distributed.all_reduce_sum([sums[k] for k in keys] + [correct, torch.tensor(float(seen))])
+    seen_all = float(totals[-1])
+    metrics = {key: float(value) / seen_all for key, value in zip(keys, totals)}
     if "task_loss" in sums:
-        metrics["train_acc"] = float(correct) / seen
-    metrics.update(images_per_s=seen / elapsed, epoch_time_s=elapsed, lr=optimizer.param_groups[0]["lr"])
+        metrics["train_acc"] = float(totals[-2]) / seen_all
+    metrics.update(images_per_s=seen_all / elapsed, epoch_time_s=elapsed, lr=optimizer.param_groups[0]["lr"])
     return metrics
+
+
+def _wrap(stage: Stage) -> nn.Module:
+    """The step as the loop calls it: in DistributedDataParallel under torchrun. Stage 1 leaves the student's
+    upper layers out of the graph, hence ``find_unused_parameters`` there."""
+    if not distributed.current().enabled:
+        return stage.step
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(stage.step.parameters()).device
+    return DistributedDataParallel(stage.step, device_ids=[device] if device.type == "cuda" else None,
+                                   find_unused_parameters=stage.name == "hint")
 
 
 def run_stage(stage: Stage, ctx: RunContext) -> dict[str, Any]:
     """Train ``stage`` for its epochs (or from the resume point), checkpointing each epoch; leaves the modules
     holding the selected weights (the best by validation, or the last) and returns the stage's summary."""
     optimizer = build_optimizer(stage.groups, stage.optim)
+    main_rank = distributed.current().is_main
     start_epoch, best, best_epoch, stale = 0, -math.inf, -1, 0
     resume = ctx.resume
     if resume and resume["meta"]["stage"] == stage.name:
@@ -296,28 +276,34 @@ def run_stage(stage: Stage, ctx: RunContext) -> dict[str, Any]:
         best, best_epoch, stale = resume["meta"]["best"], resume["meta"]["best_epoch"], resume["meta"]["stale"]
         log.info("resuming stage %s after epoch %d", stage.name, start_epoch)
     best_path = ctx.run_dir / f"{stage.name}_best.safetensors"
+    step_fn = _wrap(stage)
+    best_state = None  # kept in memory too, so that every rank can end the stage with the same weights
     for epoch in range(start_epoch, stage.epochs):
         row = {"stage": stage.name, "epoch": epoch + 1, **stage.extra_metrics(epoch)}
-        row.update(train_one_epoch(stage, optimizer, epoch, ctx))
-        val, score = stage.evaluate()
+        row.update(train_one_epoch(stage, optimizer, epoch, ctx, step_fn))
+        val, score = stage.evaluate()  # every rank evaluates the whole validation set: same score everywhere
         row.update(val)
         if score is not None and score > best:
             best, best_epoch, stale = score, epoch, 0
-            save_checkpoint(best_path, _state(stage), {"stage": stage.name, "epoch": epoch, "score": score})
+            best_state = {k: v.detach().clone() for k, v in _state(stage).items()}
+            if main_rank:
+                save_checkpoint(best_path, best_state, {"stage": stage.name, "epoch": epoch, "score": score})
         else:
             stale += 1
-        ctx.write_metrics(row)
         log.info("%s", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        opt_tensors, opt_plain = optimizer_to_flat(optimizer.state_dict())
-        save_checkpoint(ctx.run_dir / "last.safetensors", {**_state(stage), **opt_tensors},
-                        {"stage": stage.name, "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                         "stale": stale, "optimizer": opt_plain, "config": ctx.config})
+        if main_rank:  # only rank 0 writes
+            ctx.write_metrics(row)
+            opt_tensors, opt_plain = optimizer_to_flat(optimizer.state_dict())
+            save_checkpoint(ctx.run_dir / "last.safetensors", {**_state(stage), **opt_tensors},
+                            {"stage": stage.name, "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                             "stale": stale, "optimizer": opt_plain, "config": ctx.config})
         if stage.patience is not None and stale >= stage.patience:
             log.info("early stop in stage %s after epoch %d: no better validation for %d epochs",
                      stage.name, epoch + 1, stale)
             break
     ctx.resume = None
-    if stage.select_best and best_epoch >= 0 and best_path.is_file():
-        tensors, _ = load_checkpoint(best_path)
-        _load_modules(stage, tensors)
+    if stage.select_best and best_epoch >= 0:
+        if best_state is None:  # the best epoch came before a resume: read it back
+            best_state, _ = load_checkpoint(best_path)
+        _load_modules(stage, best_state)
     return {"best_epoch": best_epoch + 1, "best_score": best}

@@ -24,8 +24,8 @@ from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from fitnets.config import RunConfig, from_dict, to_dict
 from fitnets.data.loader import ImageData, load_dataset, split_validation, take, to_float
 from fitnets.data.preprocess import Preprocess
-from fitnets.engine import (RunContext, Stage, ce_step, evaluate_accuracy, evaluate_agreement, evaluate_hint, hint_step,
-                            kd_step, onestage_step, run_stage)
+from fitnets.engine import RunContext, Stage, evaluate_accuracy, evaluate_agreement, evaluate_hint, run_stage
+from fitnets.steps import CEStep, HintStep, KDStep, OneStageStep
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
 from fitnets.losses import kd_weight_at
@@ -177,15 +177,15 @@ class Run:
         modules: dict[str, nn.Module] = {"model": self.student}
         if c.method == "fitnet-onestage":
             hints = self._teacher_fn(data, "teacher hints", self.fitnet.hint_features)
-            step = onestage_step(self.fitnet, c.hint_stage.beta, hints)
+            step = OneStageStep(self.fitnet, c.hint_stage.beta, hints)
             groups[-1]["params"] = groups[-1]["params"] + list(self.fitnet.regressor.parameters())
             modules["regressor"] = self.fitnet.regressor
             extra = lambda epoch: {}  # noqa: E731
         elif self.teacher is None:
-            step = ce_step(self.student)
+            step = CEStep(self.student)
             extra = lambda epoch: {}  # noqa: E731
         else:
-            step = kd_step(self.student, self._teacher_fn(data, "teacher logits", self.teacher),
+            step = KDStep(self.student, self._teacher_fn(data, "teacher logits", self.teacher),
                            c.kd.temperature, weight, c.kd.tau_squared)
             extra = lambda epoch: {"kd_weight": weight(epoch)}  # noqa: E731
 
@@ -209,7 +209,7 @@ class Run:
 
         # Stage 1 saves the whole student (its upper layers are untouched) and the regressor.
         hints = self._teacher_fn(data, "teacher hints", self.fitnet.hint_features)
-        return Stage("hint", hint_step(self.fitnet, hints), [{"params": self.fitnet.stage1_parameters()}],
+        return Stage("hint", HintStep(self.fitnet, hints), [{"params": self.fitnet.stage1_parameters()}],
                      {"model": self.student, "regressor": self.fitnet.regressor}, evaluate,
                      c.hint_stage.epochs, c.hint_stage.optim, c.hint_stage.patience)
 
