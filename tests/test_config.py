@@ -13,7 +13,8 @@ def test_defaults_follow_the_paper():
 def test_file_then_overrides(tmp_path):
     yml = tmp_path / "c.yaml"
     yml.write_text("method: kd\nepochs: 7\noptim:\n  lr: 0.01\ndata:\n  pad: 2\n")
-    config = load_config(yml, [parse_override("optim.lr=0.5"), ("seed", 3)])
+    config = load_config(yml, [parse_override("optim.lr=0.5"), ("seed", 3), parse_override("kd.temperature=1e1")])
+    assert config.kd.temperature == 10.0
     assert (config.method, config.epochs, config.optim.lr, config.data.pad, config.seed) == ("kd", 7, 0.5, 2, 3)
     toml = tmp_path / "c.toml"
     toml.write_text('method = "ce"\n[hint_stage]\nepochs = 2\n[hint_stage.optim]\nlr = 1\n')

@@ -160,6 +160,11 @@ def _coerce(value: Any, kind, key: str) -> Any:
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
     if kind is dict and isinstance(value, dict):
         return value
     if isinstance(kind, type) and isinstance(value, kind) and not (kind is int and isinstance(value, bool)):

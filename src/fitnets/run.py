@@ -22,6 +22,7 @@ from torch import nn
 from fitnets.cache import TeacherCache, cache_blocker
 from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from fitnets.config import RunConfig, from_dict, to_dict
+from fitnets.distributed import init_distributed
 from fitnets.data.loader import ImageData, load_dataset, split_validation, take, to_float
 from fitnets.data.preprocess import Preprocess
 from fitnets.engine import RunContext, Stage, evaluate_accuracy, evaluate_agreement, evaluate_hint, run_stage
@@ -92,7 +93,11 @@ class Run:
 
     def __init__(self, config: RunConfig, run_dir: Path | None = None, progress: bool = True):
         self.config = config
+        self.world = init_distributed(config.device)  # a world of one unless started by torchrun
         self.device = resolve_device(config.device)
+        if self.world.enabled and self.device.type == "cuda":  # one GPU per process
+            self.device = torch.device("cuda", self.world.local_rank)
+            torch.cuda.set_device(self.device)
         self.run_dir = Path(run_dir) if run_dir else Path(config.out) / (
             config.name or f"{config.method}-{config.student}-seed{config.seed}")
         self.progress = progress
@@ -241,8 +246,13 @@ class Run:
 
     def execute(self, resume: bool = False, data: Data | None = None) -> dict[str, Any]:
         """Train every stage (continuing from ``last.safetensors`` when ``resume``), test, write results."""
-        resume_state = self.prepare_dir(resume)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
+        main = self.world.is_main
+        if main or resume:  # only rank 0 lays out the folder; every rank reads the resume point
+            resume_state = self.prepare_dir(resume)
+        else:
+            resume_state = None
+        if main:
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(self.config), sort_keys=False))
         data = data or load_data(self.config, self.device)
         self._check_classes(data)
         c = self.config
@@ -259,16 +269,18 @@ class Run:
                 continue  # finished before the interruption: its result is in the checkpoint's weights
             summary[name] = run_stage(make_stage(data), ctx)
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, c.channels_last)
-        save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
-                        {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})
         if self.teacher is not None:  # how closely the student follows its teacher, on the test set
             test.update({f"teacher_{k}": v for k, v in evaluate_agreement(self.student, self.teacher, data.test).items()})
         results = {"method": c.method, "student": c.student, "teacher": c.teacher if c.method != "ce" else None,
                    "seed": c.seed, "dataset": c.data.name, "test_acc": test["acc"], "test_loss": test["loss"],
                    **{k: v for k, v in test.items() if k.startswith("teacher_")},
                    "parameters": sum(p.numel() for p in self.student.parameters()),
-                   "train_time_s": time.perf_counter() - start, "stages": summary}
-        (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
+                   "train_time_s": time.perf_counter() - start, "processes": self.world.world_size,
+                   "stages": summary}
+        if main:
+            save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
+                            {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})
+            (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         return results
 
 

@@ -1,0 +1,51 @@
+"""`torchrun` with 2 processes (gloo, CPU) follows the same trajectory as 1 process with the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["distill", "--method", "fitnet", "--epochs", "2", "--hint-epochs", "1", "--train-size", "1000",
+        "--val-size", "300", "--batch-size", "100", "--set", "data.test_size=500", "--set", "log_every=5",
+        "--no-progress", "--device", "cpu",
+        # SGD, unlike Adam, is sensitive to the gradient's scale: a wrong average over ranks would show.
+        "--optimizer", "sgd", "--lr", "0.1", "--set", "hint_stage.optim.name=sgd", "--set", "hint_stage.optim.lr=1e-5"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_match_one(tmp_path, fashion_dir):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, "-m", "fitnets", *ARGS, "--out", str(tmp_path), "--name", "one"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                            f"--master_port={free_port()}", "-m", "fitnets", *ARGS, "--out", str(tmp_path),
+                            "--name", "two"], capture_output=True, text=True, env=env, timeout=600)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    one, two = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [(r["stage"], r["epoch"]) for r in one] == [(r["stage"], r["epoch"]) for r in two] == \
+        [("hint", 1), ("main", 1), ("main", 2)]
+    for a, b in zip(one, two):
+        # Losses, not accuracies: float-order differences can flip a near-tie argmax.
+        for key in ("loss", "hint_loss", "task_loss", "kd_loss", "val_hint_loss", "val_loss"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=2e-4), (a["stage"], a["epoch"], key)
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert results["processes"] == 2
+    assert results["test_loss"] == pytest.approx(
+        json.loads((tmp_path / "one" / "results.json").read_text())["test_loss"], rel=2e-4)
+    assert not (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") > len(one)  # rank 0 alone writes
