@@ -170,3 +170,14 @@ def test_seeds_and_run_file(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "run", str(cfg), "--seeds", "0,1", "--dry-run", "--out", str(tmp_path))
     assert code == 0
     assert out.count("method   kd") == 2 and "exp-seed0" in out and "exp-seed1" in out
+
+
+def test_bench_step_json(capsys):
+    code, out, _ = run_cli(capsys, "bench", "step", "--steps", "2", "--warmup", "1", "--batch-size", "16",
+                           "--device", "cpu", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert len(result["rows"]) == 8 and all(r["images_per_s"] > 0 for r in result["rows"])
+    assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
+                                     "stage1_cost", "data_wait_share"}
+    assert 0 <= result["ratios"]["data_wait_share"] < 1

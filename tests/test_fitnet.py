@@ -110,3 +110,20 @@ def test_onestage_losses_match_formula():
     assert torch.allclose(logits, expected_logits)
     ce = torch.nn.functional.cross_entropy(expected_logits, y)
     assert losses["loss"].item() == pytest.approx((ce + 100 * mse).item(), rel=1e-5)
+
+
+def test_bf16_teacher_agrees_with_fp32():
+    from fitnets.data import ImageData
+    from fitnets.engine import evaluate_agreement
+
+    teacher = create_model("paper-mnist-teacher", pretrained=True)
+    fp32 = FrozenTeacher(teacher)
+    bf16 = FrozenTeacher(create_model("paper-mnist-teacher", pretrained=True), dtype=torch.bfloat16, channels_last=True)
+    from fitnets.data import load_idx_dataset, take
+
+    data = take(load_idx_dataset("fashion-mnist", "test"), 1000)
+    agreement = evaluate_agreement(fp32.module, bf16, data)
+    assert agreement["agreement"] >= 0.99 and agreement["kl"] < 1e-3
+    x = torch.rand(8, 1, 28, 28)
+    assert bf16(x).dtype == torch.float32
+    assert torch.allclose(bf16.features(x, ["conv2"])[0], fp32.features(x, ["conv2"])[0], atol=0.1, rtol=0.05)

@@ -3,6 +3,7 @@ this machine, next to the paper's Table 5 (CIFAR-10, GPU, model and batch size n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -66,3 +67,139 @@ def format_speed_table(rows: list[SpeedRow]) -> str:
         lines.append(f"| {r.teacher} | {r.student} | {r.params:,} | {r.macs / 1e6:.1f}M | {r.compression:.2f}{paper_c} "
                      f"| {r.images_per_s:,.0f} | {r.speedup:.2f}{paper_s} |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- fitnets bench step
+
+@dataclass
+class StepRow:
+    name: str
+    images_per_s: float
+    note: str = ""
+
+
+def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, batch_size: int, steps: int,
+                warmup: int, autocast: torch.dtype | None = None, channels_last: bool = False) -> float:
+    """Median images/s of ``step`` + backward + Adam update over ``steps`` timed steps after ``warmup``."""
+    import statistics
+    import time
+
+    from fitnets.data.loader import batches
+
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    device = data.images.device
+    times = []
+    for i, (x, y, index) in enumerate(batches(data, batch_size, shuffle=True, drop_last=True)):
+        if i >= warmup + steps:
+            break
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            losses, _ = step(x, y, index, 0)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        else:
+            losses["loss"].item()  # the step's work is done when its loss exists
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times)
+
+
+def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
+               num_classes: int = 10, steps: int = 20, warmup: int = 5, device: torch.device | str = "cpu",
+               hint: str | None = None, guided: str | None = None) -> tuple[list[StepRow], dict[str, float]]:
+    """Training throughput of one teacher/student pair on synthetic data, for each kind of step and each speed
+    option, all in one run so that the ratios compare like with like.
+
+    Returns:
+        The rows, and the ratios: ``kd_fast_over_baseline`` (KD step, teacher live, all options on / all off),
+        ``kd_fast_bf16_over_baseline`` (the same with the student in bf16 autocast), ``kd_cached_cost`` (KD
+        step with cached teacher logits, cost relative to a plain student step), ``stage1_cost`` (stage-1 step
+        with both forwards cut short, cost relative to full forwards), ``data_wait_share`` (share of a KD epoch
+        spent producing augmented batches).
+    """
+    import copy
+    import time
+
+    from fitnets.cache import TeacherCache
+    from fitnets.data.loader import ImageData, batches
+    from fitnets.fitnet import FitNet
+    from fitnets.steps import CEStep, HintStep, KDStep
+    from fitnets.teacher import FrozenTeacher
+
+    device = torch.device(device)
+    t_spec, s_spec = model_spec(teacher_name), model_spec(student_name)
+    shape = tuple(input_shape or s_spec.input_shape)
+    n = batch_size * (warmup + steps)
+    generator = torch.Generator().manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator),
+                     torch.randint(0, num_classes, (n,), generator=generator), num_classes).to(device)
+    torch.manual_seed(0)
+    teacher_model = create_model(teacher_name, num_classes=num_classes).to(device)
+    student0 = create_model(student_name, num_classes=num_classes).to(device)
+
+    def student():  # a fresh copy per measurement: same start, no state carried over
+        return copy.deepcopy(student0)
+
+    def teacher(fast: bool) -> FrozenTeacher:
+        return FrozenTeacher(copy.deepcopy(teacher_model), dtype=torch.bfloat16 if fast else None, channels_last=fast)
+
+    run = functools.partial(_time_steps, data=data, batch_size=batch_size, steps=steps, warmup=warmup)
+    rows: list[StepRow] = []
+
+    def add(name, step, params, note="", **kw):
+        rows.append(StepRow(name, run(step, params, **kw), note))
+        return rows[-1].images_per_s
+
+    s = student()
+    plain = add("plain student step (CE)", CEStep(s), list(s.parameters()), "fp32")
+    s = student()
+    slow_t = teacher(False)
+    kd_base = add("KD step, teacher live, every option off", KDStep(s, lambda x, i: slow_t(x), 3.0, lambda e: 4.0),
+                  list(s.parameters()), "fp32 teacher, contiguous")
+    s = student()
+    fast_t = teacher(True)
+    kd_fast = add("KD step, teacher live, fast", KDStep(s, lambda x, i: fast_t(x), 3.0, lambda e: 4.0),
+                  list(s.parameters()), "bf16 + channels_last teacher, fp32 student")
+    s = student()
+    kd_fast16 = add("KD step, teacher live, fast, bf16 student", KDStep(s, lambda x, i: fast_t(x), 3.0,
+                                                                       lambda e: 4.0),
+                    list(s.parameters()), "+ student under bf16 autocast", autocast=torch.bfloat16)
+    cache = TeacherCache.build(fast_t, data, 256, progress=False, dtype=torch.bfloat16)
+    s = student()
+    kd_cached = add("KD step, cached teacher logits", KDStep(s, cache, 3.0, lambda e: 4.0), list(s.parameters()),
+                    "bf16 cache, fp32 student")
+    s = student()
+    # FitNet stage 2 is the KD step (from the stage-1 weights): same cost as the KD rows above.
+    hint = hint or t_spec.hint
+    guided = guided or s_spec.guided
+    example = data.images[:2].float()
+    fit_full = FitNet(slow_t, s, hint, guided, example)
+    fit_full.truncate = False
+    full = add("FitNet stage 1, full forwards", HintStep(fit_full), fit_full.stage1_parameters(),
+               "both networks run to the end")
+    s = student()
+    fit_cut = FitNet(slow_t, s, hint, guided, example)
+    cut = add("FitNet stage 1, cut after hint/guided", HintStep(fit_cut), fit_cut.stage1_parameters(),
+              "fp32 teacher, as above")
+    s = student()
+    fit_fast = FitNet(fast_t, s, hint, guided, example)
+    hints = TeacherCache.build(fit_fast.hint_features, data, 256, progress=False, dtype=torch.bfloat16)
+    add("FitNet stage 1, cut + cached hints", HintStep(fit_fast, hints), fit_fast.stage1_parameters(), "bf16 cache")
+
+    # Data: the share of a KD epoch spent producing (augmented) batches in memory.
+    start = time.perf_counter()
+    for _ in batches(data, batch_size, shuffle=True, pad=4, flip=True):
+        pass
+    data_time = time.perf_counter() - start
+    epoch_time = n / kd_fast
+    ratios = {"kd_fast_over_baseline": kd_fast / kd_base, "kd_fast_bf16_over_baseline": kd_fast16 / kd_base,
+              "kd_cached_cost": plain / kd_cached, "stage1_cost": full / cut,
+              "data_wait_share": data_time / (data_time + epoch_time)}
+    return rows, ratios

@@ -36,18 +36,19 @@ class TeacherCache:
     @classmethod
     @torch.no_grad()
     def build(cls, fn: Callable[[torch.Tensor], torch.Tensor], data: ImageData, batch_size: int = 1000,
-              desc: str = "teacher cache", progress: bool = True) -> "TeacherCache":
-        """Run ``fn`` (a frozen teacher's forward, or its forward to the hint) over all of ``data`` once."""
+              desc: str = "teacher cache", progress: bool = True, dtype: torch.dtype | None = None) -> "TeacherCache":
+        """Run ``fn`` (a frozen teacher's forward, or its forward to the hint) over all of ``data`` once,
+        storing the outputs in ``dtype`` (e.g. bfloat16: half the memory; lookups return float32)."""
         values = None
         for x, _, index in tqdm(batches(data, batch_size), total=-(-len(data) // batch_size), desc=desc,
                                 leave=False, disable=not progress):
             out = fn(x)
             if values is None:
-                values = torch.empty((len(data), *out.shape[1:]), dtype=out.dtype, device=out.device)
-            values[index] = out
+                values = torch.empty((len(data), *out.shape[1:]), dtype=dtype or out.dtype, device=out.device)
+            values[index] = out.to(values.dtype)
         log.info("%s: %d examples, %s, %.1f MB", desc, len(data), tuple(values.shape[1:]),
                  values.numel() * values.element_size() / 2**20)
         return cls(values)
 
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return self.values[index]
+        return self.values[index].float()

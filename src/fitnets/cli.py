@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import sys
 from pathlib import Path
@@ -26,7 +27,8 @@ _FLAG_KEYS = {
     "lr": "optim.lr", "optimizer": "optim.name", "data": "data.name", "data_dir": "data.dir",
     "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
     "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
-    "tau_squared": "kd.tau_squared", "channels_last": "channels_last",
+    "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
+    "student_dtype": "student_dtype", "compile": "compile",
 }
 
 
@@ -65,7 +67,10 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--seeds", help="run once per seed, e.g. 0,1,2 or 3 (= 0,1,2); one run folder each")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--channels-last", action="store_true", default=None)
+    p.add_argument("--channels-last", action="store_true", default=None, help="student in channels_last")
+    p.add_argument("--teacher-dtype", choices=["float32", "bfloat16"], help="the teacher's weights and forward")
+    p.add_argument("--student-dtype", choices=["float32", "bfloat16"], help="autocast the student's step")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the forwards")
     p.add_argument("--out", help="parent folder of run folders (default runs/)")
     p.add_argument("--name", help="run folder name")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (its config, then any flags)")
@@ -101,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-speed", action="store_true", help="skip the measured speed-up column")
     p.add_argument("--device", default="cpu")
-    p = sub.add_parser("bench", help="measurements: `bench speed` (inference speed-up, paper's Table 5)")
+    p = sub.add_parser("bench", help="measurements: `bench speed` (inference, paper's Table 5), `bench step` (training)")
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser("speed", help="inference speed-up and compression of students over their teacher")
     p.add_argument("--teacher", help="teacher model (default: the paper's CIFAR and MNIST teachers)")
@@ -109,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=20, help="timed batches per model (after 3 warm-up ones)")
     p.add_argument("--device", default="auto")
+    p = bench.add_parser("step", help="training throughput of each step kind and speed option, with ratios")
+    p.add_argument("--teacher", default="paper-mnist-teacher")
+    p.add_argument("--student", default="paper-mnist-fitnet")
+    p.add_argument("--hint", help="teacher layer (default: the registry's)")
+    p.add_argument("--guided", help="student layer (default: the registry's)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--input-shape", help="C,H,W (default: the student's)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print a machine-readable result")
     sub.add_parser("models", help="list the registered models: parameters, MACs, the paper's counts")
     p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
     p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
@@ -252,9 +269,42 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fitnets.bench import DEFAULT_PAIRS, bench_speed, format_speed_table
+    from fitnets.bench import DEFAULT_PAIRS, bench_speed, bench_step, format_speed_table
     from fitnets.run import resolve_device
+
+    if args.bench == "step":
+        device = resolve_device(args.device)
+        shape = None
+        if args.input_shape:
+            try:
+                shape = tuple(int(v) for v in args.input_shape.split(","))
+            except ValueError:
+                raise FitNetsError(f"bad --input-shape {args.input_shape!r}: expected C,H,W such as 3,32,32") from None
+        rows, ratios = bench_step(args.teacher, args.student, args.batch_size, shape, args.num_classes, args.steps,
+                                  args.warmup, device, args.hint, args.guided)
+        context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
+                   "device": _hardware(device), "torch": torch.__version__, "timed_steps": args.steps}
+        if args.json:
+            print(json.dumps({**context, "rows": [r.__dict__ for r in rows], "ratios": ratios}, indent=2))
+            return 0
+        print(f"| step | images/s | notes |\n|---|---:|---|")
+        for r in rows:
+            print(f"| {r.name} | {r.images_per_s:,.0f} | {r.note} |")
+        print(f"\nKD step, all options on / all off (teacher live, fp32 student): {ratios['kd_fast_over_baseline']:.2f}×"
+              f"\nKD step, all options on + bf16 student / all off:               {ratios['kd_fast_bf16_over_baseline']:.2f}×"
+              f"\nKD step with cached teacher, cost relative to a plain step:     {ratios['kd_cached_cost']:.2f}×"
+              f"\nFitNet stage 1, cut forwards, cost relative to full forwards:   {ratios['stage1_cost']:.2f}×"
+              f"\nShare of a KD epoch spent producing augmented batches:         {100 * ratios['data_wait_share']:.1f}%"
+              f"\n\n{args.teacher} → {args.student}, batch {args.batch_size}, {_hardware(device)}, torch {torch.__version__},"
+              f" median of {args.steps} timed steps after {args.warmup} warm-up ones, synthetic data.")
+        return 0
 
     if bool(args.teacher) != bool(args.student):
         raise FitNetsError("give both --teacher and --student, or neither (the paper's pairs)")
@@ -262,8 +312,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     rows = bench_speed(pairs, args.batch_size, args.repeats, device)
     print(format_speed_table(rows))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\n{name}, torch {torch.__version__}, batch {args.batch_size}, median of {args.repeats} timed batches "
+    print(f"\n{_hardware(device)}, torch {torch.__version__}, batch {args.batch_size}, median of {args.repeats} timed batches "
           "after 3 warm-up ones; paper's figures (Table 5, CIFAR-10, GPU) in parentheses.")
     return 0
 

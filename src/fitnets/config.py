@@ -100,6 +100,10 @@ class RunConfig:
     channels_last: bool = False        # student in channels_last memory format (faster for some convnets)
     teacher_channels_last: bool = True # teacher in channels_last (2× faster for the paper's MNIST teacher on CPU)
     teacher_cache: bool = True         # compute teacher outputs once per example when valid (no augmentation)
+    teacher_dtype: str = "float32"     # float32 | bfloat16: the teacher's weights and forward
+    cache_dtype: str = "float32"       # float32 | bfloat16: how cached teacher outputs are stored
+    student_dtype: str = "float32"     # float32 | bfloat16: autocast for the student's forward and backward
+    compile: bool = False              # torch.compile the student's (and the live teacher's) forward
     out: str = "runs"                  # parent folder of run folders
     name: str | None = None            # run folder name (default: method-student-seed)
     log_every: int = 50                # steps between progress-bar updates (each one syncs the device)
@@ -117,6 +121,8 @@ class RunConfig:
             (self.data.preprocess in ("none", "standardize", "gcn_zca"),
              f"data.preprocess must be none, standardize or gcn_zca, not {self.data.preprocess!r}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
+            *[(getattr(self, k) in ("float32", "bfloat16"), f"{k} must be float32 or bfloat16, not {getattr(self, k)!r}")
+              for k in ("teacher_dtype", "cache_dtype", "student_dtype")],
         ]
         for optim, where in ((self.optim, "optim"), (self.hint_stage.optim, "hint_stage.optim")):
             checks += [

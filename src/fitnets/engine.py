@@ -171,6 +171,7 @@ class RunContext:
     log_every: int = 50
     progress: bool = True
     resume: dict[str, Any] | None = None  # {"tensors", "meta"} of last.safetensors
+    autocast: torch.dtype | None = None     # the student's forward/backward under autocast to this dtype
 
     def write_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -220,7 +221,8 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
             group["lr"] = group["base_lr"] * factor
         if ctx.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        losses, logits = step_fn(x, y, index, epoch)
+        with torch.autocast(device.type, dtype=ctx.autocast or torch.bfloat16, enabled=ctx.autocast is not None):
+            losses, logits = step_fn(x, y, index, epoch)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

@@ -74,6 +74,7 @@ class FitNet:
         self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation,
                                          regressor_batch_norm).to(device)
         self._stage1_names = self._find_stage1_parameters(example_input)
+        self.truncate = True  # cut both forwards after their layer; False runs them to the end (for benchmarks)
 
     def _find_stage1_parameters(self, example_input: torch.Tensor) -> list[str]:
         """Names of the student parameters that the guided layer's output depends on: those are "layers 1..g"
@@ -88,12 +89,12 @@ class FitNet:
 
     def guided_features(self, x: torch.Tensor) -> torch.Tensor:
         """The student's guided-layer output; the student's forward stops right after that layer."""
-        (out,) = tap(self.student, x, [self.guided])
+        (out,) = tap(self.student, x, [self.guided], stop=self.truncate)
         return out
 
     def hint_features(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's hint-layer output (no graph); the teacher's forward stops after that layer."""
-        (out,) = self.teacher.features(x, [self.hint])
+        (out,) = self.teacher.features(x, [self.hint], stop=self.truncate)
         return out
 
     def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:

@@ -35,6 +35,8 @@ from fitnets.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
 
+_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -108,7 +110,10 @@ class Run:
         self.teacher = None
         self.fitnet = None
         if config.method != "ce":
-            self.teacher = FrozenTeacher(load_trained(config.teacher).to(self.device),
+            teacher_model = load_trained(config.teacher).to(self.device)
+            if config.compile:
+                teacher_model.compile()
+            self.teacher = FrozenTeacher(teacher_model, dtype=_DTYPES[config.teacher_dtype],
                                          channels_last=config.teacher_channels_last)
         if config.method in ("fitnet", "fitnet-onestage"):
             teacher_name = config.teacher.partition(":")[0]
@@ -121,6 +126,8 @@ class Run:
                                  config.hint_stage.regressor_activation, config.hint_stage.regressor_batch_norm)
         if config.channels_last:
             self.student.to(memory_format=torch.channels_last)
+        if config.compile:  # in place: the student's state_dict keys stay those of the plain architecture
+            self.student.compile()
 
     # ------------------------------------------------------------ the plan
     def plan(self) -> str:
@@ -161,8 +168,8 @@ class Run:
         c = self.config
         blocker = cache_blocker(c.data.pad, c.data.flip)
         if c.teacher_cache and blocker is None:
-            cache = TeacherCache.build(forward, data.train, c.data.eval_batch_size, what, self.progress)
-            return cache
+            return TeacherCache.build(forward, data.train, c.data.eval_batch_size, what, self.progress,
+                                      _DTYPES[c.cache_dtype])
         if c.teacher_cache:
             log.info("no %s cache: %s", what, blocker)
         return lambda x, index: forward(x)
@@ -257,7 +264,8 @@ class Run:
         self._check_classes(data)
         c = self.config
         ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad,
-                         c.data.flip, c.channels_last, c.log_every, self.progress, resume_state)
+                         c.data.flip, c.channels_last, c.log_every, self.progress, resume_state,
+                         autocast=_DTYPES[c.student_dtype])
         torch.manual_seed(c.seed)
         start = time.perf_counter()
         summary: dict[str, Any] = {}

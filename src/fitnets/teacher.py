@@ -55,6 +55,6 @@ class FrozenTeacher:
         return self._model(self._prepare(x)).float()
 
     @torch.no_grad()
-    def features(self, x: torch.Tensor, paths: Sequence[str]) -> list[torch.Tensor]:
-        """The outputs of the layers at ``paths``; the forward stops after the last of them."""
-        return [f.float() for f in tap(self._model, self._prepare(x), paths, stop=True)]
+    def features(self, x: torch.Tensor, paths: Sequence[str], stop: bool = True) -> list[torch.Tensor]:
+        """The outputs of the layers at ``paths``; the forward stops after the last of them (unless not ``stop``)."""
+        return [f.float() for f in tap(self._model, self._prepare(x), paths, stop=stop)]
