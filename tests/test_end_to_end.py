@@ -103,3 +103,20 @@ def test_augmentation_disables_cache_and_says_why(tmp_path, fashion_dir, caplog)
     with caplog.at_level("INFO"):
         Run(config, progress=False).execute()
     assert "no teacher logits cache: random augmentation" in caplog.text
+
+
+def test_compile_and_bf16_options_train_like_the_default(tmp_path, fashion_dir):
+    """torch.compile, a bf16 teacher with a bf16 cache and a bf16-autocast student: the same run, losses close."""
+    rows = {}
+    variants = {"plain": [], "compiled": [("compile", True)],
+                "bf16": [("teacher_dtype", "bfloat16"), ("cache_dtype", "bfloat16"), ("student_dtype", "bfloat16")]}
+    for name, extra in variants.items():
+        config = load_config(None, [("method", "fitnet"), ("epochs", 1), ("hint_stage.epochs", 1),
+                                    ("data.train_size", 512), ("data.val_size", 200), ("data.test_size", 200),
+                                    ("name", name), ("out", str(tmp_path)), *extra])
+        Run(config, progress=False).execute()
+        rows[name] = metrics(tmp_path / name)
+    for a, b in zip(rows["plain"], rows["compiled"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3)
+    for a, b in zip(rows["plain"], rows["bf16"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=0.05)

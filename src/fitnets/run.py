@@ -110,11 +110,9 @@ class Run:
         self.teacher = None
         self.fitnet = None
         if config.method != "ce":
-            teacher_model = load_trained(config.teacher).to(self.device)
-            if config.compile:
-                teacher_model.compile()
-            self.teacher = FrozenTeacher(teacher_model, dtype=_DTYPES[config.teacher_dtype],
-                                         channels_last=config.teacher_channels_last)
+            self.teacher = FrozenTeacher(load_trained(config.teacher).to(self.device),
+                                         dtype=_DTYPES[config.teacher_dtype],
+                                         channels_last=config.teacher_channels_last, compile=config.compile)
         if config.method in ("fitnet", "fitnet-onestage"):
             teacher_name = config.teacher.partition(":")[0]
             hint = config.hint or model_spec(teacher_name).hint
@@ -126,8 +124,9 @@ class Run:
                                  config.hint_stage.regressor_activation, config.hint_stage.regressor_batch_norm)
         if config.channels_last:
             self.student.to(memory_format=torch.channels_last)
-        if config.compile:  # in place: the student's state_dict keys stay those of the plain architecture
-            self.student.compile()
+        # The CE/KD steps call the student through torch.compile when asked; the hint stages keep the eager
+        # forward, whose layer hooks (the taps) a compiled graph would not run.
+        self.student_forward = torch.compile(self.student) if config.compile else None
 
     # ------------------------------------------------------------ the plan
     def plan(self) -> str:
@@ -194,11 +193,11 @@ class Run:
             modules["regressor"] = self.fitnet.regressor
             extra = lambda epoch: {}  # noqa: E731
         elif self.teacher is None:
-            step = CEStep(self.student)
+            step = CEStep(self.student, self.student_forward)
             extra = lambda epoch: {}  # noqa: E731
         else:
             step = KDStep(self.student, self._teacher_fn(data, "teacher logits", self.teacher),
-                           c.kd.temperature, weight, c.kd.tau_squared)
+                          c.kd.temperature, weight, c.kd.tau_squared, self.student_forward)
             extra = lambda epoch: {"kd_weight": weight(epoch)}  # noqa: E731
 
         def evaluate():

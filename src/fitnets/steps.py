@@ -22,14 +22,16 @@ TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, the
 
 
 class CEStep(nn.Module):
-    """Standard backprop: cross-entropy on the labels."""
+    """Standard backprop: cross-entropy on the labels. ``forward_fn`` (e.g. ``torch.compile(student)``) replaces
+    the student's own call when given; it must share the student's parameters."""
 
-    def __init__(self, student: nn.Module):
+    def __init__(self, student: nn.Module, forward_fn: Callable | None = None):
         super().__init__()
         self.student = student
+        self.forward_fn = forward_fn
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
-        logits = self.student(x)
+        logits = (self.forward_fn if self.forward_fn is not None else self.student)(x)
         loss = F.cross_entropy(logits, y)
         return {"loss": loss, "task_loss": loss}, logits
 
@@ -39,15 +41,16 @@ class KDStep(nn.Module):
     lookup, and is not called at all when λ is 0."""
 
     def __init__(self, student: nn.Module, teacher: TeacherFn, temperature: float, weight: Callable[[int], float],
-                 tau_squared: bool = False):
+                 tau_squared: bool = False, forward_fn: Callable | None = None):
         super().__init__()
         self.student = student
         self.teacher, self.temperature, self.weight, self.tau_squared = teacher, temperature, weight, tau_squared
+        self.forward_fn = forward_fn
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
         kd_weight = self.weight(epoch)
         teacher_logits = self.teacher(x, index) if kd_weight else None
-        logits = self.student(x)
+        logits = (self.forward_fn if self.forward_fn is not None else self.student)(x)
         return kd_loss(logits, teacher_logits, y, kd_weight, self.temperature, self.tau_squared), logits
 
 
