@@ -49,3 +49,27 @@ def test_two_processes_match_one(tmp_path, fashion_dir):
     assert results["test_loss"] == pytest.approx(
         json.loads((tmp_path / "one" / "results.json").read_text())["test_loss"], rel=2e-4)
     assert not (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") > len(one)  # rank 0 alone writes
+
+
+def test_resume_under_torchrun(tmp_path, fashion_dir):
+    """A 2-process run stopped after its first epoch and resumed under torchrun ends exactly like an
+    uninterrupted 2-process run."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = list(ARGS)
+    args[args.index("--method") + 1] = "kd"
+    args += ["--set", "optim.schedule=constant", "--set", "kd.decay_epochs=2"]  # independent of --epochs
+
+    def torchrun(*extra):
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                               f"--master_port={free_port()}", "-m", "fitnets", *extra],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    torchrun(*args, "--out", str(tmp_path), "--name", "whole")
+    torchrun(*args, "--epochs", "1", "--out", str(tmp_path), "--name", "cut")
+    (tmp_path / "cut" / "results.json").unlink()  # as if the run had stopped after epoch 1
+    torchrun("distill", "--resume", str(tmp_path / "cut"), "--epochs", "2", "--no-progress")
+    a, b = metrics(tmp_path / "whole"), metrics(tmp_path / "cut")
+    assert [r["epoch"] for r in b] == [1, 2]
+    for x, y in zip(a, b):
+        assert y["loss"] == x["loss"] and y["val_loss"] == x["val_loss"]

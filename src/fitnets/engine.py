@@ -213,9 +213,15 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
                                 f"the last good checkpoint is kept in {ctx.run_dir / 'last.safetensors'} — lower "
                                 "the learning rate and resume")
 
-    for step, (x, y, index) in enumerate(batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed,
-                                                 epoch=epoch, pad=ctx.pad, flip=ctx.flip,
-                                                 rank=world.rank, world_size=world.world_size)):
+    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.pad,
+                         flip=ctx.flip, rank=world.rank, world_size=world.world_size)
+    data_wait = 0.0
+    for step in range(steps_per_epoch):
+        fetch = time.perf_counter()
+        x, y, index = next(batch_iter, (None, None, None))
+        if x is None:
+            break
+        data_wait += time.perf_counter() - fetch
         factor = lr_factor(stage.optim, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
@@ -248,7 +254,8 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
     metrics = {key: float(value) / seen_all for key, value in zip(keys, totals)}
     if "task_loss" in sums:
         metrics["train_acc"] = float(totals[-2]) / seen_all
-    metrics.update(images_per_s=seen_all / elapsed, epoch_time_s=elapsed, lr=optimizer.param_groups[0]["lr"])
+    metrics.update(images_per_s=seen_all / elapsed, epoch_time_s=elapsed, data_wait_share=data_wait / elapsed,
+                   lr=optimizer.param_groups[0]["lr"])
     return metrics
 
 
