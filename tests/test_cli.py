@@ -181,3 +181,14 @@ def test_bench_step_json(capsys):
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
                                      "stage1_cost", "data_wait_share"}
     assert 0 <= result["ratios"]["data_wait_share"] < 1
+
+
+def test_teacher_from_a_run_folder_uses_its_model_args(capsys, tmp_path, fashion_dir):
+    args = ["train", "--student", "paper-mnist-fitnet", "--epochs", "1", "--out", str(tmp_path), "--name", "t",
+            "--set", "model_args={num_classes: 10, pieces_last: 2}", *SMALL]
+    assert run_cli(capsys, *args)[0] == 0
+    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", f"paper-mnist-fitnet:{tmp_path / 't'}",
+                             "--dry-run")
+    assert code == 0, err
+    n = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).parameters())
+    assert n != 36_226 and f"teacher  paper-mnist-fitnet:{tmp_path / 't'} ({n:,} parameters" in out

@@ -50,16 +50,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_model(spec: str, **kwargs) -> nn.Module:
-    """``NAME`` (shipped weights when the model has them, else fresh), ``NAME:PATH`` (weights from a file or a
-    run folder's ``student.safetensors``)."""
+    """``NAME`` (shipped weights when the model has them, else fresh), ``NAME:PATH`` (weights from a file, or a
+    run folder's ``student.safetensors`` built with that run's ``model_args``)."""
     name, _, path = spec.partition(":")
     if not path:
         return create_model(name, pretrained=model_spec(name).pretrained is not None, **kwargs)
-    model = create_model(name, **kwargs)
     weights = Path(path)
     if weights.is_dir():
+        if (weights / "config.yaml").is_file():  # the run's own constructor arguments, e.g. num_classes
+            kwargs = {**config_of_run(weights).model_args, **kwargs}
         weights = weights / "student.safetensors"
-    return load_weights(model, weights)
+    return load_weights(create_model(name, **kwargs), weights)
 
 
 def load_trained(spec: str, flag: str = "--teacher", **kwargs) -> nn.Module:
@@ -110,7 +111,7 @@ class Run:
         self.teacher = None
         self.fitnet = None
         if config.method != "ce":
-            self.teacher = FrozenTeacher(load_trained(config.teacher).to(self.device),
+            self.teacher = FrozenTeacher(load_trained(config.teacher, **config.teacher_args).to(self.device),
                                          dtype=_DTYPES[config.teacher_dtype],
                                          channels_last=config.teacher_channels_last, compile=config.compile)
         if config.method in ("fitnet", "fitnet-onestage"):
