@@ -177,9 +177,9 @@ def test_bench_step_json(capsys):
                            "--device", "cpu", "--json")
     assert code == 0
     result = json.loads(out)
-    assert len(result["rows"]) == 8 and all(r["images_per_s"] > 0 for r in result["rows"])
+    assert len(result["rows"]) == 10 and all(r["images_per_s"] > 0 for r in result["rows"])
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
-                                     "stage1_cost", "data_wait_share"}
+                                     "stage1_cost", "data_wait_share", "fastest_teacher_option"}
     assert 0 <= result["ratios"]["data_wait_share"] < 1
 
 
