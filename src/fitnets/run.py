@@ -169,7 +169,7 @@ class Run:
         blocker = cache_blocker(c.data.pad, c.data.flip)
         if c.teacher_cache and blocker is None:
             return TeacherCache.build(forward, data.train, c.data.eval_batch_size, what, self.progress,
-                                      _DTYPES[c.cache_dtype])
+                                      _DTYPES[c.cache_dtype], spill_dir=self.run_dir)
         if c.teacher_cache:
             log.info("no %s cache: %s", what, blocker)
         return lambda x, index: forward(x)
