@@ -61,7 +61,7 @@ def group_runs(runs: list[RunRecord]) -> list[Group]:
     for run in runs:
         r = run.results
         groups[(r.get("dataset", "?"), r["method"], r["student"], (r.get("teacher") or "").partition(":")[0])].append(run)
-    return [Group(k, v) for k, v in groups.items()]
+    return [Group(k, sorted(v, key=lambda r: r.results.get("seed", 0))) for k, v in sorted(groups.items())]
 
 
 def _size(name: str, model_args: dict) -> tuple[int, int, torch.nn.Module]:
@@ -136,12 +136,18 @@ def plot_tradeoff(groups: list[Group], path: Path) -> None:
     """Test accuracy against parameters and against MACs, one point per group with its std as error bar."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    # One colour per method, one marker per student, so that a method's points read as one series.
+    methods = sorted({g.key[1] for g in groups})
+    students = sorted({g.key[2] for g in groups})
+    colours = {m: f"C{i}" for i, m in enumerate(methods)}
+    markers = {s: "osD^v<>phX*"[i % 11] for i, s in enumerate(students)}
     for g in groups:
         params, macs, _ = _size(g.key[2], g.runs[0].model_args)
         accs = [100 * r.results["test_acc"] for r in g.runs]
         err = statistics.stdev(accs) if len(accs) > 1 else 0.0
         for ax, x in zip(axes, (params, macs)):
-            ax.errorbar(x, statistics.mean(accs), yerr=err, fmt="o", capsize=3, label=g.label)
+            ax.errorbar(x, statistics.mean(accs), yerr=err, fmt=markers[g.key[2]], color=colours[g.key[1]],
+                        capsize=3, label=g.label)
     axes[0].set_xlabel("parameters")
     axes[1].set_xlabel("multiply-accumulates per image")
     for ax in axes:
