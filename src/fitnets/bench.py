@@ -59,7 +59,7 @@ def bench_speed(pairs: dict[str, list[str]], batch_size: int = 128, repeats: int
 
 
 def format_speed_table(rows: list[SpeedRow]) -> str:
-    lines = ["| teacher | model | params | MACs | compression (paper) | images/s | speed-up (paper) |",
+    lines = ["| teacher | model | weights (paper count) | MACs as built | compression (paper) | images/s | speed-up (paper) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         paper_c = f" ({r.paper_compression:.2f})" if r.paper_compression else ""
