@@ -100,7 +100,8 @@ def test_onestage_losses_match_formula():
                     regressor_activation="relu", regressor_batch_norm=True)
     assert isinstance(fitnet.regressor[1], torch.nn.BatchNorm2d) and isinstance(fitnet.regressor[2], torch.nn.ReLU)
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
-    fitnet.student.eval(); fitnet.regressor.eval()
+    fitnet.student.eval()
+    fitnet.regressor.eval()
     losses, logits = fitnet.onestage_losses(x, y, beta=100.0)
     with torch.no_grad():
         expected_logits = fitnet.student(x)
@@ -113,7 +114,6 @@ def test_onestage_losses_match_formula():
 
 
 def test_bf16_teacher_agrees_with_fp32():
-    from fitnets.data import ImageData
     from fitnets.engine import evaluate_agreement
 
     teacher = create_model("paper-mnist-teacher", pretrained=True)

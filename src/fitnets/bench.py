@@ -40,7 +40,7 @@ def bench_speed(pairs: dict[str, list[str]], batch_size: int = 128, repeats: int
     for teacher_name, students in pairs.items():
         shape = model_spec(teacher_name).input_shape
 
-        def measure(name):
+        def measure(name, shape=shape):
             spec = model_spec(name)
             model = create_model(name).to(device)
             counted = create_model(name, **spec.paper_kwargs) if spec.paper_kwargs is not None else model

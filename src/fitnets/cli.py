@@ -294,7 +294,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({**context, "rows": [r.__dict__ for r in rows], "ratios": ratios}, indent=2))
             return 0
-        print(f"| step | images/s | notes |\n|---|---:|---|")
+        print("| step | images/s | notes |\n|---|---:|---|")
         for r in rows:
             print(f"| {r.name} | {r.images_per_s:,.0f} | {r.note} |")
         print(f"\nFastest teacher-side options: {ratios['fastest_teacher_option']}"

@@ -35,6 +35,7 @@ from fitnets.fitnet import FitNet
 
 log = logging.getLogger(__name__)
 
+
 class NonFiniteLoss(FitNetsError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

@@ -65,7 +65,7 @@ def hint_activation(model: nn.Module, path: str) -> nn.Module | None:
         return None
     siblings = list(parent.named_children())
     position = [n for n, _ in siblings].index(name)
-    for sibling_name, sibling in reversed(siblings[:position]):
+    for _, sibling in reversed(siblings[:position]):
         if not isinstance(sibling, _TRANSPARENT):
             return output_activation(sibling)
     return None

@@ -9,7 +9,6 @@ rebuilds plain containers and numpy arrays.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 from pathlib import Path
 
