@@ -45,8 +45,8 @@ BENCHMARK_COUNTS = {  # the CIFAR-100 distillation benchmark's parameter counts,
     "resnet56": 861_620, "resnet110": 1_736_564, "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
     "wrn_16_1": 180_916, "wrn_16_2": 703_284, "wrn_40_1": 569_780, "wrn_40_2": 2_255_156,
     "vgg8": 3_965_028, "vgg11": 9_277_284, "vgg13": 9_462_180, "vgg16": 14_774_436, "vgg19": 20_086_692,
-    # not listed in the issue: pinned from the benchmark's architectures (mobile_half, ShuffleV2)
-    "mobilenetv2": 812_836, "shufflenetv2": 1_355_528}
+    # not listed in the issue: pinned from the benchmark's architectures (mobile_half, ShuffleV1, ShuffleV2)
+    "mobilenetv2": 812_836, "shufflenetv1": 949_258, "shufflenetv2": 1_355_528}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARK_COUNTS))
