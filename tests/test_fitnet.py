@@ -127,3 +127,15 @@ def test_bf16_teacher_agrees_with_fp32():
     x = torch.rand(8, 1, 28, 28)
     assert bf16(x).dtype == torch.float32
     assert torch.allclose(bf16.features(x, ["conv2"])[0], fp32.features(x, ["conv2"])[0], atol=0.1, rtol=0.05)
+
+
+def test_eval_mode_restores_each_submodules_flag_even_on_error():
+    from fitnets.modes import eval_mode
+
+    model = create_model("paper-mnist-fitnet").train()
+    model.conv3.eval()  # deliberately left in eval mode by its user
+    with pytest.raises(RuntimeError):
+        with eval_mode(model):
+            assert not any(m.training for m in model.modules())
+            raise RuntimeError
+    assert model.training and model.conv1.training and not model.conv3.training

@@ -32,6 +32,7 @@ from fitnets.config import OptimConfig
 from fitnets.data.loader import ImageData, batches
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
+from fitnets.modes import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,15 @@ def apply_max_norm(modules: list[nn.Module], max_norm: float) -> None:
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
                       channels_last: bool = False) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), device=data.images.device)
     loss_sum = torch.zeros((), device=data.images.device)
-    for x, y, _ in batches(data, batch_size):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x).float()
-        correct += (logits.argmax(1) == y).sum()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y, _ in batches(data, batch_size):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()
+            correct += (logits.argmax(1) == y).sum()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
     n = max(len(data), 1)
     return {"acc": correct.item() / n, "loss": loss_sum.item() / n}
 
@@ -102,30 +101,23 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
                        batch_size: int = 1000) -> dict[str, float]:
     """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
     over ``data``."""
-    was_training = student.training
-    student.eval()
     agree = torch.zeros((), device=data.images.device)
     kl = torch.zeros((), device=data.images.device)
-    for x, _, _ in batches(data, batch_size):
-        s, t = student(x).float(), teacher(x).float()
-        agree += (s.argmax(1) == t.argmax(1)).sum()
-        kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum")
-    student.train(was_training)
+    with eval_mode(student):
+        for x, _, _ in batches(data, batch_size):
+            s, t = student(x).float(), teacher(x).float()
+            agree += (s.argmax(1) == t.argmax(1)).sum()
+            kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum")
     n = max(len(data), 1)
     return {"agreement": agree.item() / n, "kl": kl.item() / n}
 
 
 @torch.no_grad()
 def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000) -> float:
-    modules = (fitnet.student, fitnet.regressor)
-    modes = [m.training for m in modules]
-    for m in modules:
-        m.eval()
     total = torch.zeros((), device=data.images.device)
-    for x, _, _ in batches(data, batch_size):
-        total += fitnet.hint_loss(x) * len(x)
-    for m, mode in zip(modules, modes):
-        m.train(mode)
+    with eval_mode(fitnet.student, fitnet.regressor):
+        for x, _, _ in batches(data, batch_size):
+            total += fitnet.hint_loss(x) * len(x)
     return total.item() / max(len(data), 1)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.losses import hint_loss
+from fitnets.modes import eval_mode
 from fitnets.regressor import build_regressor, describe_regressor, hint_activation
 from fitnets.taps import LayerRef, forward_with_taps, tap
 from fitnets.teacher import FrozenTeacher
@@ -60,11 +61,8 @@ class FitNet:
         device = next(iter(student.parameters()), torch.empty(0)).device
         example_input = example_input.to(device)
         (hint_out,) = self.teacher.features(example_input, [self.hint])
-        was_training = student.training
-        student.eval()
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(student):
             (guided_out,) = tap(student, example_input, [self.guided])
-        student.train(was_training)
         self.hint_shape = tuple(hint_out.shape[1:])
         self.guided_shape = tuple(guided_out.shape[1:])
         if regressor_activation == "auto":  # §2.2: u_h and r end in the same non-linearity
@@ -80,10 +78,8 @@ class FitNet:
         """Names of the student parameters that the guided layer's output depends on: those are "layers 1..g"
         of Algorithm 1, found by autograd on the cut forward, for any architecture."""
         named = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
-        was_training = self.student.training
-        self.student.eval()
-        (out,) = tap(self.student, example_input, [self.guided])
-        self.student.train(was_training)
+        with eval_mode(self.student):
+            (out,) = tap(self.student, example_input, [self.guided])
         grads = torch.autograd.grad(out.float().sum(), [p for _, p in named], allow_unused=True)
         return [n for (n, _), g in zip(named, grads) if g is not None]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fitnets.modes import eval_mode
+
 
 def count_parameters(model: nn.Module, weights_only: bool = False) -> int:
     """All parameters, or (``weights_only``, the paper's convention) those named ``weight`` of conv and
@@ -42,12 +44,10 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
     try:
-        model(torch.zeros(1, *input_shape))
+        with eval_mode(model):
+            model(torch.zeros(1, *input_shape))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return total

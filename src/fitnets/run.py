@@ -29,6 +29,7 @@ from fitnets.engine import RunContext, Stage, evaluate_accuracy, evaluate_agreem
 from fitnets.steps import CEStep, HintStep, KDStep, OneStageStep
 from fitnets.errors import FitNetsError
 from fitnets.fitnet import FitNet
+from fitnets.modes import eval_mode
 from fitnets.losses import kd_weight_at
 from fitnets.models.registry import create_model, model_spec
 from fitnets.teacher import FrozenTeacher
@@ -228,10 +229,8 @@ class Run:
     # ------------------------------------------------------------ running
     @torch.no_grad()
     def _check_classes(self, data: Data) -> None:
-        was_training = self.student.training
-        self.student.eval()
-        outputs = self.student(to_float(data.train.images[:1])).shape[-1]
-        self.student.train(was_training)
+        with eval_mode(self.student):
+            outputs = self.student(to_float(data.train.images[:1])).shape[-1]
         if outputs != data.train.num_classes:
             raise FitNetsError(f"{self.config.student} has {outputs} outputs but {self.config.data.name} has "
                                f"{data.train.num_classes} classes; set model_args.num_classes="
