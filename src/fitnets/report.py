@@ -4,13 +4,13 @@ trade-off picture, Figure 2/3). Figures need matplotlib (``pip install 'fitnets[
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
@@ -64,9 +64,23 @@ def group_runs(runs: list[RunRecord]) -> list[Group]:
     return [Group(k, sorted(v, key=lambda r: r.results.get("seed", 0))) for k, v in sorted(groups.items())]
 
 
-def _size(name: str, model_args: dict) -> tuple[int, int, torch.nn.Module]:
-    model = create_model(name, **model_args)
-    return count_parameters(model), count_macs(model, model_spec(name).input_shape), model
+# Groups share models (one teacher, the same student under three methods): each model is built, counted and
+# timed once per report, keyed by its name and constructor arguments.
+
+@functools.lru_cache(maxsize=None)
+def _counts(name: str, args_json: str) -> tuple[int, int]:
+    model = create_model(name, **json.loads(args_json))
+    return count_parameters(model), count_macs(model, model_spec(name).input_shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _throughput(name: str, args_json: str, shape: tuple[int, ...], device: str) -> float:
+    model = create_model(name, **json.loads(args_json)).to(device)
+    return inference_throughput(model, shape, 64, 5, device=device)
+
+
+def _key(model_args: dict) -> str:
+    return json.dumps(model_args, sort_keys=True)
 
 
 def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu") -> str:
@@ -80,16 +94,17 @@ def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu")
         main = [[m for m in r.metrics if m["stage"] == "main"] for r in g.runs]
         selected = [r.results.get("stages", {}).get("main", {}).get("best_epoch", 0) for r in g.runs]
         last = [rows_[-1]["epoch"] if rows_ else 0 for rows_ in main]
-        params, macs, model = _size(student, g.runs[0].model_args)
+        s_args = _key(g.runs[0].model_args)
+        params, macs = _counts(student, s_args)
         compression = speedup = "–"
         if teacher:
-            t_args = {"num_classes": g.runs[0].model_args["num_classes"]} if "num_classes" in g.runs[0].model_args else {}
-            t_params, _, t_model = _size(teacher, t_args)
+            t_args = _key({"num_classes": g.runs[0].model_args["num_classes"]}
+                          if "num_classes" in g.runs[0].model_args else {})
+            t_params, _ = _counts(teacher, t_args)
             compression = f"{t_params / params:.1f}×"
             if speed:
                 shape = model_spec(student).input_shape
-                ratio = (inference_throughput(model.to(device), shape, 64, 5, device=device)
-                         / inference_throughput(t_model.to(device), shape, 64, 5, device=device))
+                ratio = _throughput(student, s_args, shape, device) / _throughput(teacher, t_args, shape, device)
                 speedup = f"{ratio:.2f}×"
         sel = statistics.mean(selected) if any(selected) else 0
         rows.append(f"| {dataset} | {method} | {student} | {teacher or '–'} | {len(g.runs)} | {_mean_std(accs)} | "
@@ -142,7 +157,7 @@ def plot_tradeoff(groups: list[Group], path: Path) -> None:
     colours = {m: f"C{i}" for i, m in enumerate(methods)}
     markers = {s: "osD^v<>phX*"[i % 11] for i, s in enumerate(students)}
     for g in groups:
-        params, macs, _ = _size(g.key[2], g.runs[0].model_args)
+        params, macs = _counts(g.key[2], _key(g.runs[0].model_args))
         accs = [100 * r.results["test_acc"] for r in g.runs]
         err = statistics.stdev(accs) if len(accs) > 1 else 0.0
         for ax, x in zip(axes, (params, macs)):
