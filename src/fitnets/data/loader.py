@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from fitnets.data.idx import read_idx
-from fitnets.data.sources import SPLIT_FILES, download, locate, source
+from fitnets.data.sources import SPLIT_FILES, download, locate, search_roots, source
 from fitnets.errors import FitNetsError, closest
 
 
@@ -69,12 +69,6 @@ def load_idx_dataset(name: str, split: str, data_dir: str | os.PathLike | None =
     if labels.max() >= 10:
         raise FitNetsError(f"{files[label_stem]} holds labels ≥ 10; it is corrupt. {hint}")
     return ImageData(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64")), 10)
-
-
-def search_roots(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
-    """Where a dataset is looked for: ``data_dir``, ``$FITNETS_DATA``, ``/usr/share/datasets/<name>``."""
-    roots = [Path(d) for d in (data_dir, os.environ.get("FITNETS_DATA")) if d]
-    return roots + [Path("/usr/share/datasets") / name]
 
 
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "folder")

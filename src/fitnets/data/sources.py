@@ -80,10 +80,17 @@ def _find_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    src = source(name)
+def search_roots(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where any dataset is looked for: ``data_dir``, ``$FITNETS_DATA``, ``/usr/share/datasets/<name>``."""
     roots = [Path(d) for d in (data_dir, os.environ.get("FITNETS_DATA")) if d]
-    roots += [Path("/usr/share/datasets") / name, cache_dir(name)]
+    return roots + [Path("/usr/share/datasets") / name]
+
+
+def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The folders that may hold an IDX dataset: each search root (then the download cache), directly, under
+    ``<name>/``, or in torchvision's ``<Class>/raw/`` layout."""
+    src = source(name)
+    roots = search_roots(name, data_dir) + [cache_dir(name)]
     dirs = []
     for root in roots:
         dirs += [root, root / name, root / src.torchvision_folder / "raw"]
