@@ -165,6 +165,16 @@ def parse_seeds(text: str) -> list[int]:
     return values
 
 
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape C,H,W`` → ``(C, H, W)``; ``None`` when the flag is absent."""
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise FitNetsError(f"bad --input-shape {text!r}: expected C,H,W such as 3,32,32") from None
+
+
 def cmd_run(args: argparse.Namespace, method: str | None) -> int:
     from fitnets.run import Run
 
@@ -235,12 +245,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from fitnets.taps import trace
 
     model = create_model(args.model).eval()
-    shape = model_spec(args.model).input_shape
-    if args.input_shape:
-        try:
-            shape = tuple(int(v) for v in args.input_shape.split(","))
-        except ValueError:
-            raise FitNetsError(f"bad --input-shape {args.input_shape!r}: expected C,H,W such as 1,28,28") from None
+    shape = parse_shape(args.input_shape) or model_spec(args.model).input_shape
     rows = trace(model, torch.zeros(1, *shape))
     modules = dict(model.named_modules())
     width = max(len(r[0]) for r in rows)
@@ -281,12 +286,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.bench == "step":
         device = resolve_device(args.device)
-        shape = None
-        if args.input_shape:
-            try:
-                shape = tuple(int(v) for v in args.input_shape.split(","))
-            except ValueError:
-                raise FitNetsError(f"bad --input-shape {args.input_shape!r}: expected C,H,W such as 3,32,32") from None
+        shape = parse_shape(args.input_shape)
         rows, ratios = bench_step(args.teacher, args.student, args.batch_size, shape, args.num_classes, args.steps,
                                   args.warmup, device, args.hint, args.guided)
         context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
