@@ -101,3 +101,11 @@ def test_trace_lists_every_layer_with_shape():
     assert rows["conv2"] == "(48, 4, 4)"   # the paper's hint: 4×4×48
     assert rows["conv1"] == "(48, 10, 10)"
     assert rows["classifier"] == "(10,)"
+
+
+def test_input_the_model_cannot_take():
+    model = create_model("paper-mnist-fitnet")
+    with pytest.raises(FitNetsError, match=r"cannot run on an input of shape \(1, 1, 32, 32\)"):
+        trace(model, torch.zeros(1, 1, 32, 32))
+    with pytest.raises(FitNetsError, match="cannot run on an input"):
+        tap(model, torch.zeros(1, 3, 28, 28), ["conv2"])

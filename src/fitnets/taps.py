@@ -86,6 +86,19 @@ class _Stop(Exception):
     """Unwinds the forward once every tapped output is in hand."""
 
 
+def _call(model: nn.Module, x):
+    """``model(x)``, with a shape mismatch (the commonest dry-run mistake: an input the model cannot take)
+    turned into a one-line error that names the input's shape; the original stays chained."""
+    try:
+        return model(*x) if isinstance(x, tuple) else model(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as err:
+        shape = [tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)
+        raise FitNetsError(f"{type(model).__name__} cannot run on an input of shape {shape}: "
+                           f"{str(err).splitlines()[0]}") from err
+
+
 def _run(model: nn.Module, x, paths: Sequence[str], stop: bool):
     """The forward with hooks on ``paths``: ``(output or None when cut short, [tapped outputs])``."""
     refs = [LayerRef.parse(p) for p in paths]
@@ -105,7 +118,7 @@ def _run(model: nn.Module, x, paths: Sequence[str], stop: bool):
         handles.append(find_module(model, ref.module).register_forward_hook(make_hook(i, ref)))
     output = None
     try:
-        output = model(*x) if isinstance(x, tuple) else model(x)
+        output = _call(model, x)
     except _Stop:
         pass
     finally:
@@ -161,7 +174,7 @@ def trace(model: nn.Module, x) -> list[tuple[str, str, str]]:
         handles.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            model(*x) if isinstance(x, tuple) else model(x)
+            _call(model, x)
     finally:
         for handle in handles:
             handle.remove()
