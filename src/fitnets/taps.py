@@ -91,7 +91,7 @@ def _call(model: nn.Module, x):
     turned into a one-line error that names the input's shape; the original stays chained."""
     try:
         return model(*x) if isinstance(x, tuple) else model(x)
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:  # (torch.OutOfMemoryError only exists from 2.5)
         raise
     except RuntimeError as err:
         shape = [tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)
