@@ -174,12 +174,13 @@ def test_seeds_and_run_file(capsys, tmp_path):
 
 def test_bench_step_json(capsys):
     code, out, _ = run_cli(capsys, "bench", "step", "--steps", "2", "--warmup", "1", "--batch-size", "16",
-                           "--device", "cpu", "--json")
+                           "--device", "cpu", "--json", "--no-compile")
     assert code == 0
     result = json.loads(out)
-    assert len(result["rows"]) == 10 and all(r["images_per_s"] > 0 for r in result["rows"])
+    assert len(result["rows"]) == 12 and all(r["images_per_s"] > 0 for r in result["rows"])
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
-                                     "stage1_cost", "data_wait_share", "fastest_teacher_option"}
+                                     "stage1_cut_cost", "stage1_fast_cost", "stage1_cached_cost", "data_wait_share",
+                                     "fastest_teacher_option", "fastest_student_option"}
     assert 0 <= result["ratios"]["data_wait_share"] < 1
 
 

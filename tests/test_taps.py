@@ -109,3 +109,16 @@ def test_input_the_model_cannot_take():
         trace(model, torch.zeros(1, 1, 32, 32))
     with pytest.raises(FitNetsError, match="cannot run on an input"):
         tap(model, torch.zeros(1, 3, 28, 28), ["conv2"])
+
+
+def test_a_tap_the_forward_runs_past_is_not_changed_by_a_later_inplace_op():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(inplace=True), nn.Conv2d(2, 2, 1)).eval()
+    x = torch.randn(2, 1, 6, 6)
+    with torch.no_grad():
+        expected = model[1](model[0](x))
+        assert (expected < 0).any()  # the ReLU would zero these in place
+        bn, last = tap(model, x, ["1", "3"])
+        (bn_stop,) = tap(model, x, ["1"])
+        (bn_full,) = tap(model, x, ["1"], stop=False)
+    for got in (bn, bn_stop, bn_full):
+        torch.testing.assert_close(got, expected)

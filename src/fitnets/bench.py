@@ -113,17 +113,20 @@ def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, b
 
 def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
                num_classes: int = 10, steps: int = 20, warmup: int = 5, device: torch.device | str = "cpu",
-               hint: str | None = None, guided: str | None = None) -> tuple[list[StepRow], dict[str, float]]:
+               hint: str | None = None, guided: str | None = None,
+               compile: bool = True) -> tuple[list[StepRow], dict[str, float]]:
     """Training throughput of one teacher/student pair on synthetic data, for each kind of step and each speed
     option, all in one run so that the ratios compare like with like.
 
     Returns:
-        The rows, and the ratios: ``kd_fast_over_baseline`` (KD step, teacher live, the fastest teacher-side
-        options / all off; ``fastest_teacher_option`` names them),
-        ``kd_fast_bf16_over_baseline`` (the same with the student in bf16 autocast), ``kd_cached_cost`` (KD
-        step with cached teacher logits, cost relative to a plain student step), ``stage1_cost`` (stage-1 step
-        with both forwards cut short, cost relative to full forwards), ``data_wait_share`` (share of a KD epoch
-        spent producing augmented batches).
+        The rows, and the ratios: ``kd_fast_over_baseline`` (KD step, teacher live, the fastest teacher- and
+        student-side options with the student in fp32, over every option off; ``fastest_teacher_option`` and
+        ``fastest_student_option`` name them), ``kd_fast_bf16_over_baseline`` (the same with the student in
+        bf16 autocast), ``kd_cached_cost`` (KD step with cached teacher logits, cost relative to a plain student
+        step), the costs of a stage-1 step relative to one with full forwards and every option off:
+        ``stage1_cut_cost`` (forwards cut after the hint and guided layers, nothing else),
+        ``stage1_fast_cost`` (cut, with the fastest live teacher), ``stage1_cached_cost`` (cut, cached hints),
+        and ``data_wait_share`` (share of a KD epoch spent producing augmented batches).
     """
     import copy
     import time
@@ -159,53 +162,66 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     run(CEStep(s), list(s.parameters()))  # untimed: the first measurement would also pay for allocator warm-up
     s = student()
     plain = add("plain student step (CE)", CEStep(s), list(s.parameters()), "fp32")
-    s = student()
-    slow_t = FrozenTeacher(copy.deepcopy(teacher_model))
-    kd_base = add("KD step, teacher live, every option off", KDStep(s, lambda x, i: slow_t(x), 3.0, lambda e: 4.0),
-                  list(s.parameters()), "fp32 teacher, contiguous")
-    variants = {  # the teacher-side options, each measured; the fastest is "all options on"
-        "channels_last teacher": FrozenTeacher(copy.deepcopy(teacher_model), channels_last=True),
-        "bf16 + channels_last teacher": FrozenTeacher(copy.deepcopy(teacher_model), dtype=torch.bfloat16,
-                                                      channels_last=True),
-        "compiled channels_last teacher + compiled student": FrozenTeacher(copy.deepcopy(teacher_model),
-                                                                          channels_last=True, compile=True),
-    }
-    fast = {}
-    for label, frozen in variants.items():
+
+    def kd(label, frozen, student_option="", note="fp32 student", autocast=None):
         s = student()
-        forward = torch.compile(s) if "compiled student" in label else None
-        fast[label] = add(f"KD step, teacher live, {label}",
-                          KDStep(s, lambda x, i, t=frozen: t(x), 3.0, lambda e: 4.0, forward_fn=forward),
-                          list(s.parameters()), "fp32 student")
-    best = max(fast, key=fast.get)
-    fast_t = variants[best]
-    kd_fast = fast[best]
-    s = student()
-    forward = torch.compile(s) if "compiled student" in best else None
-    kd_fast16 = add(f"KD step, teacher live, {best}, bf16 student",
-                    KDStep(s, lambda x, i: fast_t(x), 3.0, lambda e: 4.0, forward_fn=forward),
-                    list(s.parameters()), "student under bf16 autocast", autocast=torch.bfloat16)
-    cache = TeacherCache.build(fast_t, data, 256, progress=False, dtype=torch.bfloat16)
+        channels_last = "channels_last" in student_option
+        if channels_last:
+            s.to(memory_format=torch.channels_last)
+        forward = torch.compile(s) if "compiled" in student_option else None
+        return add(f"KD step, teacher live, {label}" + (f"; student {student_option}" if student_option else ""),
+                   KDStep(s, lambda x, i: frozen(x), 3.0, lambda e: 4.0, forward_fn=forward), list(s.parameters()),
+                   note, autocast=autocast, channels_last=channels_last)
+
+    def frozen(**options):
+        return FrozenTeacher(copy.deepcopy(teacher_model), **options)
+
+    off = frozen()
+    kd_base = kd("every option off", off, note="fp32 teacher, contiguous, BN unfolded")
+    defaults = {"channels_last": True, "fold_bn": True}
+    teachers = {  # the teacher-side options, each measured with the student as in the baseline
+        "teacher channels_last + folded BN (defaults)": frozen(**defaults),
+        "teacher defaults + bf16": frozen(**defaults, dtype=torch.bfloat16),
+    }
+    if compile:
+        teachers["teacher defaults + compiled"] = frozen(**defaults, compile=True)
+        teachers["teacher defaults + bf16 + compiled"] = frozen(**defaults, dtype=torch.bfloat16, compile=True)
+    student_options = ("channels_last", "compiled", "compiled + channels_last") if compile else ("channels_last",)
+    by_teacher = {label: kd(label, t) for label, t in teachers.items()}
+    best_teacher = max(by_teacher, key=by_teacher.get)
+    # The student-side options that keep it in fp32, with the fastest teacher.
+    by_student = {"contiguous, eager": by_teacher[best_teacher]}
+    for option in student_options:
+        by_student[option] = kd(best_teacher, teachers[best_teacher], option)
+    best_student = max(by_student, key=by_student.get)
+    kd_fast = by_student[best_student]
+    kd_fast16 = max(kd(best_teacher, teachers[best_teacher], option, "student under bf16 autocast",
+                       autocast=torch.bfloat16) for option in student_options if "compiled" not in option
+                   or option == "compiled + channels_last")
+    cache = TeacherCache.build(teachers[best_teacher], data, 256, progress=False, dtype=torch.bfloat16)
     s = student()
     kd_cached = add("KD step, cached teacher logits", KDStep(s, cache, 3.0, lambda e: 4.0), list(s.parameters()),
                     "bf16 cache, fp32 student")
-    s = student()
+
     # FitNet stage 2 is the KD step (from the stage-1 weights): same cost as the KD rows above.
     hint = hint or t_spec.hint
     guided = guided or s_spec.guided
     example = data.images[:2].float()
-    fit_full = FitNet(slow_t, s, hint, guided, example)
-    fit_full.truncate = False
-    full = add("FitNet stage 1, full forwards", HintStep(fit_full), fit_full.stage1_parameters(),
-               "both networks run to the end")
-    s = student()
-    fit_cut = FitNet(slow_t, s, hint, guided, example)
-    cut = add("FitNet stage 1, cut after hint/guided", HintStep(fit_cut), fit_cut.stage1_parameters(),
-              "fp32 teacher, as above")
-    s = student()
-    fit_fast = FitNet(variants["channels_last teacher"], s, hint, guided, example)
-    hints = TeacherCache.build(fit_fast.hint_features, data, 256, progress=False, dtype=torch.bfloat16)
-    add("FitNet stage 1, cut + cached hints", HintStep(fit_fast, hints), fit_fast.stage1_parameters(), "bf16 cache")
+
+    def stage1(label, teacher, note, truncate=True, hints=None):
+        fit = FitNet(teacher, student(), hint, guided, example)
+        fit.truncate = truncate
+        cached = TeacherCache.build(fit.hint_features, data, 256, progress=False, dtype=torch.bfloat16) if hints else None
+        return add(f"FitNet stage 1 ({hint} → {guided}), {label}", HintStep(fit, cached), fit.stage1_parameters(),
+                   note)
+
+    full = stage1("full forwards, every option off", off, "both networks run to the end", truncate=False)
+    cut = stage1("cut after hint/guided, every other option off", off, "the cut alone")
+    # The hint forward is eager (it runs through the taps), so a compiled teacher does not apply here.
+    cut_fast = max(stage1(f"cut, {label}", teachers[label], "fp32 student")
+                   for label in ("teacher channels_last + folded BN (defaults)", "teacher defaults + bf16"))
+    cut_cached = stage1("cut + cached hints", teachers["teacher channels_last + folded BN (defaults)"],
+                        "bf16 cache", hints=True)
 
     # Data: the share of a KD epoch spent producing (augmented) batches in memory.
     start = time.perf_counter()
@@ -214,7 +230,6 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     data_time = time.perf_counter() - start
     epoch_time = n / kd_fast
     ratios = {"kd_fast_over_baseline": kd_fast / kd_base, "kd_fast_bf16_over_baseline": kd_fast16 / kd_base,
-              "kd_cached_cost": plain / kd_cached, "stage1_cost": full / cut,
-              "data_wait_share": data_time / (data_time + epoch_time)}
-    ratios["fastest_teacher_option"] = best
-    return rows, ratios
+              "kd_cached_cost": plain / kd_cached, "stage1_cut_cost": full / cut, "stage1_fast_cost": full / cut_fast,
+              "stage1_cached_cost": full / cut_cached, "data_wait_share": data_time / (data_time + epoch_time)}
+    return rows, {**ratios, "fastest_teacher_option": best_teacher, "fastest_student_option": best_student}

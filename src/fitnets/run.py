@@ -114,7 +114,8 @@ class Run:
         if config.method != "ce":
             self.teacher = FrozenTeacher(load_trained(config.teacher, **config.teacher_args).to(self.device),
                                          dtype=_DTYPES[config.teacher_dtype],
-                                         channels_last=config.teacher_channels_last, compile=config.compile)
+                                         channels_last=config.teacher_channels_last, compile=config.compile,
+                                         fold_bn=config.teacher_fold_bn)
         if config.method in ("fitnet", "fitnet-onestage"):
             teacher_name = config.teacher.partition(":")[0]
             hint = config.hint or model_spec(teacher_name).hint

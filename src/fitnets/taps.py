@@ -109,9 +109,13 @@ def _run(model: nn.Module, x, paths: Sequence[str], stop: bool):
         def hook(_module, _inputs, output):
             if i in found:
                 return
-            found[i] = select(output, ref)
-            if stop and len(found) == len(refs):
+            value = select(output, ref)
+            if stop and len(found) + 1 == len(refs):
+                found[i] = value
                 raise _Stop
+            # The forward goes on: a later in-place op (``ReLU(inplace=True)`` after a batch norm) would
+            # change the stored output, so keep a copy. The usual cut tap (the last one) needs none.
+            found[i] = value.clone() if isinstance(value, torch.Tensor) else value
         return hook
 
     for i, ref in enumerate(refs):
