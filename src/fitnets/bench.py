@@ -87,7 +87,7 @@ def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, b
     from fitnets.data.loader import batches
 
     optimizer = torch.optim.Adam(params, lr=1e-4)
-    device = data.images.device
+    device = data.device
     times = []
     for i, (x, y, index) in enumerate(batches(data, batch_size, shuffle=True, drop_last=True)):
         if i >= warmup + steps:

@@ -38,6 +38,9 @@ class DataConfig:
     image_size: list[int] | None = None  # folder datasets: resize every image to [H, W]
     pad: int = 0                       # random translations of up to `pad` pixels (0: none)
     flip: bool = False                 # random horizontal flips
+    stream: bool | None = None         # folders: read from disk through a DataLoader (null: when > memory_gb)
+    memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
+    workers: int = 4                   # DataLoader worker processes for streamed folders
 
 
 @dataclass
@@ -123,6 +126,8 @@ class RunConfig:
             (self.data.preprocess in ("none", "standardize", "gcn_zca"),
              f"data.preprocess must be none, standardize or gcn_zca, not {self.data.preprocess!r}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
+            (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
+            (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
             *[(getattr(self, k) in ("float32", "bfloat16"), f"{k} must be float32 or bfloat16, not {getattr(self, k)!r}")
               for k in ("teacher_dtype", "cache_dtype", "student_dtype")],
         ]

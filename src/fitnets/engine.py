@@ -83,8 +83,8 @@ def apply_max_norm(modules: list[nn.Module], max_norm: float) -> None:
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
                       channels_last: bool = False) -> dict[str, float]:
-    correct = torch.zeros((), device=data.images.device)
-    loss_sum = torch.zeros((), device=data.images.device)
+    correct = torch.zeros((), device=data.device)
+    loss_sum = torch.zeros((), device=data.device)
     with eval_mode(model):
         for x, y, _ in batches(data, batch_size):
             if channels_last:
@@ -101,8 +101,8 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
                        batch_size: int = 1000) -> dict[str, float]:
     """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
     over ``data``."""
-    agree = torch.zeros((), device=data.images.device)
-    kl = torch.zeros((), device=data.images.device)
+    agree = torch.zeros((), device=data.device)
+    kl = torch.zeros((), device=data.device)
     with eval_mode(student):
         for x, _, _ in batches(data, batch_size):
             s, t = student(x).float(), teacher(x).float()
@@ -114,7 +114,7 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
 
 @torch.no_grad()
 def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000) -> float:
-    total = torch.zeros((), device=data.images.device)
+    total = torch.zeros((), device=data.device)
     with eval_mode(fitnet.student, fitnet.regressor):
         for x, _, _ in batches(data, batch_size):
             total += fitnet.hint_loss(x) * len(x)
@@ -191,7 +191,7 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
         module.train()
     steps_per_epoch = math.ceil(len(ctx.train) / ctx.batch_size)
     total_steps = steps_per_epoch * stage.epochs
-    device = ctx.train.images.device
+    device = ctx.train.device
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step, found without a sync

@@ -82,10 +82,13 @@ class Data:
 def load_data(config: RunConfig, device: torch.device) -> Data:
     cfg = config.data
     size = tuple(cfg.image_size) if cfg.image_size else None
-    train = load_dataset(cfg.name, "train", cfg.dir, cfg.download, size)
-    test = load_dataset(cfg.name, "test", cfg.dir, cfg.download, size)
+    train, test = (load_dataset(cfg.name, split, cfg.dir, cfg.download, size, cfg.stream, cfg.memory_gb, cfg.workers)
+                   for split in ("train", "test"))
     train, val = split_validation(train, cfg.val_size, seed=0)  # the same split for every seed and method
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
+    if cfg.preprocess != "none" and not isinstance(train, ImageData):
+        raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
+                           "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
     if cfg.preprocess != "none":  # fitted on the training split only
         prep = Preprocess(cfg.preprocess).fit(train.images)
         train, val, test = (ImageData(prep(d.images), d.labels, d.num_classes) for d in (train, val, test))
@@ -231,7 +234,7 @@ class Run:
     @torch.no_grad()
     def _check_classes(self, data: Data) -> None:
         with eval_mode(self.student):
-            outputs = self.student(to_float(data.train.images[:1])).shape[-1]
+            outputs = self.student(to_float(data.train.head(1))).shape[-1]
         if outputs != data.train.num_classes:
             raise FitNetsError(f"{self.config.student} has {outputs} outputs but {self.config.data.name} has "
                                f"{data.train.num_classes} classes; set model_args.num_classes="

@@ -1,7 +1,12 @@
 """An image-folder tree, one folder per class: ``ROOT/train/<class>/*.png`` and ``ROOT/test/<class>/...``
 (``val/`` is accepted for ``test``). Classes are the sorted folder names. Images are decoded with Pillow
-(``pip install fitnets[data]``), resized to a common size when asked, and held as uint8 tensors: this suits
-folders up to a few hundred thousand small images."""
+(``pip install fitnets[data]``) and resized to a common size when asked.
+
+Two ways to hold them, chosen by ``open_folder`` from the size the decoded images would take: an in-memory
+``ImageData`` (every image decoded once into uint8 tensors, like the small datasets: no worker processes, a
+batch is one index), or a ``FolderStream`` that keeps only the file list and decodes each batch in DataLoader
+worker processes, for folders too large for memory.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +21,16 @@ from fitnets.errors import FitNetsError
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def load_folder(root: Path, split: str, size: tuple[int, int] | None = None, progress: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor, int, list[str]]:
+def _pillow():
     try:
         from PIL import Image
     except ImportError:
         raise FitNetsError("reading image folders needs Pillow: pip install 'fitnets[data]'") from None
+    return Image
+
+
+def list_folder(root: Path, split: str) -> tuple[list[str], torch.Tensor, list[str]]:
+    """The image files of a split (sorted by class, then name), their labels, and the class names."""
     split_dir = root / split
     if split == "test" and not split_dir.is_dir():
         split_dir = root / "val"
@@ -30,22 +39,92 @@ def load_folder(root: Path, split: str, size: tuple[int, int] | None = None, pro
     classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
     if not classes:
         raise FitNetsError(f"{split_dir} has no class folders")
-    files = [(f, c) for c, name in enumerate(classes) for f in sorted((split_dir / name).iterdir())
+    files = [(str(f), c) for c, name in enumerate(classes) for f in sorted((split_dir / name).iterdir())
              if f.suffix.lower() in EXTENSIONS]
     if not files:
         raise FitNetsError(f"{split_dir} has no images ({', '.join(sorted(EXTENSIONS))})")
-    images = []
-    for path, _ in tqdm(files, desc=f"reading {split_dir}", leave=False, disable=not progress):
-        try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
-                if size is not None and img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]))
-                images.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
-        except OSError as err:
-            raise FitNetsError(f"cannot read image {path}: {err}") from None
+    return [f for f, _ in files], torch.tensor([c for _, c in files], dtype=torch.int64), classes
+
+
+def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image as uint8 ``(3, H, W)``, resized to ``size`` = ``(H, W)`` when given and different."""
+    try:
+        with _pillow().open(path) as img:
+            img = img.convert("RGB")
+            if size is not None and img.size != (size[1], size[0]):
+                img = img.resize((size[1], size[0]))
+            return np.array(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), order="C")  # writable copy
+    except OSError as err:
+        raise FitNetsError(f"cannot read image {path}: {err}") from None
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """``(H, W)`` of an image, from its header."""
+    try:
+        with _pillow().open(path) as img:
+            return img.size[1], img.size[0]
+    except OSError as err:
+        raise FitNetsError(f"cannot read image {path}: {err}") from None
+
+
+def _decode(files: list[str], size: tuple[int, int] | None, progress: bool, where: Path) -> torch.Tensor:
+    images = [read_image(f, size) for f in tqdm(files, desc=f"reading {where}", leave=False, disable=not progress)]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise FitNetsError(f"images in {split_dir} differ in size ({sorted(shapes)[:3]}...); set data.image_size")
-    labels = torch.tensor([c for _, c in files], dtype=torch.int64)
-    return torch.from_numpy(np.stack(images)), labels, len(classes), classes
+        raise FitNetsError(f"images in {where} differ in size ({sorted(shapes)[:3]}...); set data.image_size")
+    return torch.from_numpy(np.stack(images))
+
+
+class FolderStream(torch.utils.data.Dataset):
+    """A folder dataset read from disk as it is used: ``dataset[i]`` decodes image ``i``.
+
+    It stands where an ``ImageData`` does (``len``, ``labels``, ``num_classes``, ``subset``, ``to``,
+    ``device``, ``head``); ``fitnets.data.batches`` reads it through a ``torch.utils.data.DataLoader`` with
+    ``workers`` processes (pinned memory on CUDA) and augments each batch on the device, as for in-memory
+    data. Images are resized to ``size`` when ``resize``; otherwise each must already have that size.
+    """
+
+    def __init__(self, files: list[str], labels: torch.Tensor, num_classes: int, size: tuple[int, int],
+                 resize: bool = True, workers: int = 4, device: torch.device | str = "cpu"):
+        self.files, self.labels, self.num_classes = files, labels, num_classes
+        self.size, self.resize, self.workers, self._device = tuple(size), resize, workers, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        image = read_image(self.files[i], self.size if self.resize else None)
+        if image.shape[1:] != self.size:
+            raise FitNetsError(f"image {self.files[i]} is {image.shape[2]}×{image.shape[1]}, not "
+                               f"{self.size[1]}×{self.size[0]} like the first one; set data.image_size")
+        return torch.from_numpy(image)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def subset(self, index: torch.Tensor) -> "FolderStream":
+        return FolderStream([self.files[i] for i in index.tolist()], self.labels[index], self.num_classes,
+                            self.size, self.resize, self.workers, self._device)
+
+    def to(self, device: torch.device | str) -> "FolderStream":
+        return FolderStream(self.files, self.labels, self.num_classes, self.size, self.resize, self.workers, device)
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images, uint8 on the device."""
+        return torch.stack([self[i] for i in range(min(n, len(self)))]).to(self._device)
+
+
+def open_folder(root: Path, split: str, size: tuple[int, int] | None = None, stream: bool | None = None,
+                memory_gb: float = 4.0, workers: int = 4, progress: bool = True):
+    """The split as an in-memory ``ImageData`` or as a ``FolderStream``: ``stream=None`` streams when the
+    decoded images would take more than ``memory_gb`` GiB."""
+    from fitnets.data.loader import ImageData
+
+    files, labels, classes = list_folder(root, split)
+    if stream is None:
+        h, w = size or image_size(files[0])
+        stream = len(files) * 3 * h * w > memory_gb * 2**30
+    if stream:
+        return FolderStream(files, labels, len(classes), size or image_size(files[0]), size is not None, workers)
+    return ImageData(_decode(files, size, progress, root / split), labels, len(classes))

@@ -10,12 +10,16 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from fitnets.data.idx import read_idx
 from fitnets.data.sources import SPLIT_FILES, download, locate, search_roots, source
 from fitnets.errors import FitNetsError, closest
+
+if TYPE_CHECKING:
+    from fitnets.data.folder import FolderStream
 
 
 @dataclass
@@ -41,6 +45,14 @@ class ImageData:
 
     def to(self, device: torch.device | str) -> "ImageData":
         return ImageData(self.images.to(device), self.labels.to(device), self.num_classes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images."""
+        return self.images[:n]
 
 
 def load_idx_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
@@ -75,15 +87,21 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "folder")
 
 
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False,
-                 image_size: tuple[int, int] | None = None) -> ImageData:
-    """Any supported dataset's ``"train"`` or ``"test"`` split as uint8 tensors in memory.
+                 image_size: tuple[int, int] | None = None, stream: bool | None = False, memory_gb: float = 4.0,
+                 workers: int = 4) -> "ImageData | FolderStream":
+    """Any supported dataset's ``"train"`` or ``"test"`` split as uint8 tensors in memory — or, for a large
+    image folder, as a ``FolderStream`` read from disk batch by batch.
 
     Args:
         name: ``fashion-mnist``, ``mnist`` (IDX files), ``cifar10``, ``cifar100`` (python pickles), ``svhn``
             (``.mat`` files) or ``folder`` (an image folder tree at ``data_dir``).
         download: fetch the official files when missing (the IDX datasets).
         image_size: resize folder images to ``(H, W)``.
+        stream: folders only: True reads through a DataLoader with ``workers`` processes, False decodes into
+            memory, None streams when the decoded images would take more than ``memory_gb`` GiB.
     """
+    if stream and name != "folder":
+        raise FitNetsError(f"data.stream applies to image folders only; {name} is read into memory")
     if name in ("fashion-mnist", "mnist"):
         return load_idx_dataset(name, split, data_dir, download)
     if split not in ("train", "test"):
@@ -100,9 +118,9 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     elif name == "folder":
         if data_dir is None:
             raise FitNetsError("dataset 'folder' needs --data-dir ROOT (with ROOT/train/<class>/... and ROOT/test/...)")
-        from fitnets.data.folder import load_folder
+        from fitnets.data.folder import open_folder
 
-        images, labels, classes, _ = load_folder(Path(data_dir), split, image_size)
+        return open_folder(Path(data_dir), split, image_size, stream, memory_gb, workers)
     else:
         raise FitNetsError(f"unknown dataset {name!r}.{closest(name, DATASETS)} Known: {', '.join(DATASETS)}")
     return ImageData(images, labels, classes)
@@ -150,20 +168,38 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255) if images.dtype == torch.uint8 else images
 
 
-def batches(data: ImageData, batch_size: int, *, shuffle: bool = False, seed: int = 0, epoch: int = 0,
-            pad: int = 0, flip: bool = False, drop_last: bool = False,
+def batches(data: "ImageData | FolderStream", batch_size: int, *, shuffle: bool = False, seed: int = 0,
+            epoch: int = 0, pad: int = 0, flip: bool = False, drop_last: bool = False,
             rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Float image batches, labels and the examples' indices in ``data`` (for cached teacher outputs). The order and augmentation of an epoch depend only on
-    ``(seed, epoch)``, so a resumed run sees exactly the batches an uninterrupted one would.
+    """Float image batches, labels and the examples' indices in ``data`` (for cached teacher outputs).
+
+    The order and augmentation of an epoch depend only on ``(seed, epoch)``, so a resumed run sees exactly the
+    batches an uninterrupted one would, and a ``FolderStream`` gives the batches its in-memory form would.
     With ``world_size > 1`` each rank gets its interleaved share of every global batch."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    order = order.to(data.images.device)
+    in_memory = isinstance(data, ImageData)
+    if in_memory:
+        order = order.to(data.device)
     stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size][rank::world_size]
-        images = data.images[index]
-        if pad or flip:
+    shares = [order[start:start + batch_size][rank::world_size] for start in range(0, stop, batch_size)]
+    loaded = ((data.images[i], data.labels[i]) for i in shares) if in_memory else _stream(data, shares)
+    for index, (images, labels) in zip(shares, loaded):
+        if pad or flip:  # drawn from the same generator in the same order for in-memory and streamed data
             images = augment(images, generator, pad, flip)
-        yield to_float(images), data.labels[index], index
+        yield to_float(images), labels, index.to(data.device)
+
+
+def _stream(data: "FolderStream", shares: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of a ``FolderStream`` decoded by DataLoader workers, on the data's device."""
+    from torch.utils.data import DataLoader
+
+    cuda = data.device.type == "cuda"
+    loader = DataLoader(data, batch_sampler=[s.tolist() for s in shares], num_workers=data.workers,
+                        pin_memory=cuda)
+    try:
+        for images, share in zip(loader, shares):
+            yield images.to(data.device, non_blocking=cuda), data.labels[share].to(data.device)
+    except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
+        raise FitNetsError(str(err).rstrip().splitlines()[-1].removeprefix("fitnets.errors.FitNetsError: ")) from None
