@@ -193,3 +193,16 @@ def test_teacher_from_a_run_folder_uses_its_model_args(capsys, tmp_path, fashion
     assert code == 0, err
     n = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).parameters())
     assert n != 36_226 and f"teacher  paper-mnist-fitnet:{tmp_path / 't'} ({n:,} parameters" in out
+
+
+def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monkeypatch):
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=no_compiler))
+    code, _, err = run_cli(capsys, "train", "--compile", "--epochs", "1", "--out", str(tmp_path), *SMALL)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == ("error: torch.compile failed: RuntimeError: InvalidCxxCompiler: No "
+                                            "working C++ compiler found — run without --compile")
+    assert "Traceback" not in err

@@ -375,6 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:  # torch.compile's own failures (no C++ compiler, an unsupported op): one line
+        if not type(err).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            raise
+        cause = getattr(err, "inner_exception", None) or err  # BackendCompilerFailed wraps the backend's error
+        first = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+        print(f"error: torch.compile failed: {type(cause).__name__}: {first} — run without --compile", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
