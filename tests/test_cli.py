@@ -174,14 +174,20 @@ def test_seeds_and_run_file(capsys, tmp_path):
 
 def test_bench_step_json(capsys):
     code, out, _ = run_cli(capsys, "bench", "step", "--steps", "2", "--warmup", "1", "--batch-size", "16",
-                           "--device", "cpu", "--json", "--no-compile")
+                           "--device", "cpu", "--json", "--no-compile", "--rounds", "2")
     assert code == 0
     result = json.loads(out)
-    assert len(result["rows"]) == 12 and all(r["images_per_s"] > 0 for r in result["rows"])
+    # 12 rows; 14 when the two rounds found different fastest teachers (each adds its student-option rows)
+    names = [r["name"] for r in result["rows"]]
+    assert len(names) in (12, 14) and len(set(names)) == len(names)
+    assert all(r["images_per_s"] > 0 for r in result["rows"])
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
                                      "stage1_cut_cost", "stage1_fast_cost", "stage1_cached_cost", "data_wait_share",
                                      "fastest_teacher_option", "fastest_student_option"}
     assert 0 <= result["ratios"]["data_wait_share"] < 1
+    assert result["ratios"]["fastest_teacher_option"].startswith("teacher ")
+    code, _, err = run_cli(capsys, "bench", "step", "--rounds", "0")
+    assert code == 2 and "--rounds" in err
 
 
 def test_teacher_from_a_run_folder_uses_its_model_args(capsys, tmp_path, fashion_dir):

@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="C,H,W (default: the student's)")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
+    p.add_argument("--rounds", type=int, default=3, help="measure everything this many times, keep each best")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variants (no compiler)")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--device", default="auto")
@@ -286,12 +287,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from fitnets.run import resolve_device
 
     if args.bench == "step":
+        if min(args.rounds, args.steps) < 1 or args.warmup < 0:
+            raise FitNetsError("--rounds and --steps must be ≥ 1, --warmup ≥ 0")
         device = resolve_device(args.device)
         shape = parse_shape(args.input_shape)
         rows, ratios = bench_step(args.teacher, args.student, args.batch_size, shape, args.num_classes, args.steps,
-                                  args.warmup, device, args.hint, args.guided, compile=not args.no_compile)
+                                  args.warmup, device, args.hint, args.guided, compile=not args.no_compile,
+                                  rounds=args.rounds)
         context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
-                   "device": _hardware(device), "torch": torch.__version__, "timed_steps": args.steps}
+                   "device": _hardware(device), "torch": torch.__version__, "timed_steps": args.steps,
+                   "rounds": args.rounds}
         if args.json:
             print(json.dumps({**context, "rows": [r.__dict__ for r in rows], "ratios": ratios}, indent=2))
             return 0
@@ -310,7 +315,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"\n  cut forwards + cached hints:                                  {r['stage1_cached_cost']:.2f}×"
               f"\nShare of a KD epoch spent producing augmented batches:         {100 * r['data_wait_share']:.1f}%"
               f"\n\n{args.teacher} → {args.student}, batch {args.batch_size}, {_hardware(device)}, torch {torch.__version__},"
-              f" median of {args.steps} timed steps after {args.warmup} warm-up ones, synthetic data.")
+              f" median of {args.steps} timed steps after {args.warmup} warm-up ones, best of {args.rounds} round(s),"
+              " synthetic data.")
         return 0
 
     if bool(args.teacher) != bool(args.student):
