@@ -177,9 +177,9 @@ def test_bench_step_json(capsys):
                            "--device", "cpu", "--json", "--no-compile", "--rounds", "2")
     assert code == 0
     result = json.loads(out)
-    # 12 rows; 14 when the two rounds found different fastest teachers (each adds its student-option rows)
+    # 13 rows; up to 2 more when the two rounds found different fastest teachers (each adds its own rows)
     names = [r["name"] for r in result["rows"]]
-    assert len(names) in (12, 14) and len(set(names)) == len(names)
+    assert 13 <= len(names) <= 16 and len(set(names)) == len(names)
     assert all(r["images_per_s"] > 0 for r in result["rows"])
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
                                      "stage1_cut_cost", "stage1_fast_cost", "stage1_cached_cost", "data_wait_share",

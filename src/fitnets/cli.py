@@ -311,7 +311,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"\nKD step with cached teacher, cost relative to a plain step:     {r['kd_cached_cost']:.2f}×"
               f"\nFitNet stage 1, cost relative to full forwards with every option off:"
               f"\n  cut forwards alone:                                           {r['stage1_cut_cost']:.2f}×"
-              f"\n  cut forwards + fastest live teacher:                          {r['stage1_fast_cost']:.2f}×"
+              f"\n  cut forwards + fastest live teacher and student options:     {r['stage1_fast_cost']:.2f}×"
               f"\n  cut forwards + cached hints:                                  {r['stage1_cached_cost']:.2f}×"
               f"\nShare of a KD epoch spent producing augmented batches:         {100 * r['data_wait_share']:.1f}%"
               f"\n\n{args.teacher} → {args.student}, batch {args.batch_size}, {_hardware(device)}, torch {torch.__version__},"
