@@ -7,5 +7,6 @@ from fitnets.data.loader import (ImageData, augment, batches, load_dataset, load
 from fitnets.data.preprocess import ZCA, Preprocess, global_contrast_normalize
 from fitnets.data.sources import SOURCES, download, locate
 
-__all__ = ["FolderStream", "ImageData", "Preprocess", "SOURCES", "ZCA", "augment", "batches", "download", "global_contrast_normalize",
-           "load_dataset", "load_idx_dataset", "locate", "read_idx", "split_validation", "take", "write_idx"]
+__all__ = ["FolderStream", "ImageData", "Preprocess", "SOURCES", "ZCA", "augment", "batches", "download",
+           "global_contrast_normalize", "load_dataset", "load_idx_dataset", "locate", "read_idx", "split_validation",
+           "take", "write_idx"]

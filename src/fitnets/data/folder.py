@@ -10,6 +10,7 @@ worker processes, for folders too large for memory.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,25 +47,29 @@ def list_folder(root: Path, split: str) -> tuple[list[str], torch.Tensor, list[s
     return [f for f, _ in files], torch.tensor([c for _, c in files], dtype=torch.int64), classes
 
 
-def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """One image as uint8 ``(3, H, W)``, resized to ``size`` = ``(H, W)`` when given and different."""
+@contextmanager
+def _opened(path: str):
+    """The image at ``path``, opened with Pillow; an unreadable file is a one-line error naming it."""
     try:
         with _pillow().open(path) as img:
-            img = img.convert("RGB")
-            if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]))
-            return np.array(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), order="C")  # writable copy
+            yield img
     except OSError as err:
         raise FitNetsError(f"cannot read image {path}: {err}") from None
+
+
+def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One image as uint8 ``(3, H, W)``, resized to ``size`` = ``(H, W)`` when given and different."""
+    with _opened(path) as img:
+        img = img.convert("RGB")
+        if size is not None and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]))
+        return np.array(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1), order="C")  # writable copy
 
 
 def image_size(path: str) -> tuple[int, int]:
     """``(H, W)`` of an image, from its header."""
-    try:
-        with _pillow().open(path) as img:
-            return img.size[1], img.size[0]
-    except OSError as err:
-        raise FitNetsError(f"cannot read image {path}: {err}") from None
+    with _opened(path) as img:
+        return img.size[1], img.size[0]
 
 
 def _decode(files: list[str], size: tuple[int, int] | None, progress: bool, where: Path) -> torch.Tensor:
@@ -122,9 +127,8 @@ def open_folder(root: Path, split: str, size: tuple[int, int] | None = None, str
     from fitnets.data.loader import ImageData
 
     files, labels, classes = list_folder(root, split)
-    if stream is None:
+    if stream is not False:
         h, w = size or image_size(files[0])
-        stream = len(files) * 3 * h * w > memory_gb * 2**30
-    if stream:
-        return FolderStream(files, labels, len(classes), size or image_size(files[0]), size is not None, workers)
+        if stream or len(files) * 3 * h * w > memory_gb * 2**30:
+            return FolderStream(files, labels, len(classes), (h, w), size is not None, workers)
     return ImageData(_decode(files, size, progress, root / split), labels, len(classes))
