@@ -86,10 +86,10 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
                    for split in ("train", "test"))
     train, val = split_validation(train, cfg.val_size, seed=0)  # the same split for every seed and method
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
-    if cfg.preprocess != "none" and not isinstance(train, ImageData):
-        raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
-                           "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
     if cfg.preprocess != "none":  # fitted on the training split only
+        if not isinstance(train, ImageData):
+            raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
+                               "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)
         train, val, test = (ImageData(prep(d.images), d.labels, d.num_classes) for d in (train, val, test))
     return Data(train.to(device), val.to(device), test.to(device))
