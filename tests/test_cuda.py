@@ -1,0 +1,88 @@
+"""The CUDA path: run where a GPU is present (`sh benchmarks/gpu_check.sh` on a GPU machine); skipped elsewhere.
+
+Synthetic data only, so that the tests need no dataset files on the GPU machine.
+"""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from fitnets import FrozenTeacher, create_model
+from fitnets.cache import TeacherCache
+from fitnets.config import load_config
+from fitnets.data import batches
+from fitnets.data.loader import ImageData
+from fitnets.run import Data, Run
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def synthetic(n, shape=(1, 28, 28), classes=10, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ImageData(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
+                     torch.randint(0, classes, (n,), generator=g), classes)
+
+
+def resnet_with_statistics():
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        model.train()
+        model(torch.randn(64, 3, 32, 32))
+    return model.eval()
+
+
+@pytest.mark.parametrize("options", [{}, {"channels_last": True, "fold_bn": True},
+                                     {"channels_last": True, "fold_bn": True, "dtype": torch.bfloat16}])
+def test_teacher_options_on_cuda_give_the_cpu_logits(options):
+    model = resnet_with_statistics()
+    x = torch.randn(32, 3, 32, 32)
+    reference = FrozenTeacher(model)(x)
+    got = FrozenTeacher(model.cuda(), **options)(x.cuda()).cpu()
+    bound = 0.05 if options.get("dtype") else 0.01  # TF32 convolutions; bf16
+    assert ((got - reference).abs().max() / reference.abs().max()).item() < bound
+    hint = FrozenTeacher(model.cuda(), **options).features(x.cuda(), ["layer2.0.conv1"])[0].cpu()
+    expected = FrozenTeacher(model.cpu()).features(x, ["layer2.0.conv1"])[0]
+    assert ((hint - expected).abs().max() / expected.abs().max()).item() < bound
+
+
+def test_cache_and_batches_stay_on_the_gpu():
+    data = synthetic(300).to("cuda")
+    teacher = FrozenTeacher(create_model("paper-mnist-teacher", pretrained=True).cuda(), channels_last=True)
+    cache = TeacherCache.build(teacher, data, 128, progress=False, dtype=torch.bfloat16)
+    for x, y, index in batches(data, 64, shuffle=True, pad=2, flip=True):
+        assert x.is_cuda and y.is_cuda and index.is_cuda
+        assert cache(x, index).is_cuda
+
+
+@pytest.mark.parametrize("options", [[], [("student_dtype", "bfloat16"), ("teacher_dtype", "bfloat16"),
+                                          ("channels_last", True), ("data.pad", 2)]])
+def test_fitnet_run_on_cuda(tmp_path, options):
+    config = load_config(None, [("method", "fitnet"), ("device", "cuda"), ("epochs", 2), ("hint_stage.epochs", 1),
+                                ("data.batch_size", 64), ("out", str(tmp_path)), ("name", "run"), *options])
+    data = Data(*(synthetic(n, seed=i).to("cuda") for i, n in enumerate((512, 128, 128))))
+    Run(config, progress=False).execute(data=data)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["hint", "main", "main"]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
+    assert 0 <= json.loads((tmp_path / "run" / "results.json").read_text())["test_acc"] <= 1
+
+
+def test_streamed_folder_batches_on_cuda_equal_the_in_memory_ones(tmp_path):
+    pytest.importorskip("PIL")
+    from test_folder_stream import write_tree
+
+    from fitnets.data import load_dataset
+
+    root = write_tree(tmp_path, n=4)
+    memory = load_dataset("folder", "train", root, stream=False).to("cuda")
+    stream = load_dataset("folder", "train", root, stream=True, workers=2).to("cuda")
+    for (xa, ya, ia), (xb, yb, ib) in zip(batches(memory, 5, shuffle=True, pad=4, flip=True),
+                                          batches(stream, 5, shuffle=True, pad=4, flip=True)):
+        assert xb.is_cuda and torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ia, ib)
