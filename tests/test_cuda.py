@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from fitnets import FrozenTeacher, create_model
 from fitnets.cache import TeacherCache
@@ -15,6 +14,8 @@ from fitnets.config import load_config
 from fitnets.data import batches
 from fitnets.data.loader import ImageData
 from fitnets.run import Data, Run
+
+from test_fold import trained_like  # a model whose batch norms hold real statistics
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -25,23 +26,10 @@ def synthetic(n, shape=(1, 28, 28), classes=10, seed=0):
                      torch.randint(0, classes, (n,), generator=g), classes)
 
 
-def resnet_with_statistics():
-    torch.manual_seed(0)
-    model = create_model("resnet20", num_classes=10)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-        model.train()
-        model(torch.randn(64, 3, 32, 32))
-    return model.eval()
-
-
 @pytest.mark.parametrize("options", [{}, {"channels_last": True, "fold_bn": True},
                                      {"channels_last": True, "fold_bn": True, "dtype": torch.bfloat16}])
 def test_teacher_options_on_cuda_give_the_cpu_logits(options):
-    model = resnet_with_statistics()
+    model = trained_like("resnet20", num_classes=10)
     x = torch.randn(32, 3, 32, 32)
     reference = FrozenTeacher(model)(x)
     got = FrozenTeacher(model.cuda(), **options)(x.cuda()).cpu()
