@@ -236,7 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from fitnets.engine import evaluate_agreement
         from fitnets.teacher import FrozenTeacher
 
-        agreement = evaluate_agreement(model, FrozenTeacher(load_trained(args.teacher).to(device)), test)
+        agreement = evaluate_agreement(model, FrozenTeacher(load_trained(args.teacher).to(device), fold_bn=True), test)
         line += f"; with the teacher: top-1 agreement {agreement['agreement']:.4f}, KL {agreement['kl']:.4f}"
     print(line)
     return 0

@@ -87,7 +87,7 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "folder")
 
 
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False,
-                 image_size: tuple[int, int] | None = None, stream: bool | None = False, memory_gb: float = 4.0,
+                 image_size: tuple[int, int] | None = None, stream: bool | None = None, memory_gb: float = 4.0,
                  workers: int = 4) -> "ImageData | FolderStream":
     """Any supported dataset's ``"train"`` or ``"test"`` split as uint8 tensors in memory — or, for a large
     image folder, as a ``FolderStream`` read from disk batch by batch.
