@@ -7,6 +7,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from fitnets.models.registry import create_model, model_spec
 from fitnets.profile import count_macs, count_parameters
@@ -114,7 +115,8 @@ def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, b
 def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
                num_classes: int = 10, steps: int = 20, warmup: int = 5, device: torch.device | str = "cpu",
                hint: str | None = None, guided: str | None = None,
-               compile: bool = True, rounds: int = 1) -> tuple[list[StepRow], dict[str, float]]:
+               compile: bool = True, rounds: int = 1, progress: bool = False
+               ) -> tuple[list[StepRow], dict[str, float]]:
     """Training throughput of one teacher/student pair on synthetic data, for each kind of step and each speed
     option, all in one run so that the ratios compare like with like. With ``rounds`` > 1 every measurement is
     repeated that many times, in turn, and each row keeps its best: slow drifts of a shared machine then bias
@@ -160,8 +162,13 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     bf16_kd: set[str] = set()
     cut_fast: set[str] = set()
 
+    per_round = 13 + (6 if compile else 0)  # measurements in one round, as below
+    bar = tqdm(total=rounds * per_round, desc="bench step", unit="config", leave=False, disable=not progress)
+
     def add(name, step, params, note="", **kw):
+        bar.set_postfix_str(name[:60])
         speed = run(step, params, **kw)
+        bar.update()
         if name not in best or speed > best[name].images_per_s:
             best[name] = StepRow(name, speed, note)
         return speed
@@ -260,6 +267,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
         return data_time
 
     data_time = min(one_round() for _ in range(rounds))
+    bar.close()
     rate = {name: row.images_per_s for name, row in best.items()}
     fastest = max(fp32_kd, key=rate.get)
     kd_fast, kd_fast16 = rate[fastest], max(rate[n] for n in bf16_kd)

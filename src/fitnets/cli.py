@@ -293,7 +293,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         shape = parse_shape(args.input_shape)
         rows, ratios = bench_step(args.teacher, args.student, args.batch_size, shape, args.num_classes, args.steps,
                                   args.warmup, device, args.hint, args.guided, compile=not args.no_compile,
-                                  rounds=args.rounds)
+                                  rounds=args.rounds, progress=not args.json)
         context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
                    "device": _hardware(device), "torch": torch.__version__, "timed_steps": args.steps,
                    "rounds": args.rounds}
