@@ -65,7 +65,7 @@ def test_nothing_to_fold_and_untraceable_models_are_left_as_they_are():
     assert fold_batchnorm(dynamic) == (dynamic, {})
 
 
-def test_shared_or_reused_pairs_are_not_folded():
+def test_pairs_used_elsewhere_are_not_folded():
     class Reuse(nn.Module):  # the conv's output also feeds the residual: folding would change it
         def __init__(self):
             super().__init__()
@@ -76,6 +76,17 @@ def test_shared_or_reused_pairs_are_not_folded():
             return self.bn(y) + y
 
     model = Reuse().eval()
+    assert fold_batchnorm(model)[1] == {}
+
+    class ReadsWeights(nn.Module):  # the forward reads the batch norm's parameters itself
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) * self.bn.weight.abs().mean()
+
+    model = ReadsWeights().eval()
     assert fold_batchnorm(model)[1] == {}
 
 

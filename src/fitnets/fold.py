@@ -7,8 +7,9 @@ safe for it (never for the student). Module paths do not change: the folded batc
 ``nn.Identity`` at the same path, so a hint tapped there still sees the normalised map; a hint tapped at the
 convolution itself gets its original, unnormalised output back through ``unfold_output``.
 
-Pairs are found on a ``torch.fx`` trace (a convolution whose only use is a batch norm, each called once). A
-model that fx cannot trace is left as it is: folding is an optimisation, never a requirement.
+Pairs are found on a ``torch.fx`` trace: a convolution whose only use is a batch norm, each called once, and
+neither's weights read directly elsewhere in the forward. A model that fx cannot trace is left as it is:
+folding is an optimisation, never a requirement.
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ def _pairs(model: nn.Module) -> list[tuple[str, str]]:
         return []
     modules = dict(model.named_modules())
     calls: dict[str, int] = {}
+    attributes = []  # parameters and buffers the forward reads directly (``self.bn.weight``)
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
+        elif node.op == "get_attr":
+            attributes.append(node.target)
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or type(modules.get(node.target)) not in _NORMS:
@@ -59,7 +63,8 @@ def _pairs(model: nn.Module) -> list[tuple[str, str]]:
         norm = modules.get(user.target) if user.op == "call_module" else None
         if (type(norm) is _NORMS[type(conv)] and user.args[:1] == (node,) and len(user.args) == 1
                 and calls[node.target] == 1 and calls[user.target] == 1 and norm.running_mean is not None
-                and norm.num_features == conv.out_channels):
+                and norm.num_features == conv.out_channels
+                and not any(a.startswith((node.target + ".", user.target + ".")) for a in attributes)):
             pairs.append((node.target, user.target))
     return pairs
 
