@@ -102,7 +102,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     channels_last: bool = False        # student in channels_last memory format (faster for some convnets)
-    teacher_channels_last: bool = True # teacher in channels_last (2× faster for the paper's MNIST teacher on CPU)
+    teacher_channels_last: bool = True # teacher in channels_last (1.3–1.4× faster forwards on a 2-core CPU)
     teacher_fold_bn: bool = True       # fold the teacher's conv → batch-norm pairs (same outputs, less work)
     teacher_cache: bool = True         # compute teacher outputs once per example when valid (no augmentation)
     teacher_dtype: str = "float32"     # float32 | bfloat16: the teacher's weights and forward
