@@ -9,22 +9,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
 import torch
 
 from fitnets import FrozenTeacher, create_model
-
-
-def median_ms(fn, repeats: int, warmup: int = 4) -> float:
-    times = []
-    for i in range(warmup + repeats):
-        start = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+from fitnets.speed import median_seconds
 
 
 def main() -> None:
@@ -48,9 +37,9 @@ def main() -> None:
     print("| options | " + " | ".join(layers) + " | whole forward |\n|---|" + "---:|" * (len(layers) + 1))
     for label, kw in options.items():
         teacher = FrozenTeacher(copy.deepcopy(model), **kw)
-        cells = [median_ms(lambda p=p: teacher.features(x, [p]), args.repeats) for p in layers]
-        cells.append(median_ms(lambda: teacher(x), args.repeats))
-        print(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+        cells = [median_seconds(lambda p=p: teacher.features(x, [p]), args.repeats, warmup=4) for p in layers]
+        cells.append(median_seconds(lambda: teacher(x), args.repeats, warmup=4))
+        print(f"| {label} | " + " | ".join(f"{1000 * c:.1f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
