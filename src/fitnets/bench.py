@@ -153,8 +153,9 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     teacher_model = create_model(teacher_name, num_classes=num_classes).to(device)
     student0 = create_model(student_name, num_classes=num_classes).to(device)
 
-    def student():  # a fresh copy per measurement: same start, no state carried over
-        return copy.deepcopy(student0)
+    def student(channels_last: bool = False):  # a fresh copy per measurement: same start, no state carried over
+        s = copy.deepcopy(student0)
+        return s.to(memory_format=torch.channels_last) if channels_last else s
 
     run = functools.partial(_time_steps, data=data, batch_size=batch_size, steps=steps, warmup=warmup)
     best: dict[str, StepRow] = {}  # each row's best images/s over the rounds
@@ -193,10 +194,8 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
         add(names["plain"], CEStep(s), list(s.parameters()), "fp32")
 
         def kd(teacher_label, teacher, option="", autocast=None):
-            s = student()
             channels_last = "channels_last" in option
-            if channels_last:
-                s.to(memory_format=torch.channels_last)
+            s = student(channels_last)
             forward = torch.compile(s) if "compiled" in option else None
             name = f"KD step, teacher live, {teacher_label}" + (f"; student {option}" if option else "")
             note = "student under bf16 autocast" if autocast else "fp32 student"
@@ -229,10 +228,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
 
         # FitNet stage 2 is the KD step (from the stage-1 weights): same cost as the KD rows above.
         def stage1(name, teacher, note, truncate=True, cached=False, channels_last=False):
-            s = student()
-            if channels_last:
-                s.to(memory_format=torch.channels_last)
-            fit = FitNet(teacher, s, hint, guided, example)
+            fit = FitNet(teacher, student(channels_last), hint, guided, example)
             fit.truncate = truncate
             hints = TeacherCache.build(fit.hint_features, data, 256, progress=False,
                                        dtype=torch.bfloat16) if cached else None

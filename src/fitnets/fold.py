@@ -25,10 +25,8 @@ _NORMS = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.Ba
 
 @dataclass
 class Folded:
-    """The affine map folded into the convolution at ``conv``, kept to recover its original output."""
+    """The batch norm's affine map folded into a convolution, kept to recover the convolution's own output."""
 
-    conv: str
-    norm: str
     scale: torch.Tensor  # (C,) float32
     shift: torch.Tensor  # (C,) float32
 
@@ -99,5 +97,5 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, dict[str, Folded]]:
         conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
         parent, _, name = norm_path.rpartition(".")
         setattr(modules[parent] if parent else model, name, nn.Identity())
-        folds[conv_path] = Folded(conv_path, norm_path, scale, shift)
+        folds[conv_path] = Folded(scale, shift)
     return model, folds
