@@ -1,6 +1,6 @@
 import torch
 
-from fitnets.cache import TeacherCache, cache_blocker
+from fitnets.training.cache import TeacherCache, cache_blocker
 from fitnets.data import ImageData
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from fitnets.checkpoint import load_checkpoint, save_checkpoint
-from fitnets.cli import main
+from fitnets.tools.cli import main
 from fitnets.models import create_model
 from fitnets.models.registry import _REGISTRY, register_model
 
@@ -160,7 +160,7 @@ def test_bench_speed_small_pair(capsys):
 
 
 def test_seeds_and_run_file(capsys, tmp_path):
-    from fitnets.cli import parse_seeds
+    from fitnets.tools.cli import parse_seeds
 
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds("5,") == [5]
     with pytest.raises(Exception, match="bad --seeds"):

@@ -1,6 +1,6 @@
 import pytest
 
-from fitnets.config import RunConfig, load_config, parse_override
+from fitnets.training.config import RunConfig, load_config, parse_override
 from fitnets.errors import FitNetsError
 
 

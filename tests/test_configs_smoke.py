@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from fitnets.cli import main
+from fitnets.tools.cli import main
 from fitnets.data.cifar import write_batch
 
 pytestmark = pytest.mark.slow

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from fitnets import FrozenTeacher, create_model
-from fitnets.cache import TeacherCache
-from fitnets.config import load_config
+from fitnets.training.cache import TeacherCache
+from fitnets.training.config import load_config
 from fitnets.data import batches
 from fitnets.data.loader import ImageData
-from fitnets.run import Data, Run
+from fitnets.training.run import Data, Run
 
 from test_fold import trained_like  # a model whose batch norms hold real statistics
 

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-import fitnets.engine as engine
+import fitnets.training.engine as engine
 from fitnets.checkpoint import load_checkpoint
-from fitnets.cli import main
-from fitnets.config import load_config
-from fitnets.run import Run
+from fitnets.tools.cli import main
+from fitnets.training.config import load_config
+from fitnets.training.run import Run
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_cli_trains_each_method(method, tmp_path, fashion_dir, capsys):
     assert (run_dir / "config.yaml").is_file()
     if method == "fitnet":  # ship it: the exported student alone, checked against ONNX Runtime
         assert main(["export", str(run_dir), "--out", str(tmp_path / "export")]) == 0
-        from fitnets.export import load_exported
+        from fitnets.tools.export import load_exported
 
         exported = load_exported(tmp_path / "export")
         assert set(exported.state_dict()) == set(tensors)

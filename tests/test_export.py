@@ -3,8 +3,8 @@ import json
 import torch
 
 from fitnets.checkpoint import save_checkpoint
-from fitnets.cli import main
-from fitnets.export import export_student, load_exported
+from fitnets.tools.cli import main
+from fitnets.tools.export import export_student, load_exported
 from fitnets.models import create_model
 
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from fitnets import FitNet, FitNetsError, FrozenTeacher, create_model
-from fitnets.engine import build_optimizer
-from fitnets.config import OptimConfig
+from fitnets.training.engine import build_optimizer
+from fitnets.training.config import OptimConfig
 
 
 def paper_pair():
@@ -81,7 +81,7 @@ def test_bad_layers_fail_early():
 
 def test_agreement_metrics():
     from fitnets.data import ImageData
-    from fitnets.engine import evaluate_agreement
+    from fitnets.training.engine import evaluate_agreement
 
     torch.manual_seed(0)
     data = ImageData(torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8), torch.zeros(50, dtype=torch.long), 10)
@@ -114,7 +114,7 @@ def test_onestage_losses_match_formula():
 
 
 def test_bf16_teacher_agrees_with_fp32():
-    from fitnets.engine import evaluate_agreement
+    from fitnets.training.engine import evaluate_agreement
 
     teacher = create_model("paper-mnist-teacher", pretrained=True)
     fp32 = FrozenTeacher(teacher)
@@ -130,7 +130,7 @@ def test_bf16_teacher_agrees_with_fp32():
 
 
 def test_eval_mode_restores_each_submodules_flag_even_on_error():
-    from fitnets.modes import eval_mode
+    from fitnets.core.modes import eval_mode
 
     model = create_model("paper-mnist-fitnet").train()
     model.conv3.eval()  # deliberately left in eval mode by its user

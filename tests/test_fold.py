@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from fitnets import FrozenTeacher, create_model
-from fitnets.fold import fold_batchnorm
+from fitnets.core.fold import fold_batchnorm
 
 
 def trained_like(name, **kw):

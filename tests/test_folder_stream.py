@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fitnets.cli import main
+from fitnets.tools.cli import main
 from fitnets.data import batches, load_dataset
 from fitnets.data.folder import FolderStream
 from fitnets.data.loader import ImageData

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from fitnets.losses import hint_loss, kd_loss, kd_weight_at, soft_cross_entropy
+from fitnets.core.losses import hint_loss, kd_loss, kd_weight_at, soft_cross_entropy
 
 
 def test_hint_loss_matches_formula():

@@ -6,7 +6,7 @@ from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.models.maxout import Maxout, MaxoutConv2d
-from fitnets.regressor import build_regressor, hint_activation, output_activation
+from fitnets.core.regressor import build_regressor, hint_activation, output_activation
 
 dims = st.integers(1, 9)
 

@@ -2,7 +2,7 @@ import json
 
 import yaml
 
-from fitnets.cli import main
+from fitnets.tools.cli import main
 
 
 def fake_run(folder, method, seed, acc, student="paper-mnist-fitnet", teacher="paper-mnist-teacher"):

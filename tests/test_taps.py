@@ -4,7 +4,7 @@ from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.models import create_model
-from fitnets.taps import LayerRef, tap, trace
+from fitnets.core.taps import LayerRef, tap, trace
 
 
 class Boom(nn.Module):

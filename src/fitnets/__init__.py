@@ -1,12 +1,12 @@
 """fitnets: FitNets (Romero et al., ICLR 2015) — hint-based knowledge distillation for any PyTorch model."""
 
 from fitnets.errors import FitNetsError
-from fitnets.fitnet import FitNet
-from fitnets.losses import hint_loss, kd_loss, kd_weight_at, soft_cross_entropy
+from fitnets.core.fitnet import FitNet
+from fitnets.core.losses import hint_loss, kd_loss, kd_weight_at, soft_cross_entropy
 from fitnets.models import create_model, list_models, model_spec, register_model
-from fitnets.regressor import build_regressor
-from fitnets.taps import tap, trace
-from fitnets.teacher import FrozenTeacher
+from fitnets.core.regressor import build_regressor
+from fitnets.core.taps import tap, trace
+from fitnets.core.teacher import FrozenTeacher
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 import sys
 
-from fitnets.cli import main
+from fitnets.tools.cli import main
 
 sys.exit(main())

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fitnets.fold import Folded, fold_batchnorm
-from fitnets.taps import tap
+from fitnets.core.fold import Folded, fold_batchnorm
+from fitnets.core.taps import tap
 
 
 class FrozenTeacher:
@@ -27,7 +27,7 @@ class FrozenTeacher:
             is the same up to float rounding).
         compile: run the logits forward through ``torch.compile`` with inductor's freezing (weights taken as
             constants, as they are for a teacher).
-        fold_bn: fold each batch norm that follows a convolution into it (``fitnets.fold``; the outputs are
+        fold_bn: fold each batch norm that follows a convolution into it (``fitnets.core.fold``; the outputs are
             the same up to float rounding, the forward does less work). The model passed in is not changed:
             folding works on a copy.
     """

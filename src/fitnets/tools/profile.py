@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fitnets.modes import eval_mode
+from fitnets.core.modes import eval_mode
 
 
 def count_parameters(model: nn.Module, weights_only: bool = False) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
-from fitnets.profile import count_macs, count_parameters
-from fitnets.speed import inference_throughput
+from fitnets.tools.profile import count_macs, count_parameters
+from fitnets.tools.speed import inference_throughput
 
 
 @dataclass

@@ -10,8 +10,8 @@ import torch
 from tqdm import tqdm
 
 from fitnets.models.registry import create_model, model_spec
-from fitnets.profile import count_macs, count_parameters
-from fitnets.speed import inference_throughput
+from fitnets.tools.profile import count_macs, count_parameters
+from fitnets.tools.speed import inference_throughput
 
 # Table 5 of the paper: (speed-up, compression) of each FitNet over the CIFAR-10 maxout teacher.
 PAPER_TABLE5 = {"paper-fitnet1": (13.36, 36.0), "paper-fitnet2": (4.64, 10.44), "paper-fitnet3": (1.37, 5.62),
@@ -136,11 +136,11 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     import copy
     import time
 
-    from fitnets.cache import TeacherCache
+    from fitnets.training.cache import TeacherCache
     from fitnets.data.loader import ImageData, batches
-    from fitnets.fitnet import FitNet
-    from fitnets.steps import CEStep, HintStep, KDStep
-    from fitnets.teacher import FrozenTeacher
+    from fitnets.core.fitnet import FitNet
+    from fitnets.training.steps import CEStep, HintStep, KDStep
+    from fitnets.core.teacher import FrozenTeacher
 
     device = torch.device(device)
     t_spec, s_spec = model_spec(teacher_name), model_spec(student_name)

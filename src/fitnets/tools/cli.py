@@ -1,6 +1,6 @@
 """The ``fitnets`` command line: train, distill, evaluate, layers, models, demo.
 
-Options come from the typed config (``fitnets.config``): defaults, then ``--config FILE`` (YAML or TOML),
+Options come from the typed config (``fitnets.training.config``): defaults, then ``--config FILE`` (YAML or TOML),
 then ``--set KEY=VALUE`` and the named flags. Every user mistake ends in one line on stderr and exit code 2.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fitnets.config import METHODS, RunConfig, load_config, parse_override
+from fitnets.training.config import METHODS, RunConfig, load_config, parse_override
 from fitnets.errors import FitNetsError
 
 log = logging.getLogger("fitnets")
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
-    from fitnets.run import config_of_run
+    from fitnets.training.run import config_of_run
 
     overrides = [parse_override(text) for text in args.set]
     overrides += [(key, getattr(args, flag)) for flag, key in _FLAG_KEYS.items()
@@ -178,7 +178,7 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def cmd_run(args: argparse.Namespace, method: str | None) -> int:
-    from fitnets.run import Run
+    from fitnets.training.run import Run
 
     if getattr(args, "file", None):
         if args.config:
@@ -214,8 +214,8 @@ def cmd_run(args: argparse.Namespace, method: str | None) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fitnets.data.loader import load_dataset
-    from fitnets.engine import evaluate_accuracy
-    from fitnets.run import config_of_run, load_data, load_trained, resolve_device
+    from fitnets.training.engine import evaluate_accuracy
+    from fitnets.training.run import config_of_run, load_data, load_trained, resolve_device
 
     device = resolve_device(args.device)
     spec = args.model
@@ -233,8 +233,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate_accuracy(model, test)
     line = f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)"
     if args.teacher:
-        from fitnets.engine import evaluate_agreement
-        from fitnets.teacher import FrozenTeacher
+        from fitnets.training.engine import evaluate_agreement
+        from fitnets.core.teacher import FrozenTeacher
 
         agreement = evaluate_agreement(model, FrozenTeacher(load_trained(args.teacher).to(device), fold_bn=True), test)
         line += f"; with the teacher: top-1 agreement {agreement['agreement']:.4f}, KL {agreement['kl']:.4f}"
@@ -244,7 +244,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_layers(args: argparse.Namespace) -> int:
     from fitnets.models.registry import create_model, model_spec
-    from fitnets.taps import trace
+    from fitnets.core.taps import trace
 
     model = create_model(args.model).eval()
     shape = parse_shape(args.input_shape) or model_spec(args.model).input_shape
@@ -259,8 +259,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fitnets.export import export_student
-    from fitnets.run import config_of_run, load_trained
+    from fitnets.tools.export import export_student
+    from fitnets.training.run import config_of_run, load_trained
 
     spec, model_args = args.model, {}
     if Path(spec).is_dir():
@@ -283,8 +283,8 @@ def _hardware(device: torch.device) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from fitnets.bench import DEFAULT_PAIRS, bench_speed, bench_step, format_speed_table
-    from fitnets.run import resolve_device
+    from fitnets.tools.bench import DEFAULT_PAIRS, bench_speed, bench_step, format_speed_table
+    from fitnets.training.run import resolve_device
 
     if args.bench == "step":
         if min(args.rounds, args.steps) < 1 or args.warmup < 0:
@@ -331,7 +331,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from fitnets.report import write_report
+    from fitnets.tools.report import write_report
 
     path = write_report(args.runs, args.out, figures=not args.no_figures, speed=not args.no_speed, device=args.device)
     print(path.read_text().split("\n![")[0].rstrip())
@@ -341,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_models(_args: argparse.Namespace) -> int:
     from fitnets.models.registry import create_model, list_models, model_spec
-    from fitnets.profile import count_macs, count_parameters
+    from fitnets.tools.profile import count_macs, count_parameters
 
     print(f"{'model':<22} {'params':>11} {'MACs/image':>12}  {'paper count':>22}  layers / description")
     for name in list_models():
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "distill", "run"):
             return cmd_run(args, "ce" if args.command == "train" else None)
         if args.command == "demo":
-            from fitnets.demo import cmd_demo
+            from fitnets.tools.demo import cmd_demo
 
             return cmd_demo(args)
         commands = {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models, "export": cmd_export,

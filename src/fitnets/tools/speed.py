@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from fitnets.modes import eval_mode
+from fitnets.core.modes import eval_mode
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 10, warmup: int = 3,

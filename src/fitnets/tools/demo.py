@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from fitnets.config import RunConfig, load_config
-from fitnets.engine import evaluate_accuracy
+from fitnets.training.config import RunConfig, load_config
+from fitnets.training.engine import evaluate_accuracy
 from fitnets.models.registry import create_model, model_spec
-from fitnets.run import Run, load_data, resolve_device
-from fitnets.speed import inference_throughput
+from fitnets.training.run import Run, load_data, resolve_device
+from fitnets.tools.speed import inference_throughput
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fitnets import distributed
+from fitnets.training import distributed
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
-from fitnets.config import OptimConfig
+from fitnets.training.config import OptimConfig
 from fitnets.data.loader import ImageData, batches
 from fitnets.errors import FitNetsError
-from fitnets.fitnet import FitNet
-from fitnets.modes import eval_mode
+from fitnets.core.fitnet import FitNet
+from fitnets.core.modes import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Stage:
 
     Attributes:
         name: ``"hint"`` or ``"main"``; names the checkpoint files.
-        step: the step module (``fitnets.steps``): ``step(x, y, index, epoch) -> (losses, logits)``.
+        step: the step module (``fitnets.training.steps``): ``step(x, y, index, epoch) -> (losses, logits)``.
         groups: optimizer parameter groups (``{"params": [...], "lr_scale": s}``).
         modules: the trained modules (put in train mode, saved in checkpoints under their key).
         evaluate: returns validation metrics and a score where higher is better (``None``: no selection).

@@ -1,6 +1,6 @@
 """``FitNet``: the distillation state of FitNets' stage 1 — teacher, student, hint and guided layers, regressor.
 
-The two-stage algorithm (Algorithm 1 of the paper) is run by ``fitnets.engine``; this object answers what
+The two-stage algorithm (Algorithm 1 of the paper) is run by ``fitnets.training.engine``; this object answers what
 stage 1 needs: the hint loss of a batch, with both networks cut short, and which student parameters it
 trains.
 """
@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fitnets.errors import FitNetsError
-from fitnets.losses import hint_loss
-from fitnets.modes import eval_mode
-from fitnets.regressor import build_regressor, describe_regressor, hint_activation
-from fitnets.taps import LayerRef, forward_with_taps, tap
-from fitnets.teacher import FrozenTeacher
+from fitnets.core.losses import hint_loss
+from fitnets.core.modes import eval_mode
+from fitnets.core.regressor import build_regressor, describe_regressor, hint_activation
+from fitnets.core.taps import LayerRef, forward_with_taps, tap
+from fitnets.core.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fitnets.fitnet import FitNet
-from fitnets.losses import kd_loss
+from fitnets.core.fitnet import FitNet
+from fitnets.core.losses import kd_loss
 
 Losses = dict[str, torch.Tensor]
 TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, their indices) -> teacher output

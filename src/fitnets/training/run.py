@@ -19,20 +19,20 @@ import torch
 import yaml
 from torch import nn
 
-from fitnets.cache import TeacherCache, cache_blocker
+from fitnets.training.cache import TeacherCache, cache_blocker
 from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from fitnets.config import RunConfig, from_dict, to_dict
-from fitnets.distributed import init_distributed
+from fitnets.training.config import RunConfig, from_dict, to_dict
+from fitnets.training.distributed import init_distributed
 from fitnets.data.loader import ImageData, load_dataset, split_validation, take, to_float
 from fitnets.data.preprocess import Preprocess
-from fitnets.engine import RunContext, Stage, evaluate_accuracy, evaluate_agreement, evaluate_hint, run_stage
-from fitnets.steps import CEStep, HintStep, KDStep, OneStageStep
+from fitnets.training.engine import RunContext, Stage, evaluate_accuracy, evaluate_agreement, evaluate_hint, run_stage
+from fitnets.training.steps import CEStep, HintStep, KDStep, OneStageStep
 from fitnets.errors import FitNetsError
-from fitnets.fitnet import FitNet
-from fitnets.modes import eval_mode
-from fitnets.losses import kd_weight_at
+from fitnets.core.fitnet import FitNet
+from fitnets.core.modes import eval_mode
+from fitnets.core.losses import kd_weight_at
 from fitnets.models.registry import create_model, model_spec
-from fitnets.teacher import FrozenTeacher
+from fitnets.core.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
 
