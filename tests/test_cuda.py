@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from fitnets import FrozenTeacher, create_model
-from fitnets.training.cache import TeacherCache
+from fitnets.training.teacher_outputs import CachedOutputs
 from fitnets.training.config import load_config
 from fitnets.data import batches
 from fitnets.data.loader import ImageData
-from fitnets.training.run import Data, Run
+from fitnets.training.loading import Data
+from fitnets.training.run import Run
 
 from test_fold import trained_like  # a model whose batch norms hold real statistics
 
@@ -43,7 +44,8 @@ def test_teacher_options_on_cuda_give_the_cpu_logits(options):
 def test_cache_and_batches_stay_on_the_gpu():
     data = synthetic(300).to("cuda")
     teacher = FrozenTeacher(create_model("paper-mnist-teacher", pretrained=True).cuda(), channels_last=True)
-    cache = TeacherCache.build(teacher, data, 128, progress=False, dtype=torch.bfloat16)
+    cache = CachedOutputs(teacher, data, 128, progress=False, dtype=torch.bfloat16)
+    cache.prepare()
     for x, y, index in batches(data, 64, shuffle=True, pad=2, flip=True):
         assert x.is_cuda and y.is_cuda and index.is_cuda
         assert cache(x, index).is_cuda

@@ -81,7 +81,7 @@ def test_bad_layers_fail_early():
 
 def test_agreement_metrics():
     from fitnets.data import ImageData
-    from fitnets.training.engine import evaluate_agreement
+    from fitnets.training.evaluate import evaluate_agreement
 
     torch.manual_seed(0)
     data = ImageData(torch.randint(0, 256, (50, 1, 28, 28), dtype=torch.uint8), torch.zeros(50, dtype=torch.long), 10)
@@ -102,7 +102,7 @@ def test_onestage_losses_match_formula():
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([1, 2, 3, 4])
     fitnet.student.eval()
     fitnet.regressor.eval()
-    losses, logits = fitnet.onestage_losses(x, y, beta=100.0)
+    losses, logits = fitnet.onestage_losses(x, y, fitnet.hint_features(x), beta=100.0)
     with torch.no_grad():
         expected_logits = fitnet.student(x)
         hint = fitnet.teacher.features(x, ["conv2"])[0]
@@ -114,7 +114,7 @@ def test_onestage_losses_match_formula():
 
 
 def test_bf16_teacher_agrees_with_fp32():
-    from fitnets.training.engine import evaluate_agreement
+    from fitnets.training.evaluate import evaluate_agreement
 
     teacher = create_model("paper-mnist-teacher", pretrained=True)
     fp32 = FrozenTeacher(teacher)

@@ -1,9 +1,11 @@
 import pytest
 import torch
+
 from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.models import create_model
+from fitnets.core.fitnet import FitNet
 from fitnets.core.taps import LayerRef, tap, trace
 
 
@@ -107,8 +109,16 @@ def test_input_the_model_cannot_take():
     model = create_model("paper-mnist-fitnet")
     with pytest.raises(FitNetsError, match=r"cannot run on an input of shape \(1, 1, 32, 32\)"):
         trace(model, torch.zeros(1, 1, 32, 32))
-    with pytest.raises(FitNetsError, match="cannot run on an input"):
+    with pytest.raises(FitNetsError, match="cannot run on an input"):  # FitNet's dry run finds the shapes
+        FitNet(create_model("paper-mnist-teacher"), model, "conv2", "conv4", torch.zeros(1, 3, 28, 28))
+
+
+def test_a_failure_outside_a_dry_run_keeps_its_own_message():
+    # In training or a cache build, a RuntimeError is a real failure: it is not dressed up as a shape problem.
+    model = create_model("paper-mnist-fitnet")
+    with pytest.raises(RuntimeError, match="expected input.*to have 1 channels") as info:
         tap(model, torch.zeros(1, 3, 28, 28), ["conv2"])
+    assert not isinstance(info.value, FitNetsError)
 
 
 def test_a_tap_the_forward_runs_past_is_not_changed_by_a_later_inplace_op():

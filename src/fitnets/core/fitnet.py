@@ -17,7 +17,7 @@ from fitnets.errors import FitNetsError
 from fitnets.core.losses import hint_loss
 from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, hint_activation
-from fitnets.core.taps import LayerRef, forward_with_taps, tap
+from fitnets.core.taps import LayerRef, dry_run, forward_with_taps, tap
 from fitnets.core.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,9 @@ class FitNet:
             raise FitNetsError("example_input must be a tensor batch, e.g. torch.zeros(1, 1, 28, 28)")
         device = next(iter(student.parameters()), torch.empty(0)).device
         example_input = example_input.to(device)
-        (hint_out,) = self.teacher.features(example_input, [self.hint])
-        with torch.no_grad(), eval_mode(student):
+        with dry_run(self.teacher.module, example_input):
+            (hint_out,) = self.teacher.features(example_input, [self.hint])
+        with torch.no_grad(), eval_mode(student), dry_run(student, example_input):
             (guided_out,) = tap(student, example_input, [self.guided])
         self.hint_shape = tuple(hint_out.shape[1:])
         self.guided_shape = tuple(guided_out.shape[1:])
@@ -72,7 +73,6 @@ class FitNet:
         self.regressor = build_regressor(self.guided_shape, self.hint_shape, regressor_activation,
                                          regressor_batch_norm).to(device)
         self._stage1_names = self._find_stage1_parameters(example_input)
-        self.truncate = True  # cut both forwards after their layer; False runs them to the end (for benchmarks)
 
     def _find_stage1_parameters(self, example_input: torch.Tensor) -> list[str]:
         """Names of the student parameters that the guided layer's output depends on: those are "layers 1..g"
@@ -83,32 +83,35 @@ class FitNet:
         grads = torch.autograd.grad(out.float().sum(), [p for _, p in named], allow_unused=True)
         return [n for (n, _), g in zip(named, grads) if g is not None]
 
-    def guided_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The student's guided-layer output; the student's forward stops right after that layer."""
-        (out,) = tap(self.student, x, [self.guided], stop=self.truncate)
+    def guided_features(self, x: torch.Tensor, cut: bool = True) -> torch.Tensor:
+        """The student's guided-layer output; with ``cut`` the student's forward stops right after that layer
+        (§2.2: stage 1 needs the student only up to it)."""
+        (out,) = tap(self.student, x, [self.guided], stop=cut)
         return out
 
-    def hint_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's hint-layer output (no graph); the teacher's forward stops after that layer."""
-        (out,) = self.teacher.features(x, [self.hint], stop=self.truncate)
+    def hint_features(self, x: torch.Tensor, cut: bool = True) -> torch.Tensor:
+        """The teacher's hint-layer output (no graph); with ``cut`` the teacher's forward stops after that layer."""
+        (out,) = self.teacher.features(x, [self.hint], stop=cut)
         return out
 
-    def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
+    def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None, cut: bool = True) -> torch.Tensor:
         """Stage-1 loss of a batch: ``½ ‖u_h(x) − r(v_g(x))‖²`` per example, averaged (a scalar tensor).
 
         Args:
             x: input batch.
-            hint: precomputed teacher hint features for ``x`` (skips the teacher's forward).
+            hint: the teacher's hint features for ``x`` when the caller has them (the trainer takes them from
+                its teacher-output source, live or cached); ``None`` runs the teacher here.
+            cut: stop both forwards after their layer (``False`` only to measure what the cut saves).
         """
-        hint = self.hint_features(x) if hint is None else hint
-        return hint_loss(hint, self.regressor(self.guided_features(x)))
+        hint = self.hint_features(x, cut) if hint is None else hint
+        return hint_loss(hint, self.regressor(self.guided_features(x, cut)))
 
-    def onestage_losses(self, x: torch.Tensor, y: torch.Tensor, beta: float, hint: torch.Tensor | None = None
+    def onestage_losses(self, x: torch.Tensor, y: torch.Tensor, hint: torch.Tensor, beta: float
                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The common one-stage variant used by later toolkits (not the paper's method): cross-entropy plus
-        ``beta`` × the mean squared error between the regressed guided features and the hint, in one forward
-        of the whole student, no KD term. Returns the losses and the student's logits."""
-        hint = self.hint_features(x) if hint is None else hint
+        ``beta`` × the mean squared error between the regressed guided features and the teacher's ``hint``
+        features for ``x``, in one forward of the whole student, no KD term. Returns the losses and the
+        student's logits."""
         logits, (guided,) = forward_with_taps(self.student, x, [self.guided])
         task = F.cross_entropy(logits, y)
         mse = F.mse_loss(self.regressor(guided), hint.to(guided.dtype))

@@ -15,7 +15,8 @@ only up to its hint layer, the student up to its guided layer).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -87,10 +88,17 @@ class _Stop(Exception):
 
 
 def _call(model: nn.Module, x):
-    """``model(x)``, with a shape mismatch (the commonest dry-run mistake: an input the model cannot take)
-    turned into a one-line error that names the input's shape; the original stays chained."""
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+@contextmanager
+def dry_run(model: nn.Module, x) -> Iterator[None]:
+    """A block that runs ``model`` on an example input to find shapes: a ``RuntimeError`` inside it (the
+    commonest dry-run mistake is an input the model cannot take) becomes a one-line ``FitNetsError`` naming the
+    input's shape, with the original chained. Outside a dry run (training, cache builds) errors pass through
+    untouched, so a real failure keeps its own message."""
     try:
-        return model(*x) if isinstance(x, tuple) else model(x)
+        yield
     except torch.cuda.OutOfMemoryError:  # (torch.OutOfMemoryError only exists from 2.5)
         raise
     except RuntimeError as err:
@@ -177,7 +185,7 @@ def trace(model: nn.Module, x) -> list[tuple[str, str, str]]:
             seen.setdefault(name, (type(mod).__name__, describe(output)))
         handles.append(module.register_forward_hook(hook))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), dry_run(model, x):
             _call(model, x)
     finally:
         for handle in handles:

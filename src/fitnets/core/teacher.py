@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fitnets.core.fold import Folded, fold_batchnorm
+from fitnets.core.inputs import InputFormat
 from fitnets.core.taps import tap
 
 
@@ -22,9 +23,8 @@ class FrozenTeacher:
     Args:
         model: the trained teacher.
         dtype: run the teacher in this dtype (e.g. ``torch.bfloat16``); outputs are returned in float32.
-        channels_last: run the teacher in the channels_last memory format (a 1.3–1.4× faster forward for the
-            paper's MNIST teacher and for resnet56 on a 2-core CPU, ``benchmarks/teacher_stages.py``; the result
-            is the same up to float rounding).
+        channels_last: run the teacher in the channels_last memory format (often a faster forward; the
+            README's speed section gives measured figures; the result is the same up to float rounding).
         compile: run the logits forward through ``torch.compile`` with inductor's freezing (weights taken as
             constants, as they are for a teacher).
         fold_bn: fold each batch norm that follows a convolution into it (``fitnets.core.fold``; the outputs are
@@ -37,13 +37,8 @@ class FrozenTeacher:
         self._folds: dict[str, Folded] = {}
         if fold_bn:
             model, self._folds = fold_batchnorm(model)
-        self._model = model.eval().requires_grad_(False)
-        self.dtype = dtype
-        self.channels_last = channels_last
-        if dtype is not None:
-            self._model.to(dtype)
-        if channels_last:
-            self._model.to(memory_format=torch.channels_last)
+        self.inputs = InputFormat(channels_last, dtype)
+        self._model = self.inputs.apply_to(model.eval().requires_grad_(False))
         # The logits go through torch.compile when asked; `features` keeps the eager forward, whose layer
         # hooks (the taps) a compiled graph would not run.
         self._forward = torch.compile(self._model, options={"freezing": True}) if compile else self._model
@@ -53,15 +48,13 @@ class FrozenTeacher:
         """The wrapped model (read-only use: shapes, paths, export)."""
         return self._model
 
-    def to(self, device: torch.device | str) -> "FrozenTeacher":
-        self._model.to(device)
-        return self
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return self.inputs.dtype
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         self._model.eval()  # cheap, and it undoes any `.train()` called on the raw model from outside
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x.to(self.dtype) if self.dtype is not None else x
+        return self.inputs(x)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,7 +63,8 @@ class FrozenTeacher:
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, paths: Sequence[str], stop: bool = True) -> list[torch.Tensor]:
-        """The outputs of the layers at ``paths``; the forward stops after the last of them (unless not ``stop``)."""
+        """The outputs of the layers at ``paths`` in float32; the forward stops after the last of them (unless
+        not ``stop``)."""
         outputs = [f.float() for f in tap(self._model, self._prepare(x), paths, stop=stop)]
         # A tap at a folded convolution gets the convolution's own output back, as if nothing were folded.
         return [self._folds[p].unfold_output(f) if p in self._folds else f for p, f in zip(paths, outputs)]

@@ -81,28 +81,27 @@ class StepRow:
 
 def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, batch_size: int, steps: int,
                 warmup: int, autocast: torch.dtype | None = None, channels_last: bool = False) -> float:
-    """Median images/s of ``step`` + backward + Adam update over ``steps`` timed steps after ``warmup``."""
+    """Median images/s of the engine's own ``train_step`` (input preparation, ``step``, backward, Adam update)
+    over ``steps`` timed steps after ``warmup``."""
     import statistics
     import time
 
+    from fitnets.core.inputs import InputFormat
     from fitnets.data.loader import batches
+    from fitnets.training.config import OptimConfig
+    from fitnets.training.engine import build_optimizer, train_step
 
-    optimizer = torch.optim.Adam(params, lr=1e-4)
+    optimizer = build_optimizer([{"params": params}], OptimConfig(name="adam", lr=1e-4))
+    inputs = InputFormat(channels_last=channels_last)
     device = data.device
     times = []
-    for i, (x, y, index) in enumerate(batches(data, batch_size, shuffle=True, drop_last=True)):
+    for i, batch in enumerate(batches(data, batch_size, shuffle=True, drop_last=True)):
         if i >= warmup + steps:
             break
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
-            losses, _ = step(x, y, index, 0)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        optimizer.step()
+        losses, _ = train_step(step, optimizer, batch, 0, inputs, autocast)
         if device.type == "cuda":
             torch.cuda.synchronize()
         else:
@@ -136,11 +135,20 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     import copy
     import time
 
-    from fitnets.training.cache import TeacherCache
-    from fitnets.data.loader import ImageData, batches
     from fitnets.core.fitnet import FitNet
-    from fitnets.training.steps import CEStep, HintStep, KDStep
     from fitnets.core.teacher import FrozenTeacher
+    from fitnets.data.loader import ImageData, batches
+    from fitnets.training.config import KDConfig
+    from fitnets.training.steps import CEStep, HintStep, KDStep
+    from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs
+
+    def kd_step(student, outputs, forward=None):  # KD as a run's stage 2 builds it, λ at its start value
+        return KDStep(student, outputs, KDConfig(), 1, forward)
+
+    def cached(forward):
+        outputs = CachedOutputs(forward, data, 256, progress=False, dtype=torch.bfloat16)
+        outputs.prepare()
+        return outputs
 
     device = torch.device(device)
     t_spec, s_spec = model_spec(teacher_name), model_spec(student_name)
@@ -203,13 +211,12 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
                 bf16_kd.add(name + " (bf16)")
             else:
                 fp32_kd[name] = (teacher_label, option or "contiguous, eager")
-            return add(name + (" (bf16)" if autocast else ""), KDStep(s, lambda x, i: teacher(x), 3.0, lambda e: 4.0,
-                                                                    forward_fn=forward),
+            return add(name + (" (bf16)" if autocast else ""), kd_step(s, LiveOutputs(teacher), forward),
                        list(s.parameters()), note, autocast=autocast, channels_last=channels_last)
 
         off = frozen()
         s = student()
-        add(names["base"], KDStep(s, lambda x, i: off(x), 3.0, lambda e: 4.0), list(s.parameters()),
+        add(names["base"], kd_step(s, LiveOutputs(off)), list(s.parameters()),
             "fp32 teacher, contiguous, BN unfolded")
         teachers = {"teacher channels_last + folded BN (defaults)": frozen(**defaults),
                     "teacher defaults + bf16": frozen(**defaults, dtype=torch.bfloat16)}
@@ -222,19 +229,17 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
 
         eager_teacher = max(speeds, key=speeds.get)
         student_options(eager_teacher, ("channels_last",))
-        cache = TeacherCache.build(teachers[eager_teacher], data, 256, progress=False, dtype=torch.bfloat16)
         s = student()
-        add(names["cached"], KDStep(s, cache, 3.0, lambda e: 4.0), list(s.parameters()), "bf16 cache, fp32 student")
+        add(names["cached"], kd_step(s, cached(teachers[eager_teacher])), list(s.parameters()),
+            "bf16 cache, fp32 student")
 
         # FitNet stage 2 is the KD step (from the stage-1 weights): same cost as the KD rows above.
-        def stage1(name, teacher, note, truncate=True, cached=False, channels_last=False):
+        def stage1(name, teacher, note, cut=True, from_cache=False, channels_last=False):
             fit = FitNet(teacher, student(channels_last), hint, guided, example)
-            fit.truncate = truncate
-            hints = TeacherCache.build(fit.hint_features, data, 256, progress=False,
-                                       dtype=torch.bfloat16) if cached else None
-            return add(name, HintStep(fit, hints), fit.stage1_parameters(), note, channels_last=channels_last)
+            hints = cached(fit.hint_features) if from_cache else LiveOutputs(functools.partial(fit.hint_features, cut=cut))
+            return add(name, HintStep(fit, hints, cut), fit.stage1_parameters(), note, channels_last=channels_last)
 
-        stage1(names["full"], off, "both networks run to the end", truncate=False)
+        stage1(names["full"], off, "both networks run to the end", cut=False)
         stage1(names["cut"], off, "the cut alone")
         # The hint forward is eager (it runs through the taps), so a compiled teacher does not apply here.
         cut_speeds = {}
@@ -245,7 +250,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
         cut_fast.add(name := f"FitNet stage 1 ({hint} → {guided}), cut, {label}; student channels_last")
         stage1(name, teachers[label], "fp32 student", channels_last=True)
         stage1(names["cut_cached"], teachers["teacher channels_last + folded BN (defaults)"], "bf16 cache",
-               cached=True)
+               from_cache=True)
 
         # Data: the time to produce one epoch of (augmented) batches in memory.
         start = time.perf_counter()

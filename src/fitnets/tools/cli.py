@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
-    from fitnets.training.run import config_of_run
+    from fitnets.training.loading import config_of_run
 
     overrides = [parse_override(text) for text in args.set]
     overrides += [(key, getattr(args, flag)) for flag, key in _FLAG_KEYS.items()
@@ -197,12 +197,13 @@ def cmd_run(args: argparse.Namespace, method: str | None) -> int:
             configs.append(seeded)
     for config in configs:
         run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
+        data = run.load_data()
         if args.dry_run:
-            print(run.plan())
+            print(run.plan(data))
             continue
-        log.info("plan:\n%s", run.plan())
+        log.info("plan:\n%s", run.plan(data))
         try:
-            results = run.execute(resume=bool(args.resume))
+            results = run.execute(resume=bool(args.resume), data=data)
         except KeyboardInterrupt:
             print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "
                   f"{args.command if args.command != 'run' else 'distill'} --resume {run.run_dir}", file=sys.stderr)
@@ -213,30 +214,30 @@ def cmd_run(args: argparse.Namespace, method: str | None) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fitnets.core.inputs import InputFormat
+    from fitnets.core.teacher import FrozenTeacher
     from fitnets.data.loader import load_dataset
-    from fitnets.training.engine import evaluate_accuracy
-    from fitnets.training.run import config_of_run, load_data, load_trained, resolve_device
+    from fitnets.training.distributed import resolve_device
+    from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
+    from fitnets.training.loading import ModelRef, load_data, load_model
 
     device = resolve_device(args.device)
-    spec = args.model
-    if Path(spec).is_dir():  # a run folder: its model, its dataset and preprocessing
-        config = config_of_run(spec)
-        if args.data:
-            config.data.name = args.data
-        if args.data_dir:
-            config.data.dir = args.data_dir
-        model = load_trained(f"{config.student}:{spec}", "fitnets evaluate", **config.model_args).to(device)
+    ref = ModelRef.parse(args.model)
+    model = load_model(ref, trained=True, flag="fitnets evaluate").to(device)
+    inputs = InputFormat()
+    if ref.run is not None:  # from a run folder: its dataset, preprocessing and input format
+        config = ref.run
+        config.data.name = args.data or config.data.name
+        config.data.dir = args.data_dir or config.data.dir
         test = load_data(config, device).test
+        inputs = InputFormat(channels_last=config.channels_last)
     else:
-        model = load_trained(spec, "fitnets evaluate").to(device)
         test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
-    result = evaluate_accuracy(model, test)
+    result = evaluate_accuracy(model, test, inputs=inputs)
     line = f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)"
     if args.teacher:
-        from fitnets.training.engine import evaluate_agreement
-        from fitnets.core.teacher import FrozenTeacher
-
-        agreement = evaluate_agreement(model, FrozenTeacher(load_trained(args.teacher).to(device), fold_bn=True), test)
+        teacher = FrozenTeacher(load_model(args.teacher, trained=True).to(device), fold_bn=True)
+        agreement = evaluate_agreement(model, teacher, test, inputs=inputs)
         line += f"; with the teacher: top-1 agreement {agreement['agreement']:.4f}, KL {agreement['kl']:.4f}"
     print(line)
     return 0
@@ -260,14 +261,10 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from fitnets.tools.export import export_student
-    from fitnets.training.run import config_of_run, load_trained
+    from fitnets.training.loading import ModelRef, load_model
 
-    spec, model_args = args.model, {}
-    if Path(spec).is_dir():
-        config = config_of_run(spec)
-        spec, model_args = f"{config.student}:{spec}", config.model_args
-    name = spec.partition(":")[0]
-    model = load_trained(spec, "fitnets export", **model_args)
+    ref = ModelRef.parse(args.model)
+    model, name, model_args = load_model(ref, trained=True, flag="fitnets export"), ref.name, ref.model_args
     info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx)
     parity = (f"; ONNX Runtime vs PyTorch max abs diff {info['onnx_max_abs_diff']:.2e}"
               if "onnx_max_abs_diff" in info else "")
@@ -284,7 +281,7 @@ def _hardware(device: torch.device) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from fitnets.tools.bench import DEFAULT_PAIRS, bench_speed, bench_step, format_speed_table
-    from fitnets.training.run import resolve_device
+    from fitnets.training.distributed import resolve_device
 
     if args.bench == "step":
         if min(args.rounds, args.steps) < 1 or args.warmup < 0:

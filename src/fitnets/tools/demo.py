@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 
 from fitnets.training.config import RunConfig, load_config
-from fitnets.training.engine import evaluate_accuracy
+from fitnets.training.evaluate import evaluate_accuracy
 from fitnets.models.registry import create_model, model_spec
-from fitnets.training.run import Run, load_data, resolve_device
+from fitnets.training.distributed import resolve_device
+from fitnets.training.loading import load_data
+from fitnets.training.run import Run
 from fitnets.tools.speed import inference_throughput
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from fitnets.errors import FitNetsError
+
 log = logging.getLogger(__name__)
 
 
@@ -33,22 +35,38 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device_name: str = "auto") -> DistInfo:
-    """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1): NCCL on CUDA, gloo on CPU.
-    A plain ``fitnets`` command is a world of one and needs nothing."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo()
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FitNetsError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise FitNetsError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def setup(device_name: str = "auto") -> torch.device:
+    """The device of this process, after joining the process group when started by ``torchrun``
+    (``WORLD_SIZE`` > 1: NCCL on CUDA, gloo on CPU; one GPU per process). A plain ``fitnets`` command is a world
+    of one and needs nothing. The rank is then ``current()``'s: the one source every part of a run asks."""
+    device = resolve_device(device_name)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
     if not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device_name != "cpu"
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-    if info.rank != 0:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    world = current()
+    if not world.is_main:
         logging.getLogger("fitnets").setLevel(logging.WARNING)  # one copy of the logs, from rank 0
-    return info
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
 
 
 def current() -> DistInfo:
+    """This process's rank and the world's size (a world of one outside ``torchrun``)."""
     if dist.is_available() and dist.is_initialized():
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return DistInfo()

@@ -1,13 +1,9 @@
-"""The training engine: one loop for every method, each method a step module returning named losses.
+"""The training engine: one loop for every method. A method is a list of ``Stage`` descriptions (built by
+``fitnets.training.recipes``); the loop trains each one and never calls back into the code that built it.
 
-A *stage* is a number of epochs of one step function with one optimizer and one model-selection rule:
-
-* ``ce``: the student (or a teacher being trained) with cross-entropy — "standard backprop";
-* ``kd``: cross-entropy plus the teacher's softened outputs, λ decaying over the epochs (§2.1);
-* ``hint``: FitNets' stage 1, the hint loss on the student's lower layers and the regressor (§2.2).
-
-FitNets is the ``hint`` stage followed by a ``kd`` stage (Algorithm 1). Every epoch ends with a checkpoint
-written atomically, so an interrupted run loses at most the epoch in progress.
+A stage is data: its step (``fitnets.training.steps``), the parameters it optimises (and constrains, under
+max-norm), the modules it saves, how it is validated and which weights it ends with. Every epoch ends with a
+checkpoint written atomically, so an interrupted run loses at most the epoch in progress.
 """
 
 from __future__ import annotations
@@ -16,23 +12,24 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from fitnets.training import distributed
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
-from fitnets.training.config import OptimConfig
+from fitnets.core.inputs import InputFormat
 from fitnets.data.loader import ImageData, batches
 from fitnets.errors import FitNetsError
-from fitnets.core.fitnet import FitNet
-from fitnets.core.modes import eval_mode
+from fitnets.training import distributed
+from fitnets.training.config import OptimConfig
+from fitnets.training.evaluate import Validation
+from fitnets.training.steps import Step
+from fitnets.training.teacher_outputs import TeacherOutputs
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +41,11 @@ class NonFiniteLoss(FitNetsError):
 # ---------------------------------------------------------------- optimisation helpers
 
 def build_optimizer(groups: list[dict[str, Any]], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """One optimizer over parameter groups; each group's ``lr_scale`` multiplies ``cfg.lr``."""
+    """One optimizer over parameter groups; each group's ``lr_scale`` multiplies ``cfg.lr``. The groups given
+    are not changed."""
+    groups = [{k: v for k, v in g.items() if k != "lr_scale"} | {"base_lr": cfg.lr * g.get("lr_scale", 1.0)}
+              for g in groups]
     for group in groups:
-        group["base_lr"] = cfg.lr * group.pop("lr_scale", 1.0)
         group["lr"] = group["base_lr"]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
@@ -66,92 +65,73 @@ def lr_factor(cfg: OptimConfig, step: int, total: int, steps_per_epoch: int) -> 
     return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
+def constrained_layers(modules: Iterable[nn.Module], params: Iterable[nn.Parameter]) -> list[nn.Module]:
+    """The convolutions and linear layers inside ``modules`` whose weight is among ``params``: what a
+    max-norm constraint may touch in a stage that optimises ``params`` (stage 1 of FitNets leaves the student's
+    layers above the guided one alone, constraint included)."""
+    trained = {id(p) for p in params}
+    return [layer for module in modules for layer in module.modules()
+            if isinstance(layer, (nn.Conv2d, nn.Linear)) and id(layer.weight) in trained]
+
+
 @torch.no_grad()
-def apply_max_norm(modules: list[nn.Module], max_norm: float) -> None:
+def apply_max_norm(layers: list[nn.Module], max_norm: float) -> None:
     """The paper's max-norm constraint (§4.1, from the maxout paper): each output unit's incoming weight vector
     (a conv filter, a linear unit's row) is rescaled to norm ≤ ``max_norm`` after each update. One bound for
     all layers here; the paper used 0.9 for conv filters and 1.9 / 1.9365 for the fc layers."""
-    for module in modules:
-        for layer in module.modules():
-            if isinstance(layer, (nn.Conv2d, nn.Linear)):
-                w = layer.weight.view(layer.weight.shape[0], -1)
-                w.copy_(torch.renorm(w, 2, 0, max_norm))
+    for layer in layers:
+        w = layer.weight.view(layer.weight.shape[0], -1)
+        w.copy_(torch.renorm(w, 2, 0, max_norm))
 
 
-# ---------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
-                      channels_last: bool = False) -> dict[str, float]:
-    correct = torch.zeros((), device=data.device)
-    loss_sum = torch.zeros((), device=data.device)
-    with eval_mode(model):
-        for x, y, _ in batches(data, batch_size):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x).float()
-            correct += (logits.argmax(1) == y).sum()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-    n = max(len(data), 1)
-    return {"acc": correct.item() / n, "loss": loss_sum.item() / n}
-
-
-@torch.no_grad()
-def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
-                       batch_size: int = 1000) -> dict[str, float]:
-    """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
-    over ``data``."""
-    agree = torch.zeros((), device=data.device)
-    kl = torch.zeros((), device=data.device)
-    with eval_mode(student):
-        for x, _, _ in batches(data, batch_size):
-            s, t = student(x).float(), teacher(x).float()
-            agree += (s.argmax(1) == t.argmax(1)).sum()
-            kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum")
-    n = max(len(data), 1)
-    return {"agreement": agree.item() / n, "kl": kl.item() / n}
-
-
-@torch.no_grad()
-def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000) -> float:
-    total = torch.zeros((), device=data.device)
-    with eval_mode(fitnet.student, fitnet.regressor):
-        for x, _, _ in batches(data, batch_size):
-            total += fitnet.hint_loss(x) * len(x)
-    return total.item() / max(len(data), 1)
-
-
-# ---------------------------------------------------------------- stages and the loop
+# ---------------------------------------------------------------- stages
 
 @dataclass
 class Stage:
-    """One stage of a run.
+    """One stage of a run, as data.
 
     Attributes:
-        name: ``"hint"`` or ``"main"``; names the checkpoint files.
-        step: the step module (``fitnets.training.steps``): ``step(x, y, index, epoch) -> (losses, logits)``.
-        groups: optimizer parameter groups (``{"params": [...], "lr_scale": s}``).
-        modules: the trained modules (put in train mode, saved in checkpoints under their key).
-        evaluate: returns validation metrics and a score where higher is better (``None``: no selection).
-        epochs, optim, patience: as in the config.
-        select_best: end the stage with the best weights by validation score (else the last).
+        name: ``"hint"`` or ``"main"``; names the checkpoint files and the metrics rows.
+        step: the step module: ``step(x, y, index, epoch) -> (losses, logits)``.
+        optimize: optimizer parameter groups (``{"params": [...], "lr_scale": s}``); max-norm, when the
+            optimizer config asks for it, constrains these parameters' layers only.
+        saves: the modules the stage checkpoints, under their key (``"model"``: the student); they are put
+            in train mode for each epoch.
+        validate: ``validate() -> (metrics, score)``, score higher-is-better or ``None`` (no validation data).
+        epochs, optim, patience: as in the config; ``patience`` stops the stage after that many epochs without
+            a better score.
+        keep: ``"best"`` (end with the weights of the best score) or ``"last"``.
+        teacher: the teacher-output source the step reads, prepared (a cache built) before the first epoch.
+        about: one line for the plan: what the stage trains, on which loss.
     """
 
     name: str
-    step: nn.Module
-    groups: list[dict[str, Any]]
-    modules: dict[str, nn.Module]
-    evaluate: Callable[[], tuple[dict[str, float], float | None]]
+    step: Step
+    optimize: list[dict[str, Any]]
+    saves: dict[str, nn.Module]
+    validate: Callable[[], Validation]
     epochs: int
     optim: OptimConfig
     patience: int | None = None
-    select_best: bool = True
-    extra_metrics: Callable[[int], dict[str, float]] = field(default=lambda epoch: {})
+    keep: str = "best"
+    teacher: TeacherOutputs | None = None
+    about: str = ""
+
+    def optimized(self) -> list[nn.Parameter]:
+        return [p for group in self.optimize for p in group["params"]]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"{key}.{name}": t for key, module in self.saves.items() for name, t in module.state_dict().items()}
+
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        for key, module in self.saves.items():
+            prefix = key + "."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
 @dataclass
 class RunContext:
-    """What every stage shares: data, run folder, resume point, settings."""
+    """What every stage of a run shares: data, run folder, batching and step settings."""
 
     train: ImageData
     run_dir: Path
@@ -160,42 +140,69 @@ class RunContext:
     seed: int
     pad: int = 0
     flip: bool = False
-    channels_last: bool = False
+    inputs: InputFormat = InputFormat()   # the student's input format (channels_last)
+    autocast: torch.dtype | None = None     # the student's forward/backward under autocast to this dtype
     log_every: int = 50
     progress: bool = True
-    resume: dict[str, Any] | None = None  # {"tensors", "meta"} of last.safetensors
-    autocast: torch.dtype | None = None     # the student's forward/backward under autocast to this dtype
 
     def write_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
 
-def _state(stage: Stage) -> dict[str, torch.Tensor]:
-    return {f"{key}.{name}": t for key, module in stage.modules.items() for name, t in module.state_dict().items()}
+@dataclass
+class ResumePoint:
+    """Where an interrupted run stopped: read from its ``last.safetensors``."""
+
+    stage: str
+    epoch: int          # the last finished epoch (0-based)
+    best: float
+    best_epoch: int
+    stale: int
+    tensors: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> "ResumePoint":
+        tensors, meta = load_checkpoint(path)
+        return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], tensors,
+                   meta["optimizer"])
 
 
-def _load_modules(stage: Stage, tensors: dict[str, torch.Tensor]) -> None:
-    for key, module in stage.modules.items():
-        prefix = key + "."
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+# ---------------------------------------------------------------- the step and the loop
+
+def train_step(step_fn: Callable, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], epoch: int,
+               inputs: InputFormat = InputFormat(), autocast: torch.dtype | None = None,
+               max_norm: float | None = None, constrained: list[nn.Module] = ()) -> tuple[dict, torch.Tensor | None]:
+    """One optimisation step: input preparation → forward (under autocast when asked) → backward → update →
+    max-norm. The loop and ``fitnets bench step`` both call this, so the bench times what trains."""
+    x, y, index = batch
+    with torch.autocast(x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        losses, logits = step_fn(inputs(x), y, index, epoch)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    optimizer.step()
+    if max_norm:
+        apply_max_norm(constrained, max_norm)
+    return losses, logits
 
 
-def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, ctx: RunContext,
-                    step_fn: nn.Module | None = None) -> dict[str, float]:
-    """One pass over the training data; returns the epoch's mean losses, accuracy and throughput.
-    ``step_fn`` is the stage's step as called (the step itself, or its DDP wrapper)."""
-    step_fn = step_fn or stage.step
+def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Optimizer, epoch: int,
+                    ctx: RunContext) -> dict[str, float]:
+    """One pass over the training data with ``step_fn`` (the stage's step, or its DDP wrapper); returns the
+    epoch's mean losses, training accuracy (when the step gives logits) and throughput."""
     world = distributed.current()
-    for module in stage.modules.values():
+    for module in stage.saves.values():
         module.train()
+    constrained = constrained_layers(stage.saves.values(), stage.optimized()) if stage.optim.max_norm else []
     steps_per_epoch = math.ceil(len(ctx.train) / ctx.batch_size)
     total_steps = steps_per_epoch * stage.epochs
     device = ctx.train.device
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=device)
+    counted = 0  # examples whose logits were counted for the training accuracy
     first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first non-finite step, found without a sync
-    seen, start = 0, time.perf_counter()
+    seen, start, data_wait = 0, time.perf_counter(), 0.0
     bar = tqdm(total=steps_per_epoch, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", leave=False,
                disable=not ctx.progress or not world.is_main, mininterval=0.5)
 
@@ -208,31 +215,25 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
 
     batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.pad,
                          flip=ctx.flip, rank=world.rank, world_size=world.world_size)
-    data_wait = 0.0
     for step in range(steps_per_epoch):
         fetch = time.perf_counter()
-        x, y, index = next(batch_iter, (None, None, None))
-        if x is None:
+        batch = next(batch_iter, None)
+        if batch is None:
             break
         data_wait += time.perf_counter() - fetch
         factor = lr_factor(stage.optim, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        if ctx.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=ctx.autocast or torch.bfloat16, enabled=ctx.autocast is not None):
-            losses, logits = step_fn(x, y, index, epoch)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        optimizer.step()
-        if stage.optim.max_norm:
-            apply_max_norm(list(stage.modules.values()), stage.optim.max_norm)
+        losses, logits = train_step(step_fn, optimizer, batch, epoch, ctx.inputs, ctx.autocast, stage.optim.max_norm,
+                                    constrained)
+        y = batch[1]
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses["loss"].detach()),
                                 torch.tensor(step, device=device), first_bad)
         for key, value in losses.items():
             sums[key] = sums.get(key, 0) + value.detach() * len(y)
         if logits is not None:
             correct += (logits.detach().argmax(1) == y).sum()
+            counted += len(y)
         seen += len(y)
         bar.update(1)
         if (step + 1) % ctx.log_every == 0:  # the only host syncs of the epoch
@@ -242,52 +243,59 @@ def train_one_epoch(stage: Stage, optimizer: torch.optim.Optimizer, epoch: int, 
     check()
     elapsed = time.perf_counter() - start
     keys = sorted(sums)
-    totals = distributed.all_reduce_sum([sums[k] for k in keys] + [correct, torch.tensor(float(seen))])
-    seen_all = float(totals[-1])
+    totals = distributed.all_reduce_sum([sums[k] for k in keys] + [correct, torch.tensor(float(counted)),
+                                                                    torch.tensor(float(seen))])
+    seen_all, counted_all = float(totals[-1]), float(totals[-2])
     metrics = {key: float(value) / seen_all for key, value in zip(keys, totals)}
-    if "task_loss" in sums:
-        metrics["train_acc"] = float(totals[-2]) / seen_all
+    if counted_all:
+        metrics["train_acc"] = float(totals[-3]) / counted_all
     metrics.update(images_per_s=seen_all / elapsed, epoch_time_s=elapsed, data_wait_share=data_wait / elapsed,
                    lr=optimizer.param_groups[0]["lr"])
     return metrics
 
 
-def _wrap(stage: Stage) -> nn.Module:
-    """The step as the loop calls it: in DistributedDataParallel under torchrun. Stage 1 leaves the student's
-    upper layers out of the graph, hence ``find_unused_parameters`` there."""
+def _wrap(stage: Stage) -> Callable:
+    """The step as the loop calls it: in DistributedDataParallel under torchrun. A stage that optimises only
+    part of its step's parameters (stage 1: the student's layers up to the guided one) leaves the rest out of
+    the graph, hence ``find_unused_parameters`` there."""
     if not distributed.current().enabled:
         return stage.step
     from torch.nn.parallel import DistributedDataParallel
 
     device = next(stage.step.parameters()).device
+    partial = {id(p) for p in stage.step.parameters()} != {id(p) for p in stage.optimized()}
     return DistributedDataParallel(stage.step, device_ids=[device] if device.type == "cuda" else None,
-                                   find_unused_parameters=stage.name == "hint")
+                                   find_unused_parameters=partial)
 
 
-def run_stage(stage: Stage, ctx: RunContext) -> dict[str, Any]:
-    """Train ``stage`` for its epochs (or from the resume point), checkpointing each epoch; leaves the modules
-    holding the selected weights (the best by validation, or the last) and returns the stage's summary."""
-    optimizer = build_optimizer(stage.groups, stage.optim)
+def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) -> dict[str, Any]:
+    """Train ``stage`` for its epochs (continuing from ``resume`` when it is this stage's), checkpointing each
+    epoch; leaves the saved modules holding the selected weights (the best by validation, or the last) and
+    returns the stage's summary."""
+    optimizer = build_optimizer(stage.optimize, stage.optim)
     main_rank = distributed.current().is_main
     start_epoch, best, best_epoch, stale = 0, -math.inf, -1, 0
-    resume = ctx.resume
-    if resume and resume["meta"]["stage"] == stage.name:
-        _load_modules(stage, resume["tensors"])
-        optimizer.load_state_dict(optimizer_from_flat(resume["tensors"], resume["meta"]["optimizer"]))
-        start_epoch = resume["meta"]["epoch"] + 1
-        best, best_epoch, stale = resume["meta"]["best"], resume["meta"]["best_epoch"], resume["meta"]["stale"]
+    if resume is not None and resume.stage == stage.name:
+        stage.load(resume.tensors)
+        optimizer.load_state_dict(optimizer_from_flat(resume.tensors, resume.optimizer))
+        start_epoch = resume.epoch + 1
+        best, best_epoch, stale = resume.best, resume.best_epoch, resume.stale
         log.info("resuming stage %s after epoch %d", stage.name, start_epoch)
+        if stage.patience is not None and stale >= stage.patience:
+            start_epoch = stage.epochs  # it had stopped early: nothing left to train
+    if stage.teacher is not None and start_epoch < stage.epochs:
+        stage.teacher.prepare()
     best_path = ctx.run_dir / f"{stage.name}_best.safetensors"
     step_fn = _wrap(stage)
     best_state = None  # kept in memory too, so that every rank can end the stage with the same weights
     for epoch in range(start_epoch, stage.epochs):
-        row = {"stage": stage.name, "epoch": epoch + 1, **stage.extra_metrics(epoch)}
-        row.update(train_one_epoch(stage, optimizer, epoch, ctx, step_fn))
-        val, score = stage.evaluate()  # every rank evaluates the whole validation set: same score everywhere
+        row = {"stage": stage.name, "epoch": epoch + 1, **stage.step.epoch_metrics(epoch)}
+        row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
+        val, score = stage.validate()  # every rank evaluates the whole validation set: same score everywhere
         row.update(val)
         if score is not None and score > best:
             best, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in _state(stage).items()}
+            best_state = {k: v.detach().clone() for k, v in stage.state().items()}
             if main_rank:
                 save_checkpoint(best_path, best_state, {"stage": stage.name, "epoch": epoch, "score": score})
         else:
@@ -296,16 +304,15 @@ def run_stage(stage: Stage, ctx: RunContext) -> dict[str, Any]:
         if main_rank:  # only rank 0 writes
             ctx.write_metrics(row)
             opt_tensors, opt_plain = optimizer_to_flat(optimizer.state_dict())
-            save_checkpoint(ctx.run_dir / "last.safetensors", {**_state(stage), **opt_tensors},
+            save_checkpoint(ctx.run_dir / "last.safetensors", {**stage.state(), **opt_tensors},
                             {"stage": stage.name, "epoch": epoch, "best": best, "best_epoch": best_epoch,
                              "stale": stale, "optimizer": opt_plain, "config": ctx.config})
         if stage.patience is not None and stale >= stage.patience:
             log.info("early stop in stage %s after epoch %d: no better validation for %d epochs",
                      stage.name, epoch + 1, stale)
             break
-    ctx.resume = None
-    if stage.select_best and best_epoch >= 0:
+    if stage.keep == "best" and best_epoch >= 0:
         if best_state is None:  # the best epoch came before a resume: read it back
             best_state, _ = load_checkpoint(best_path)
-        _load_modules(stage, best_state)
+        stage.load(best_state)
     return {"best_epoch": best_epoch + 1, "best_score": best}

@@ -1,9 +1,11 @@
-"""One training step per method, as modules: ``step(x, y, index, epoch) -> (losses, logits)``.
+"""One training step per kind of loss, as modules: ``step(x, y, index, epoch) -> (losses, logits)``.
 
 A step is an ``nn.Module`` whose submodules are exactly what it trains (the student, and the regressor in the
-hint stages); the teacher and its cache are plain attributes, so they never reach an optimizer or DDP. Under
-``torchrun`` the engine wraps the step in ``DistributedDataParallel``, which then synchronises the gradients of
-those submodules and nothing else. ``losses`` always has ``"loss"`` (what is minimised) and the named terms.
+hint stages); the teacher's outputs come from a ``TeacherOutputs`` source held as a plain attribute, so the
+teacher never reaches an optimizer or DDP. Under ``torchrun`` the engine wraps the step in
+``DistributedDataParallel``, which then synchronises the gradients of those submodules and nothing else.
+``losses`` always has ``"loss"`` (what is minimised) and the named terms; ``logits`` is the student's output
+when the step computes it (the engine then counts training accuracy), else ``None``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
-from fitnets.core.losses import kd_loss
+from fitnets.core.losses import kd_loss, kd_weight_at
+from fitnets.training.config import KDConfig
+from fitnets.training.teacher_outputs import TeacherOutputs
 
 Losses = dict[str, torch.Tensor]
-TeacherFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (images, their indices) -> teacher output
 
 
-class CEStep(nn.Module):
+class Step(nn.Module):
+    """The base of every step: ``forward(x, y, index, epoch) -> (losses, logits or None)``."""
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        """Values the step uses for a whole epoch (λ for KD), logged with the epoch's metrics."""
+        return {}
+
+
+class CEStep(Step):
     """Standard backprop: cross-entropy on the labels. ``forward_fn`` (e.g. ``torch.compile(student)``) replaces
     the student's own call when given; it must share the student's parameters."""
 
@@ -36,45 +47,52 @@ class CEStep(nn.Module):
         return {"loss": loss, "task_loss": loss}, logits
 
 
-class KDStep(nn.Module):
-    """KD (§2.1): ``H(y, P_S) + λ(epoch)·H(P_T^τ, P_S^τ)``; ``teacher(x, index)`` is a live forward or a cache
-    lookup, and is not called at all when λ is 0."""
+class KDStep(Step):
+    """KD (§2.1): ``H(y, P_S) + λ(epoch)·H(P_T^τ, P_S^τ)``, λ from ``kd`` (linear from ``weight_start`` to
+    ``weight_end`` over ``decay_epochs``, or over ``epochs`` when that is not set). The teacher is not asked at
+    all when λ is 0."""
 
-    def __init__(self, student: nn.Module, teacher: TeacherFn, temperature: float, weight: Callable[[int], float],
-                 tau_squared: bool = False, forward_fn: Callable | None = None):
+    def __init__(self, student: nn.Module, teacher: TeacherOutputs, kd: KDConfig, epochs: int,
+                 forward_fn: Callable | None = None):
         super().__init__()
         self.student = student
-        self.teacher, self.temperature, self.weight, self.tau_squared = teacher, temperature, weight, tau_squared
+        self.teacher, self.kd, self.decay_epochs = teacher, kd, kd.decay_epochs or epochs
         self.forward_fn = forward_fn
 
+    def kd_weight(self, epoch: int) -> float:
+        return kd_weight_at(epoch, self.kd.weight_start, self.kd.weight_end, self.decay_epochs)
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        return {"kd_weight": self.kd_weight(epoch)}
+
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
-        kd_weight = self.weight(epoch)
+        kd_weight = self.kd_weight(epoch)
         teacher_logits = self.teacher(x, index) if kd_weight else None
         logits = (self.forward_fn if self.forward_fn is not None else self.student)(x)
-        return kd_loss(logits, teacher_logits, y, kd_weight, self.temperature, self.tau_squared), logits
+        return kd_loss(logits, teacher_logits, y, kd_weight, self.kd.temperature, self.kd.tau_squared), logits
 
 
-class HintStep(nn.Module):
-    """FitNets' stage 1 (§2.2): the hint loss; both networks stop at their layer. ``hints(x, index)``, when
-    given, supplies the teacher's hint features (e.g. from a cache)."""
+class HintStep(Step):
+    """FitNets' stage 1 (§2.2): the hint loss, no labels; both networks stop at their layer (``cut``; off only
+    to measure what the cut saves)."""
 
-    def __init__(self, fitnet: FitNet, hints: TeacherFn | None = None):
+    def __init__(self, fitnet: FitNet, hints: TeacherOutputs, cut: bool = True):
         super().__init__()
         self.student, self.regressor = fitnet.student, fitnet.regressor
-        self.fitnet, self.hints = fitnet, hints
+        self.fitnet, self.hints, self.cut = fitnet, hints, cut
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, None]:
-        loss = self.fitnet.hint_loss(x, self.hints(x, index) if self.hints is not None else None)
+        loss = self.fitnet.hint_loss(x, self.hints(x, index), cut=self.cut)
         return {"loss": loss, "hint_loss": loss}, None
 
 
-class OneStageStep(nn.Module):
+class OneStageStep(Step):
     """The common one-stage "FitNet" of later toolkits (not the paper's method): CE + β·MSE, no KD term."""
 
-    def __init__(self, fitnet: FitNet, beta: float, hints: TeacherFn | None = None):
+    def __init__(self, fitnet: FitNet, beta: float, hints: TeacherOutputs):
         super().__init__()
         self.student, self.regressor = fitnet.student, fitnet.regressor
         self.fitnet, self.beta, self.hints = fitnet, beta, hints
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
-        return self.fitnet.onestage_losses(x, y, self.beta, self.hints(x, index) if self.hints is not None else None)
+        return self.fitnet.onestage_losses(x, y, self.hints(x, index), self.beta)

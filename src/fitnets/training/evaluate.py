@@ -1,0 +1,95 @@
+"""Evaluation: accuracy, agreement with the teacher, validation hint loss — and the two validation rules a
+stage selects its weights by (``AccuracyEval``, ``HintEval``). Every batch goes through the same
+``InputFormat`` as in training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fitnets.core.fitnet import FitNet
+from fitnets.core.inputs import InputFormat
+from fitnets.core.modes import eval_mode
+from fitnets.data.loader import ImageData, batches
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
+                      inputs: InputFormat = InputFormat()) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (eval mode)."""
+    correct = torch.zeros((), device=data.device)
+    loss_sum = torch.zeros((), device=data.device)
+    with eval_mode(model):
+        for x, y, _ in batches(data, batch_size):
+            logits = model(inputs(x)).float()
+            correct += (logits.argmax(1) == y).sum()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+    n = max(len(data), 1)
+    return {"acc": correct.item() / n, "loss": loss_sum.item() / n}
+
+
+@torch.no_grad()
+def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
+                       batch_size: int = 1000, inputs: InputFormat = InputFormat()) -> dict[str, float]:
+    """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
+    over ``data``. ``teacher`` is a frozen teacher (it prepares its own input)."""
+    agree = torch.zeros((), device=data.device)
+    kl = torch.zeros((), device=data.device)
+    with eval_mode(student):
+        for x, _, _ in batches(data, batch_size):
+            s, t = student(inputs(x)).float(), teacher(x).float()
+            agree += (s.argmax(1) == t.argmax(1)).sum()
+            kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum")
+    n = max(len(data), 1)
+    return {"agreement": agree.item() / n, "kl": kl.item() / n}
+
+
+@torch.no_grad()
+def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000,
+                  inputs: InputFormat = InputFormat()) -> float:
+    """Mean stage-1 hint loss over ``data`` (student and regressor in eval mode)."""
+    total = torch.zeros((), device=data.device)
+    with eval_mode(fitnet.student, fitnet.regressor):
+        for x, _, _ in batches(data, batch_size):
+            total += fitnet.hint_loss(inputs(x)) * len(x)
+    return total.item() / max(len(data), 1)
+
+
+Validation = tuple[dict[str, float], "float | None"]  # (metrics to log, score: higher is better; None: no data)
+
+
+@dataclass
+class AccuracyEval:
+    """Validation accuracy and loss of ``model``; the score is the accuracy."""
+
+    model: nn.Module
+    data: ImageData
+    batch_size: int = 1000
+    inputs: InputFormat = InputFormat()
+
+    def __call__(self) -> Validation:
+        if not len(self.data):
+            return {}, None
+        val = evaluate_accuracy(self.model, self.data, self.batch_size, self.inputs)
+        return {"val_acc": val["acc"], "val_loss": val["loss"]}, val["acc"]
+
+
+@dataclass
+class HintEval:
+    """Validation hint loss of a FitNet's stage 1 (Algorithm 1 keeps the stage-1 model with the lowest one);
+    the score is its negative."""
+
+    fitnet: FitNet
+    data: ImageData
+    batch_size: int = 1000
+    inputs: InputFormat = InputFormat()
+
+    def __call__(self) -> Validation:
+        if not len(self.data):
+            return {}, None
+        loss = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs)
+        return {"val_hint_loss": loss}, -loss

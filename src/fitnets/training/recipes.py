@@ -1,0 +1,132 @@
+"""The methods, each a recipe that says on one screen what its stages train, on which loss, and how each
+stage's weights are selected — FitNets as in Algorithm 1 of the paper. A recipe only describes its stages
+(``fitnets.training.engine.Stage``); the engine trains them.
+
+``METHODS`` is the one dispatch table: a method's recipe and what it needs built (a teacher; hint and guided
+layers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from fitnets.core.fitnet import FitNet
+from fitnets.core.inputs import InputFormat
+from fitnets.core.teacher import FrozenTeacher
+from fitnets.training.config import RunConfig
+from fitnets.training.engine import Stage
+from fitnets.training.evaluate import AccuracyEval, HintEval
+from fitnets.training.loading import Data
+from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
+from fitnets.training.teacher_outputs import Forward, TeacherOutputs
+
+
+@dataclass
+class Parts:
+    """What the recipes compose, built once per run from its config (by ``Run``).
+
+    Attributes:
+        student_forward: the student's forward as the CE/KD steps call it (``torch.compile(student)`` under
+            ``--compile``), or ``None`` for the student's own call.
+        teacher_outputs: the run's source of teacher outputs: ``teacher_outputs(forward, what)`` gives a live
+            or cached ``TeacherOutputs`` for that forward (``fitnets.training.teacher_outputs``).
+    """
+
+    config: RunConfig
+    data: Data
+    student: nn.Module
+    inputs: InputFormat
+    teacher_outputs: Callable[[Forward, str], TeacherOutputs]
+    student_forward: Callable | None = None
+    teacher: FrozenTeacher | None = None
+    fitnet: FitNet | None = None
+
+    def count(self, params) -> int:
+        return sum(p.numel() for p in params)
+
+    def accuracy(self) -> AccuracyEval:
+        return AccuracyEval(self.student, self.data.val, self.config.data.eval_batch_size, self.inputs)
+
+
+def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
+    """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
+    c = p.config
+    logits = p.teacher_outputs(p.teacher, "teacher logits")
+    return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward), groups, {"model": p.student},
+                 p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teacher=logits,
+                 about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end}"
+                       f"{', ×τ²' if c.kd.tau_squared else ''}), all {p.count(p.student.parameters()):,} student "
+                       "parameters")
+
+
+def backprop(p: Parts) -> list[Stage]:
+    """Standard backprop: the student alone, cross-entropy on the labels."""
+    c = p.config
+    return [Stage("main", CEStep(p.student, p.student_forward), [{"params": list(p.student.parameters())}],
+                  {"model": p.student}, p.accuracy(), c.epochs, c.optim, c.patience, c.keep,
+                  about=f"{c.epochs} epochs, cross-entropy, all {p.count(p.student.parameters()):,} parameters")]
+
+
+def knowledge_distillation(p: Parts) -> list[Stage]:
+    """KD alone: one stage of the KD loss on the whole student."""
+    return [_kd_stage(p, [{"params": list(p.student.parameters())}])]
+
+
+def fitnets(p: Parts) -> list[Stage]:
+    """FitNets, Algorithm 1 of the paper: hints, then KD."""
+    c, fitnet = p.config, p.fitnet
+    # Stage 1 (§2.2): the student's layers up to the guided one (found by autograd: "layers 1..g") and the
+    # regressor learn the teacher's hint, ½‖u_h(x) − r(v_g(x))‖². No labels; the teacher is frozen; both
+    # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
+    hints = p.teacher_outputs(fitnet.hint_features, "teacher hints")
+    stage1_params = fitnet.stage1_parameters()
+    trained = fitnet.stage1_parameter_names()
+    hint = Stage("hint", HintStep(fitnet, hints), [{"params": stage1_params}],
+                 {"model": p.student, "regressor": fitnet.regressor},
+                 HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs),
+                 c.hint_stage.epochs, c.hint_stage.optim, c.hint_stage.patience, "best", teacher=hints,
+                 about=f"{c.hint_stage.epochs} epochs, hint loss; trains {p.count(stage1_params):,} parameters: the "
+                       f"student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
+                       f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
+                       f"{fitnet.hint} only, the student up to {fitnet.guided} only")
+    # Stage 2 (§2.1): from stage 1's weights, *all* the student's weights learn with KD, a fresh optimizer and
+    # nothing frozen; the regressor is dropped. The authors' code may scale the pre-trained layers' lr.
+    pre = set(trained)
+    named = list(p.student.named_parameters())
+    groups = [{"params": [w for n, w in named if n in pre], "lr_scale": c.hint_stage.pretrained_lr_scale},
+              {"params": [w for n, w in named if n not in pre]}]
+    kd = _kd_stage(p, groups if c.hint_stage.pretrained_lr_scale != 1.0 else [{"params": [w for _, w in named]}])
+    kd.about += ", fresh optimizer, regressor dropped"
+    return [hint, kd]
+
+
+def fitnet_onestage(p: Parts) -> list[Stage]:
+    """The one-stage "FitNet" of later toolkits (not the paper's method): cross-entropy + β × MSE between the
+    regressed guided features and the hint, the whole student and the regressor together, no KD term."""
+    c, fitnet = p.config, p.fitnet
+    hints = p.teacher_outputs(fitnet.hint_features, "teacher hints")
+    params = list(p.student.parameters()) + list(fitnet.regressor.parameters())
+    return [Stage("main", OneStageStep(fitnet, c.hint_stage.beta, hints), [{"params": params}],
+                  {"model": p.student, "regressor": fitnet.regressor}, p.accuracy(), c.epochs, c.optim,
+                  c.patience, c.keep, teacher=hints,
+                  about=f"{c.epochs} epochs, one stage (not the paper's method): cross-entropy + {c.hint_stage.beta} × "
+                        f"MSE(regressor(guided), hint), no KD term; all {p.count(p.student.parameters()):,} student "
+                        "parameters and the regressor")]
+
+
+@dataclass(frozen=True)
+class Method:
+    recipe: Callable[[Parts], list[Stage]]
+    teacher: bool   # needs a trained teacher
+    hints: bool     # needs hint and guided layers (a ``FitNet``)
+
+
+METHODS: dict[str, Method] = {
+    "ce": Method(backprop, teacher=False, hints=False),
+    "kd": Method(knowledge_distillation, teacher=True, hints=False),
+    "fitnet": Method(fitnets, teacher=True, hints=True),
+    "fitnet-onestage": Method(fitnet_onestage, teacher=True, hints=True),
+}
