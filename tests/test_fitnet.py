@@ -19,7 +19,7 @@ def make_fitnet():
 def test_shapes_and_regressor():
     fitnet = make_fitnet()
     assert fitnet.hint_shape == (48, 4, 4) and fitnet.guided_shape == (16, 4, 4)
-    assert fitnet.regressor[0].kernel_size == (1, 1)  # FITNETS.md: MNIST regressor 1×1, 16 → 48
+    assert fitnet.regressor[0].kernel_size == (1, 1)  # §4.2: the MNIST regressor is 1×1, 16 → 48
     assert fitnet.regressor(torch.zeros(2, 16, 4, 4)).shape == (2, 48, 4, 4)
 
 

@@ -24,7 +24,7 @@ def test_every_model_output_shape_and_finite(name):
 
 
 def test_paper_parameter_counts():
-    # FITNETS.md: with every maxout layer counted with 2 pieces, teacher 360,816 and FitNet 29,944.
+    # The paper's counts (Table 4, ~361K and ~30K) recomputed with every maxout layer at 2 pieces: 360,816 and 29,944.
     assert paper_count(create_model("paper-mnist-teacher", pieces_last=2)) == 360_816
     assert paper_count(create_model("paper-mnist-fitnet", pieces_last=2)) == 29_944
     # With the 4 pieces of the authors' code (our default), and biases:
@@ -36,7 +36,7 @@ def test_paper_parameter_counts():
     ("paper-cifar-teacher", 9_044_360), ("paper-fitnet1", 249_576), ("paper-fitnet2", 861_928),
     ("paper-fitnet3", 1_503_304), ("paper-fitnet4", 2_544_712), ("paper-svhn-teacher", 4_928_800)])
 def test_paper_cifar_svhn_parameter_counts(name, count):
-    # FITNETS.md, counting convention [derived]: weights only, every maxout layer with 2 pieces.
+    # Table 5's counts recomputed under the paper's convention: weights only, every maxout layer with 2 pieces.
     assert paper_count(create_model(name, fc_pieces=2)) == count
 
 
@@ -117,6 +117,33 @@ def test_entry_point_plugins_register_user_models(tmp_path, monkeypatch):
         assert "my-mlp" in list_models()
     finally:
         registry._REGISTRY.pop("my-mlp", None)
+
+
+def test_a_broken_plugin_leaves_the_built_in_models_and_is_named(tmp_path, monkeypatch, caplog):
+    import importlib.metadata as md
+
+    import fitnets.models.registry as registry
+
+    (tmp_path / "good_plugin.py").write_text(
+        "from torch import nn\nfrom fitnets import register_model\n"
+        "register_model('good-mlp', lambda: nn.Linear(4, 2), input_shape=(4,))\n")
+    (tmp_path / "broken_plugin.py").write_text("raise ImportError('needs a package that is not installed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = [md.EntryPoint("broken", "broken_plugin", "fitnets.models"),
+            md.EntryPoint("good", "good_plugin", "fitnets.models")]
+    monkeypatch.setattr(md, "entry_points", lambda group=None: fake if group == "fitnets.models" else [])
+    monkeypatch.setattr(registry, "_PLUGINS_LOADED", False)
+    monkeypatch.setattr(registry, "_BROKEN_PLUGINS", {})
+    try:
+        with caplog.at_level("WARNING"):
+            names = list_models()
+        assert "paper-mnist-fitnet" in names and "good-mlp" in names   # built-ins and the good plugin survive
+        assert "skipped the fitnets.models plugin 'broken'" in caplog.text
+        with pytest.raises(FitNetsError, match="plugin 'broken' failed to load.*needs a package"):
+            create_model("broken-net")            # and the plugin's absence is never silent
+        list_models()                             # loading again does not retry or raise
+    finally:
+        registry._REGISTRY.pop("good-mlp", None)
 
 
 @pytest.mark.parametrize("depth", [5, 7, 9, 11])

@@ -40,7 +40,7 @@ def test_equal_sizes_give_1x1_conv():
 
 
 def test_paper_fitnet4_regressor_kernel():
-    # FITNETS.md: FitNet 4's guided 8×8×80 → hint 7×7×192 uses a 2×2 kernel.
+    # §4.1: FitNet 4's guided 8×8×80 → hint 7×7×192 uses a 2×2 kernel.
     reg = build_regressor((80, 8, 8), (192, 7, 7), "none")
     assert reg[0].kernel_size == (2, 2)
 

@@ -1,8 +1,8 @@
 """Maxout layers as used by the paper's networks (Goodfellow et al., 2013).
 
 A maxout convolution ``k×k, C/p`` is a convolution with ``C·p`` filters followed by a max over groups of
-``p`` consecutive channels, giving ``C`` maps (FITNETS.md, "Architectures"). pylearn2 applies the spatial
-max-pool after the channel max; the two commute (both are maxima), so the order is immaterial.
+``p`` consecutive channels, giving ``C`` maps (the unit every network of FitNets §4 is built from). pylearn2
+applies the spatial max-pool after the channel max; the two commute (both are maxima), so the order is immaterial.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The paper's MNIST networks (FitNets §4.2, Table 4; layer specs in FITNETS.md, "Architectures").
+"""The paper's MNIST networks (FitNets §4.2, Table 4; layer specs in §4.2 and the authors' code).
 
 Paper convention (weights only, every maxout layer counted with 2 pieces): teacher 360,816, FitNet 29,944.
 The authors' code gives the teacher's third layer and the FitNet's last two layers 4 pieces; we follow the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -10,6 +11,8 @@ from importlib import resources
 from torch import nn
 
 from fitnets.errors import FitNetsError, closest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,16 @@ class ModelSpec:
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _PLUGINS_LOADED = False
+_BROKEN_PLUGINS: dict[str, str] = {}  # entry-point name -> why it failed to load
 
 
 def _load_plugins() -> None:
     """Import the packages that declare models under the ``fitnets.models`` entry-point group (once): that is
-    how a user's own architectures become names the CLI accepts, without importing code by string."""
+    how a user's own architectures become names the CLI accepts, without importing code by string.
+
+    A plugin that fails to import does not take the built-in models (or the other plugins) down with it: it is
+    skipped with a warning naming it and its error, and an unknown model name later says which plugins were
+    skipped and why, so a model missing because of a broken plugin is never a silent mystery."""
     global _PLUGINS_LOADED
     if _PLUGINS_LOADED:
         return
@@ -54,8 +62,10 @@ def _load_plugins() -> None:
     for entry in entry_points(group="fitnets.models"):
         try:
             entry.load()
-        except Exception as err:  # a broken plugin must not break the built-in models
-            raise FitNetsError(f"cannot load the fitnets.models plugin {entry.name!r} ({entry.value}): {err}") from None
+        except Exception as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            _BROKEN_PLUGINS[entry.name] = f"{entry.value}: {type(err).__name__}: {first}"
+            log.warning("skipped the fitnets.models plugin %r (%s)", entry.name, _BROKEN_PLUGINS[entry.name])
 
 
 def register_model(name: str, factory: Callable[..., nn.Module], **spec) -> None:
@@ -97,8 +107,10 @@ def model_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        broken = "".join(f" The plugin {k!r} failed to load ({v}), so its models are missing."
+                         for k, v in _BROKEN_PLUGINS.items())
         raise FitNetsError(f"unknown model {name!r}.{closest(name, _REGISTRY)} "
-                           f"Known models: {', '.join(list_models())}") from None
+                           f"Known models: {', '.join(list_models())}.{broken}") from None
 
 
 def pretrained_path(name: str):

@@ -7,7 +7,7 @@ overrides (dotted keys, e.g. ``optim.lr=0.01``); an unknown key is an error that
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 from fitnets.errors import FitNetsError, closest
 
@@ -102,7 +107,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     channels_last: bool = False        # student in channels_last memory format (faster for some convnets)
-    teacher_channels_last: bool = True # teacher in channels_last (1.3–1.4× faster forwards on a 2-core CPU)
+    teacher_channels_last: bool = True # teacher in channels_last (faster forwards for most convnets; see the docs)
     teacher_fold_bn: bool = True       # fold the teacher's conv → batch-norm pairs (same outputs, less work)
     teacher_cache: bool = True         # compute teacher outputs once per example when valid (no augmentation)
     teacher_dtype: str = "float32"     # float32 | bfloat16: the teacher's weights and forward
