@@ -1,0 +1,126 @@
+"""The recipes: which stages each method has, what each trains, constrains and saves — and a FitNet for every
+registered model's default hint or guided layer."""
+
+import functools
+
+import pytest
+import torch
+
+from fitnets import FitNet, FrozenTeacher, create_model, list_models, model_spec
+from fitnets.data.loader import ImageData
+from fitnets.training.config import METHODS as CONFIG_METHODS, load_config
+from fitnets.training.engine import RunContext, build_optimizer, run_stage
+from fitnets.training.loading import Data
+from fitnets.training.recipes import METHODS, Parts
+from fitnets.training.steps import HintStep, KDStep, OneStageStep
+from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs, teacher_outputs
+
+
+def synthetic(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return ImageData(torch.randint(0, 256, (n, 1, 8, 8), dtype=torch.uint8, generator=g),
+                     torch.randint(0, 10, (n,), generator=g), 10)
+
+
+def parts(tiny, method="fitnet", cache=True, **overrides):
+    config = load_config(None, [("method", method), *overrides.items()])
+    data = Data(synthetic(), synthetic(32, 1), synthetic(32, 2))
+    teacher, student = FrozenTeacher(tiny(width=16)), tiny(width=8)
+    fitnet = FitNet(teacher, student, "block.0", "stem", torch.zeros(1, 1, 8, 8)) if METHODS[method].hints else None
+    outputs = functools.partial(teacher_outputs, data=data.train, cache=cache, progress=False)
+    from fitnets.core.inputs import InputFormat
+
+    return Parts(config, data, student, InputFormat(), outputs, None, teacher, fitnet)
+
+
+def test_one_dispatch_table_for_every_method():
+    assert set(METHODS) == set(CONFIG_METHODS)
+
+
+def test_fitnets_is_hints_then_kd(tiny):
+    p = parts(tiny)
+    hint, main = METHODS["fitnet"].recipe(p)
+    assert (hint.name, main.name) == ("hint", "main")
+    # stage 1: the student's layers up to the guided one, and the regressor; saved with the regressor
+    assert isinstance(hint.step, HintStep) and hint.keep == "best"
+    assert {id(w) for w in hint.optimized()} == {id(w) for w in p.fitnet.stage1_parameters()}
+    assert set(hint.saves) == {"model", "regressor"}
+    assert hint.epochs == p.config.hint_stage.epochs and hint.optim is p.config.hint_stage.optim
+    # stage 2: KD on every student weight, the regressor gone
+    assert isinstance(main.step, KDStep)
+    assert {id(w) for w in main.optimized()} == {id(w) for w in p.student.parameters()}
+    assert set(main.saves) == {"model"} and main.epochs == p.config.epochs
+    assert isinstance(hint.teacher, CachedOutputs) and isinstance(main.teacher, CachedOutputs)
+    assert main.step.epoch_metrics(0) == {"kd_weight": 4.0}
+
+
+def test_stage_descriptions_compute_nothing(tiny):
+    p = parts(tiny)
+    for stage in METHODS["fitnet"].recipe(p):
+        assert stage.teacher.values is None  # a cache is filled by the engine, when the stage trains
+
+
+def test_pretrained_layers_get_their_own_learning_rate_in_stage_2(tiny):
+    p = parts(tiny, **{"hint_stage.pretrained_lr_scale": 0.1, "optim.lr": 0.01})
+    _, main = METHODS["fitnet"].recipe(p)
+    optimizer = build_optimizer(main.optimize, main.optim)
+    pre = {id(w) for w in p.fitnet.stage1_parameters()}
+    for group in optimizer.param_groups:
+        expected = 0.001 if all(id(w) in pre for w in group["params"]) else 0.01
+        assert group["lr"] == pytest.approx(expected)
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(p.student.parameters()))
+
+
+def test_other_methods(tiny):
+    (ce,) = METHODS["ce"].recipe(parts(tiny, "ce"))
+    assert ce.teacher is None and ce.step.epoch_metrics(0) == {}
+    (kd,) = METHODS["kd"].recipe(parts(tiny, "kd", cache=False))
+    assert isinstance(kd.step, KDStep) and isinstance(kd.teacher, LiveOutputs)
+    p = parts(tiny, "fitnet-onestage")
+    (one,) = METHODS["fitnet-onestage"].recipe(p)
+    assert isinstance(one.step, OneStageStep) and set(one.saves) == {"model", "regressor"}
+    assert {id(w) for w in one.optimized()} == {id(w) for w in [*p.student.parameters(), *p.fitnet.regressor.parameters()]}
+
+
+def test_stage_1_max_norm_leaves_the_layers_above_the_guided_one_alone(tiny, tmp_path):
+    p = parts(tiny, **{"hint_stage.optim.max_norm": 0.05, "hint_stage.epochs": 1})
+    hint, _ = METHODS["fitnet"].recipe(p)
+    above = {k: v.clone() for k, v in p.student.state_dict().items() if not k.startswith("stem")}
+    assert any(w.flatten(1).norm(dim=1).max() > 0.05 for k, w in above.items() if k.endswith("weight"))
+    run_stage(hint, RunContext(p.data.train, tmp_path, {}, 16, 0, progress=False))
+    assert all(torch.equal(p.student.state_dict()[k], v) for k, v in above.items())
+    assert (p.student.stem[0].weight.flatten(1).norm(dim=1) <= 0.05 + 1e-6).all()
+
+
+# ---------------------------------------------------------------- every registered default layer
+
+TEACHER_FOR = {(3, 32, 32): "resnet56", (1, 28, 28): "paper-mnist-teacher"}
+STUDENT_FOR = {(3, 32, 32): "resnet20", (1, 28, 28): "paper-mnist-fitnet"}
+
+
+def check_fitnet(teacher_name, student_name):
+    torch.manual_seed(0)
+    shape = model_spec(student_name).input_shape
+    teacher, student = create_model(teacher_name), create_model(student_name)
+    fitnet = FitNet(teacher, student, model_spec(teacher_name).hint, model_spec(student_name).guided,
+                    torch.zeros(2, *shape))
+    x = torch.rand(2, *shape)
+    hint = fitnet.hint_features(x)
+    assert fitnet.regressor(fitnet.guided_features(x)).shape == hint.shape
+    loss = fitnet.hint_loss(x, hint)
+    assert torch.isfinite(loss)
+    loss.backward()
+    trained = set(fitnet.stage1_parameter_names())
+    assert trained and all((p.grad is not None) == (n in trained) for n, p in student.named_parameters()
+                           if p.requires_grad)
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if model_spec(n).guided])
+def test_every_default_guided_layer_builds_a_fitnet(name):
+    check_fitnet(TEACHER_FOR[model_spec(name).input_shape], name)
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if model_spec(n).hint])
+def test_every_default_hint_layer_builds_a_fitnet(name):
+    check_fitnet(name, STUDENT_FOR[model_spec(name).input_shape])
