@@ -7,9 +7,11 @@ from fitnets.models import create_model, list_models, model_spec, register_model
 from fitnets.core.regressor import build_regressor
 from fitnets.core.taps import tap, trace
 from fitnets.core.teacher import FrozenTeacher
+from fitnets.training.config import RunConfig, load_config
+from fitnets.training.run import Run
 
 __version__ = "0.1.0"
 
 __all__ = ["FitNet", "FitNetsError", "FrozenTeacher", "build_regressor", "create_model", "hint_loss",
-           "kd_loss", "kd_weight_at", "list_models", "model_spec", "register_model", "soft_cross_entropy",
-           "tap", "trace"]
+           "kd_loss", "kd_weight_at", "list_models", "load_config", "model_spec", "register_model", "Run", "RunConfig",
+           "soft_cross_entropy", "tap", "trace"]

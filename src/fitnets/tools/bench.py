@@ -257,7 +257,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
         for _ in batches(data, batch_size, shuffle=True, pad=4, flip=True):
             pass
         data_time = time.perf_counter() - start
-        # torch.compile last: after a compile, eager steps in the same process can run slower (docs/speed.md has
+        # torch.compile last: after a compile, eager steps in the same process can run slower (docs/results.md has
         # the figure), which would bias every eager row measured after it.
         if compile:
             for label, options in (("teacher defaults + compiled", {}),
