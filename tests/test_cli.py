@@ -200,6 +200,11 @@ def test_teacher_from_a_run_folder_uses_its_model_args(capsys, tmp_path, fashion
     assert code == 0, err
     n = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).parameters())
     assert n != 36_226 and f"teacher  paper-mnist-fitnet:{tmp_path / 't'} ({n:,} parameters" in out
+    # the run folder alone names the teacher too (RUN_DIR): its model, its arguments, its registry entry
+    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", str(tmp_path / "t"), "--dry-run")
+    assert code == 0 and f"({n:,} parameters" in out, err
+    code, _, err = run_cli(capsys, "distill", "--method", "fitnet", "--teacher", str(tmp_path / "t"), "--dry-run")
+    assert code == 2 and "needs --hint and --guided" in last_line(err)  # paper-mnist-fitnet has no default hint
 
 
 def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monkeypatch):

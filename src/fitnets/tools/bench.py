@@ -136,6 +136,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     import time
 
     from fitnets.core.fitnet import FitNet
+    from fitnets.core.inputs import InputFormat
     from fitnets.core.teacher import FrozenTeacher
     from fitnets.data.loader import ImageData, batches
     from fitnets.training.config import KDConfig
@@ -163,7 +164,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
 
     def student(channels_last: bool = False):  # a fresh copy per measurement: same start, no state carried over
         s = copy.deepcopy(student0)
-        return s.to(memory_format=torch.channels_last) if channels_last else s
+        return InputFormat(channels_last=channels_last).apply_to(s)
 
     run = functools.partial(_time_steps, data=data, batch_size=batch_size, steps=steps, warmup=warmup)
     best: dict[str, StepRow] = {}  # each row's best images/s over the rounds

@@ -30,7 +30,7 @@ from fitnets.training import distributed
 from fitnets.training.config import RunConfig, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
-from fitnets.training.loading import Data, load_data, load_model
+from fitnets.training.loading import Data, ModelRef, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.teacher_outputs import teacher_outputs
 
@@ -60,7 +60,7 @@ class Run:
                                          dtype=DTYPES[c.teacher_dtype], channels_last=c.teacher_channels_last,
                                          compile=c.compile, fold_bn=c.teacher_fold_bn)
         if self.method.hints:
-            hint = c.hint or model_spec(c.teacher.partition(":")[0]).hint
+            hint = c.hint or model_spec(ModelRef.parse(c.teacher).name).hint
             guided = c.guided or model_spec(c.student).guided
             if not hint or not guided:
                 raise FitNetsError(f"method {c.method} needs --hint and --guided (module paths; see `fitnets layers`)")
