@@ -65,6 +65,9 @@ def test_missing_dataset(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     code, _, err = run_cli(capsys, "train", "--data", "mnist", "--data-dir", str(tmp_path / "none"),
                            "--out", str(tmp_path), "--no-progress")
+    assert code == 2 and "--data-dir" in last_line(err) and "does not exist" in last_line(err)
+    code, _, err = run_cli(capsys, "train", "--data", "mnist", "--out", str(tmp_path), "--no-progress",
+                           "--set", "data.dir=null")
     assert code == 2 and "mnist not found" in last_line(err) and "--download" in last_line(err)
 
 

@@ -66,7 +66,21 @@ def test_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv("FITNETS_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(FitNetsError, match="mnist not found.*--download"):
+        locate("mnist")
+    with pytest.raises(FitNetsError, match="--data-dir .*nothing does not exist"):
         locate("mnist", tmp_path / "nothing")
+
+
+def test_an_explicit_data_dir_is_used_or_refused_never_replaced(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_fake_dataset(tmp_path / "env", n_test=7)
+    monkeypatch.setenv("FITNETS_DATA", str(tmp_path / "env"))   # a good copy elsewhere
+    assert len(load_idx_dataset("mnist", "test")) == 7
+    partial = tmp_path / "partial"
+    write_fake_dataset(partial)
+    (partial / "t10k-labels-idx1-ubyte.gz").unlink()             # one file missing
+    with pytest.raises(FitNetsError, match="--data-dir .*partial does not hold the four mnist files"):
+        load_idx_dataset("mnist", "test", partial)
 
 
 def test_corrupt_dataset_file(tmp_path, monkeypatch):

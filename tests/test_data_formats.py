@@ -58,7 +58,10 @@ def test_cifar_refuses_code_in_pickles_and_corrupt_files(tmp_path):
     (folder / "test_batch").write_bytes(b"\x80\x02}q")
     with pytest.raises(FitNetsError, match="cannot read CIFAR batch"):
         load_dataset("cifar10", "test", tmp_path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FitNetsError, match="cifar100 not found.*kriz/cifar"):
+        load_dataset("cifar100", "test", tmp_path / "empty")
+    with pytest.raises(FitNetsError, match="--data-dir .*nothing does not exist"):
         load_dataset("cifar100", "test", tmp_path / "nothing")
 
 

@@ -69,7 +69,7 @@ def load_idx_dataset(name: str, split: str, data_dir: str | os.PathLike | None =
     except FitNetsError:
         if not download_missing:
             raise
-        download(name)
+        download(name, data_dir)  # into the folder the user named, if any
         files = locate(name, data_dir)
     hint = f"To get good files: {source(name).how_to_get}."
     image_stem, label_stem = SPLIT_FILES[split]

@@ -81,8 +81,17 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 
 def search_roots(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Where any dataset is looked for: ``data_dir``, ``$FITNETS_DATA``, ``/usr/share/datasets/<name>``."""
-    roots = [Path(d) for d in (data_dir, os.environ.get("FITNETS_DATA")) if d]
+    """Where any dataset is looked for: ``data_dir`` alone when it is given (a folder the user names is used or
+    refused, never silently replaced by another copy); else ``$FITNETS_DATA``, ``/usr/share/datasets/<name>``.
+
+    Raises:
+        FitNetsError: ``data_dir`` does not exist.
+    """
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise FitNetsError(f"--data-dir {data_dir} does not exist (or is not a folder)")
+        return [Path(data_dir)]
+    roots = [Path(os.environ["FITNETS_DATA"])] if os.environ.get("FITNETS_DATA") else []
     return roots + [Path("/usr/share/datasets") / name]
 
 
@@ -90,7 +99,7 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list
     """The folders that may hold an IDX dataset: each search root (then the download cache), directly, under
     ``<name>/``, or in torchvision's ``<Class>/raw/`` layout."""
     src = source(name)
-    roots = search_roots(name, data_dir) + [cache_dir(name)]
+    roots = search_roots(name, data_dir) + ([cache_dir(name)] if data_dir is None else [])
     dirs = []
     for root in roots:
         dirs += [root, root / name, root / src.torchvision_folder / "raw"]
@@ -104,7 +113,8 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Pa
         if all(found.values()):
             return found  # type: ignore[return-value]
     looked = ", ".join(str(d) for d in candidate_dirs(name, data_dir)[::3])
-    raise FitNetsError(f"{name} not found (looked in {looked}); {source(name).how_to_get}")
+    where = f"--data-dir {data_dir} does not hold the four {name} files" if data_dir is not None else f"{name} not found"
+    raise FitNetsError(f"{where} (looked in {looked}); {source(name).how_to_get}")
 
 
 def _md5(path: Path) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from fitnets.training.config import METHODS, RunConfig, load_config, parse_override
+from fitnets.training.config import METHODS, RunConfig, load_config, parse_override, resume_changes
 from fitnets.errors import FitNetsError
 
 log = logging.getLogger("fitnets")
@@ -151,8 +151,12 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
                   if getattr(args, flag, None) is not None]
     if method is not None:
         overrides.append(("method", method))
-    base = config_of_run(args.resume) if args.resume else None
-    return load_config(args.config, overrides, base=base)
+    if not args.resume:
+        return load_config(args.config, overrides)
+    saved = config_of_run(args.resume)
+    config = load_config(args.config, overrides, base=copy.deepcopy(saved))
+    resume_changes(saved, config)  # refused before anything is built (the run checks it again)
+    return config
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -205,8 +209,13 @@ def cmd_run(args: argparse.Namespace, method: str | None) -> int:
         try:
             results = run.execute(resume=bool(args.resume), data=data)
         except KeyboardInterrupt:
-            print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "
-                  f"{args.command if args.command != 'run' else 'distill'} --resume {run.run_dir}", file=sys.stderr)
+            if (run.run_dir / "last.safetensors").is_file():
+                print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "
+                      f"{args.command if args.command != 'run' else 'distill'} --resume {run.run_dir}",
+                      file=sys.stderr)
+            else:
+                print("interrupted before the first epoch finished: nothing was saved; start the run again",
+                      file=sys.stderr)
             return 130
         print(f"{results['method']} {results['student']} seed {config.seed}: test accuracy "
               f"{results['test_acc']:.4f} ({results['train_time_s']:.0f}s); run folder {run.run_dir}")

@@ -128,6 +128,19 @@ class RunConfig:
             (self.kd.temperature > 0, f"kd.temperature must be > 0, got {self.kd.temperature}"),
             (self.data.batch_size > 0, f"data.batch_size must be > 0, got {self.data.batch_size}"),
             (self.data.val_size >= 0, f"data.val_size must be ≥ 0, got {self.data.val_size}"),
+            (self.data.train_size is None or self.data.train_size >= 1,
+             f"data.train_size must be ≥ 1 (or null: all), got {self.data.train_size}"),
+            (self.data.test_size is None or self.data.test_size >= 1,
+             f"data.test_size must be ≥ 1 (or null: all), got {self.data.test_size}"),
+            (self.data.eval_batch_size > 0, f"data.eval_batch_size must be > 0, got {self.data.eval_batch_size}"),
+            (self.data.pad >= 0, f"data.pad must be ≥ 0, got {self.data.pad}"),
+            (self.data.image_size is None or (len(self.data.image_size) == 2 and min(self.data.image_size) > 0),
+             f"data.image_size must be [H, W] with both > 0, got {self.data.image_size}"),
+            (self.patience is None or self.patience >= 1, f"patience must be ≥ 1 (or null), got {self.patience}"),
+            (self.hint_stage.patience is None or self.hint_stage.patience >= 1,
+             f"hint_stage.patience must be ≥ 1 (or null), got {self.hint_stage.patience}"),
+            (self.hint_stage.pretrained_lr_scale >= 0,
+             f"hint_stage.pretrained_lr_scale must be ≥ 0, got {self.hint_stage.pretrained_lr_scale}"),
             (self.data.preprocess in ("none", "standardize", "gcn_zca"),
              f"data.preprocess must be none, standardize or gcn_zca, not {self.data.preprocess!r}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
@@ -255,6 +268,47 @@ def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]]
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (config sections only; dict-valued fields such as ``model_args``
+    stay whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key not in ("model_args", "teacher_args"):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+# The resume rule. A resumed run continues the *same* training: what the checkpoint's weights, optimizer state
+# and data order were made with cannot change. What may change is how long it trains and how it steps from
+# here (epochs, patience, learning rate and its schedule, max-norm, weight decay), where the data is read from,
+# logging, and the speed options (device, memory formats, dtypes, compile, caching).
+_SCHEDULE = ("lr", "schedule", "milestones", "gamma", "weight_decay", "max_norm")
+RESUME_MAY_CHANGE = frozenset([
+    "epochs", "patience", "keep", "log_every", "out", "name", "device", "compile", "channels_last",
+    "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
+    "hint_stage.epochs", "hint_stage.patience", "data.dir", "data.download", "data.eval_batch_size",
+    "data.workers", "data.memory_gb", "data.stream",
+    *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
+
+
+def resume_changes(saved: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """The settings ``new`` changes from the ``saved`` config of the run being resumed, ``{key: (old, new)}``.
+
+    Raises:
+        FitNetsError: a change the resume rule refuses (``RESUME_MAY_CHANGE`` lists what may change).
+    """
+    old, now = flatten(to_dict(saved)), flatten(to_dict(new))
+    changed = {k: (old[k], now[k]) for k in old if old[k] != now[k]}
+    refused = [k for k in changed if k not in RESUME_MAY_CHANGE]
+    if refused:
+        shown = ", ".join(f"{k} ({changed[k][0]!r} → {changed[k][1]!r})" for k in refused[:3])
+        raise FitNetsError(f"a resume cannot change {shown}{' and more' if len(refused) > 3 else ''}: the checkpoint "
+                           "was trained with the saved value; start a new run (another --name) to change it")
+    return changed
 
 
 def from_dict(values: dict[str, Any]) -> RunConfig:

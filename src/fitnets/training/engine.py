@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,8 @@ class RunContext:
     autocast: torch.dtype | None = None     # the student's forward/backward under autocast to this dtype
     log_every: int = 50
     progress: bool = True
+    started: float = field(default_factory=time.perf_counter)  # the run's start (earlier sessions included)
+    finished: dict[str, Any] = field(default_factory=dict)       # summaries of the stages already trained
 
     def write_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
@@ -161,12 +163,17 @@ class ResumePoint:
     stale: int
     tensors: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
+    finished: dict[str, Any] = field(default_factory=dict)  # summaries of the stages finished before it
+    elapsed_s: float = 0.0                                   # training time up to this checkpoint
 
     @classmethod
     def read(cls, path: Path) -> "ResumePoint":
         tensors, meta = load_checkpoint(path)
-        return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], tensors,
-                   meta["optimizer"])
+        try:
+            return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], tensors,
+                       meta["optimizer"], meta.get("finished", {}), meta.get("elapsed_s", 0.0))
+        except KeyError as err:
+            raise FitNetsError(f"{path} is not a run checkpoint (no {err} in its metadata)") from None
 
 
 # ---------------------------------------------------------------- the step and the loop
@@ -209,9 +216,14 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
     def check() -> None:
         bad = int(distributed.all_reduce_max(first_bad))  # every rank stops together
         if bad >= 0:
-            raise NonFiniteLoss(f"loss became non-finite in stage {stage.name}, epoch {epoch + 1}, step {bad + 1}; "
-                                f"the last good checkpoint is kept in {ctx.run_dir / 'last.safetensors'} — lower "
-                                "the learning rate and resume")
+            where = f"loss became non-finite in stage {stage.name}, epoch {epoch + 1}, step {bad + 1}"
+            last = ctx.run_dir / "last.safetensors"
+            if last.is_file():
+                raise NonFiniteLoss(f"{where}; the last good checkpoint is kept in {last} — lower the learning "
+                                    f"rate (optim.lr, or hint_stage.optim.lr in stage 1) and continue with "
+                                    f"--resume {ctx.run_dir}")
+            raise NonFiniteLoss(f"{where}, before any checkpoint was written — lower the learning rate and start "
+                                "the run again")
 
     batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.pad,
                          flip=ctx.flip, rank=world.rank, world_size=world.world_size)
@@ -277,7 +289,12 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
     start_epoch, best, best_epoch, stale = 0, -math.inf, -1, 0
     if resume is not None and resume.stage == stage.name:
         stage.load(resume.tensors)
+        # The saved moments and step counts continue; the settings (learning rate, weight decay…) are this
+        # config's, so that a resume with a new learning rate uses it (config.RESUME_MAY_CHANGE).
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         optimizer.load_state_dict(optimizer_from_flat(resume.tensors, resume.optimizer))
+        for group, own in zip(optimizer.param_groups, settings):
+            group.update(own)
         start_epoch = resume.epoch + 1
         best, best_epoch, stale = resume.best, resume.best_epoch, resume.stale
         log.info("resuming stage %s after epoch %d", stage.name, start_epoch)
@@ -306,7 +323,8 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
             opt_tensors, opt_plain = optimizer_to_flat(optimizer.state_dict())
             save_checkpoint(ctx.run_dir / "last.safetensors", {**stage.state(), **opt_tensors},
                             {"stage": stage.name, "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                             "stale": stale, "optimizer": opt_plain, "config": ctx.config})
+                             "stale": stale, "optimizer": opt_plain, "config": ctx.config, "finished": ctx.finished,
+                             "elapsed_s": time.perf_counter() - ctx.started})
         if stage.patience is not None and stale >= stage.patience:
             log.info("early stop in stage %s after epoch %d: no better validation for %d epochs",
                      stage.name, epoch + 1, stale)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,10 @@ from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
 from fitnets.training import distributed
-from fitnets.training.config import RunConfig, to_dict
+from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
-from fitnets.training.loading import Data, ModelRef, load_data, load_model
+from fitnets.training.loading import Data, ModelRef, config_of_run, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.teacher_outputs import teacher_outputs
 
@@ -116,41 +118,86 @@ class Run:
                                f"{data.train.num_classes}")
 
     def _open_folder(self, resume: bool) -> ResumePoint | None:
-        """The resume point when ``resume``; else a fresh folder (refused when it already holds a run)."""
+        """The resume point when ``resume`` (the config checked against the saved one first); else the folder,
+        claimed for this run alone."""
         last = self.run_dir / "last.safetensors"
         if resume:
+            changes = resume_changes(config_of_run(self.run_dir), self.config)
             if not last.is_file():
-                raise FitNetsError(f"nothing to resume in {self.run_dir}: no last.safetensors")
+                raise FitNetsError(f"nothing to resume in {self.run_dir}: no epoch had finished (no last.safetensors);"
+                                   " start the run again")
+            if changes:
+                log.info("resuming with %s", ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()))
             return ResumePoint.read(last)
         if distributed.current().is_main:  # only rank 0 lays out the folder
             if last.exists() or (self.run_dir / "results.json").exists():
                 raise FitNetsError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
                                    "or choose another --name")
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            claim_folder(self.run_dir)
             (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         return None
+
+    def _check_point(self, stages: list[Stage], point: ResumePoint) -> None:
+        """Refuse a checkpoint that does not fit this run's stages, before anything in the folder changes."""
+        stage = next((s for s in stages if s.name == point.stage), None)
+        if stage is None:
+            raise FitNetsError(f"the checkpoint in {self.run_dir} is from a stage {point.stage!r} that method "
+                               f"{self.config.method} does not have")
+        try:
+            stage.load(point.tensors)
+        except RuntimeError as err:
+            raise FitNetsError(f"the checkpoint in {self.run_dir} does not fit this run's models: "
+                               f"{str(err).splitlines()[0]}") from None
+
+    def _trim_metrics(self, point: ResumePoint, order: list[str]) -> None:
+        """Drop metric rows written after the checkpoint (a crash between the two writes), so no epoch appears
+        twice once the resumed run writes it again."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text().splitlines() if line.strip()
+                and (order.index(json.loads(line)["stage"]), json.loads(line)["epoch"])
+                <= (order.index(point.stage), point.epoch + 1)]
+        path.write_text("".join(line + "\n" for line in keep))
 
     def execute(self, resume: bool = False, data: Data | None = None) -> dict[str, Any]:
         """Train every stage (continuing from ``last.safetensors`` when ``resume``), test, write results."""
         c, main = self.config, distributed.current().is_main
         point = self._open_folder(resume)
+        try:
+            if data is None:
+                data = self.load_data()
+            else:
+                self._check_classes(data)
+            stages = self.stages(data)
+            names = [stage.name for stage in stages]
+            if point is not None:
+                self._check_point(stages, point)
+        except BaseException:
+            if point is None and main:
+                release_folder(self.run_dir)  # nothing was written: the name is free again
+            raise
+        # Only now, with the resume known to be valid, does anything in the folder change.
         if main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
-        if data is None:
-            data = self.load_data()
-        else:
-            self._check_classes(data)
-        stages = self.stages(data)
+            if point is not None:
+                self._trim_metrics(point, names)
         ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad, c.data.flip,
                          self.inputs, DTYPES[c.student_dtype], c.log_every, self.progress)
+        if point is not None:
+            ctx.started -= point.elapsed_s
+            ctx.finished = dict(point.finished)
         torch.manual_seed(c.seed)
-        start = time.perf_counter()
-        summary: dict[str, Any] = {}
-        names = [stage.name for stage in stages]
-        for i, stage in enumerate(stages):
-            if point is not None and point.stage in names[i + 1:]:
-                continue  # finished before the interruption: its result is in the checkpoint's weights
-            summary[stage.name] = run_stage(stage, ctx, point)
+        try:
+            for i, stage in enumerate(stages):
+                if point is not None and point.stage in names[i + 1:]:
+                    continue  # finished before the interruption: its result is in the checkpoint's weights
+                ctx.finished[stage.name] = run_stage(stage, ctx, point)
+        except BaseException:
+            if point is None and main and not (self.run_dir / "last.safetensors").exists():
+                release_folder(self.run_dir)
+            raise
+        summary = ctx.finished
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, self.inputs)
         if self.teacher is not None:  # how closely the student follows its teacher, on the test set
             agreement = evaluate_agreement(self.student, self.teacher, data.test, c.data.eval_batch_size, self.inputs)
@@ -159,10 +206,52 @@ class Run:
                    "seed": c.seed, "dataset": c.data.name, "test_acc": test["acc"], "test_loss": test["loss"],
                    **{k: v for k, v in test.items() if k.startswith("teacher_")},
                    "parameters": sum(p.numel() for p in self.student.parameters()),
-                   "train_time_s": time.perf_counter() - start, "processes": distributed.current().world_size,
+                   "train_time_s": time.perf_counter() - ctx.started, "processes": distributed.current().world_size,
                    "stages": summary}
         if main:
             save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                             {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         return results
+
+
+CLAIM = ".claimed"
+
+
+def claim_folder(run_dir: Path) -> None:
+    """Make ``run_dir`` this process's alone, atomically: two runs started with the same name at the same time
+    cannot both write into it. A claim left by a process of this machine that no longer exists (killed before
+    its first checkpoint) is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CLAIM
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = path.read_text().split() if path.is_file() else []
+            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise FitNetsError(f"{run_dir} is in use by another run (started by {' pid '.join(owner) or 'unknown'});"
+                               " choose another --name, or delete the folder if that run is gone") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        return
+    raise FitNetsError(f"cannot claim {run_dir}: another run keeps claiming it; choose another --name")
+
+
+def release_folder(run_dir: Path) -> None:
+    """Give up the claim on ``run_dir`` (a run that stopped before writing anything)."""
+    path = run_dir / CLAIM
+    if path.is_file() and path.read_text() == f"{socket.gethostname()} {os.getpid()}":
+        path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
