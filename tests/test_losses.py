@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fitnets.core.losses import hint_loss, kd_loss, kd_weight_at, soft_cross_entropy
+from fitnets.errors import FitNetsError
 
 
 def test_hint_loss_matches_formula():
@@ -14,8 +15,10 @@ def test_hint_loss_matches_formula():
 
 
 def test_hint_loss_shape_mismatch():
-    with pytest.raises(ValueError):
+    with pytest.raises(FitNetsError, match=r"hint \(2, 3\) and regressed guided output \(2, 4\) differ"):
         hint_loss(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(FitNetsError, match="needs batches"):
+        hint_loss(torch.zeros(3), torch.zeros(3))
 
 
 def _softmax(row, t):

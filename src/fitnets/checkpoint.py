@@ -29,10 +29,15 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk, a read-only or vanished folder: the previous file is untouched
+        tmp.unlink(missing_ok=True)
+        kept = "; the previous version is intact" if path.exists() else ""
+        raise FitNetsError(f"cannot write {path}: {err.strerror or err}{kept}") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -50,8 +55,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         tensors = load_file(str(path))
         meta = json.loads(raw) if raw else {}
     except Exception as err:  # safetensors raises several types for damaged files; all mean the same here
-        raise FitNetsError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else 'no detail'}); "
+        raise FitNetsError(f"checkpoint {path} is corrupt or truncated, or not a safetensors file "
+                           f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
                            "use an earlier checkpoint or retrain") from None
     return tensors, meta
 
@@ -82,10 +87,30 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], source: str) -
     module.load_state_dict(state)
 
 
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights in ``path``: a safetensors file (plain, or a run checkpoint's student), or a PyTorch
+    ``state_dict`` saved with ``torch.save`` (read with ``weights_only=True``: tensors only, no code runs)."""
+    try:
+        tensors, _ = load_checkpoint(path)
+        return model_tensors(tensors)
+    except FitNetsError as not_safetensors:
+        if not Path(path).is_file():
+            raise
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            raise not_safetensors from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a common training-loop wrapper
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FitNetsError(f"{path} holds a {type(state).__name__}, not weights: expected a safetensors file or a "
+                           "state_dict (names → tensors) saved with torch.save")
+    return state
+
+
 def load_weights(module: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a plain weights file, or the student of a run checkpoint, into ``module``."""
-    tensors, _ = load_checkpoint(path)
-    load_state(module, model_tensors(tensors), str(path))
+    """Load weights (see ``read_weights``) into ``module``."""
+    load_state(module, read_weights(path), str(path))
     return module
 
 

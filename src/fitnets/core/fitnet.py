@@ -60,6 +60,7 @@ class FitNet:
             raise FitNetsError("example_input must be a tensor batch, e.g. torch.zeros(1, 1, 28, 28)")
         device = next(iter(student.parameters()), torch.empty(0)).device
         example_input = example_input.to(device)
+        self._input_dims = example_input.dim()
         with dry_run(self.teacher.module, example_input):
             (hint_out,) = self.teacher.features(example_input, [self.hint])
         with torch.no_grad(), eval_mode(student), dry_run(student, example_input):
@@ -103,8 +104,16 @@ class FitNet:
                 its teacher-output source, live or cached); ``None`` runs the teacher here.
             cut: stop both forwards after their layer (``False`` only to measure what the cut saves).
         """
+        self._check_batch(x)
         hint = self.hint_features(x, cut) if hint is None else hint
         return hint_loss(hint, self.regressor(self.guided_features(x, cut)))
+
+    def _check_batch(self, x) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise FitNetsError(f"the input must be a torch.Tensor batch, got a {type(x).__name__}")
+        if x.dim() != self._input_dims:
+            raise FitNetsError(f"the input has shape {tuple(x.shape)}, but example_input had {self._input_dims} "
+                               "dimensions: give a batch (add one with x.unsqueeze(0))")
 
     def onestage_losses(self, x: torch.Tensor, y: torch.Tensor, hint: torch.Tensor, beta: float
                         ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -12,11 +12,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fitnets.errors import FitNetsError
+
+
+def _check_tensor(name: str, value, dims: int | None = None) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise FitNetsError(f"{name} must be a torch.Tensor, got a {type(value).__name__}")
+    if dims is not None and value.dim() != dims:
+        raise FitNetsError(f"{name} must have {dims} dimensions, got shape {tuple(value.shape)}")
+
 
 def hint_loss(hint: torch.Tensor, regressed: torch.Tensor) -> torch.Tensor:
     """``½ Σ (hint − regressed)²`` over each example's features, averaged over the batch (a scalar)."""
+    _check_tensor("hint", hint)
+    _check_tensor("regressed", regressed)
     if hint.shape != regressed.shape:
-        raise ValueError(f"hint {tuple(hint.shape)} and regressed guided output {tuple(regressed.shape)} differ")
+        raise FitNetsError(f"hint {tuple(hint.shape)} and regressed guided output {tuple(regressed.shape)} differ")
+    if hint.dim() < 2:
+        raise FitNetsError(f"hint_loss needs batches (B, features...), got shape {tuple(hint.shape)}")
     diff = (hint.to(regressed.dtype) - regressed).flatten(1)  # (B, features)
     return 0.5 * diff.pow(2).sum(dim=1).mean()
 
@@ -45,6 +58,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
     Returns:
         ``{"loss", "task_loss", "kd_loss"}``; ``kd_loss`` is the unweighted soft cross-entropy.
     """
+    _check_tensor("student_logits", student_logits, 2)
+    _check_tensor("labels", labels, 1)
+    if labels.dtype.is_floating_point or len(labels) != len(student_logits):
+        raise FitNetsError(f"labels must be {len(student_logits)} class indices (an integer tensor), got "
+                           f"{labels.dtype} of shape {tuple(labels.shape)}")
+    if teacher_logits is not None:
+        _check_tensor("teacher_logits", teacher_logits, 2)
+        if teacher_logits.shape != student_logits.shape:
+            raise FitNetsError(f"teacher_logits {tuple(teacher_logits.shape)} and student_logits "
+                               f"{tuple(student_logits.shape)} differ: do the teacher and the student have the same "
+                               "number of classes?")
     task = F.cross_entropy(student_logits, labels)
     if kd_weight == 0 or teacher_logits is None:  # a zero-weight term is not computed
         return {"loss": task, "task_loss": task}

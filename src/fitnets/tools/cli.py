@@ -293,8 +293,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from fitnets.training.distributed import resolve_device
 
     if args.bench == "step":
-        if min(args.rounds, args.steps) < 1 or args.warmup < 0:
-            raise FitNetsError("--rounds and --steps must be ≥ 1, --warmup ≥ 0")
+        if min(args.rounds, args.steps, args.batch_size, args.num_classes) < 1 or args.warmup < 0:
+            raise FitNetsError("--rounds, --steps, --batch-size and --num-classes must be ≥ 1, --warmup ≥ 0")
         device = resolve_device(args.device)
         shape = parse_shape(args.input_shape)
         rows, ratios = bench_step(args.teacher, args.student, args.batch_size, shape, args.num_classes, args.steps,
@@ -325,6 +325,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
               " synthetic data.")
         return 0
 
+    if min(args.batch_size, args.repeats) < 1:
+        raise FitNetsError("--batch-size and --repeats must be ≥ 1")
     if bool(args.teacher) != bool(args.student):
         raise FitNetsError("give both --teacher and --student, or neither (the paper's pairs)")
     pairs = {args.teacher: args.student} if args.teacher else DEFAULT_PAIRS

@@ -25,6 +25,8 @@ from fitnets.checkpoint import save_checkpoint
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
+from fitnets.core.taps import dry_run
+from fitnets.data.loader import to_float
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
@@ -110,12 +112,21 @@ class Run:
 
     @torch.no_grad()
     def _check_classes(self, data: Data) -> None:
-        with eval_mode(self.student):
-            outputs = self.student(self.inputs(data.train.head(1).float())).shape[-1]
+        """Before anything trains: the student takes the data's images and has one output per class, and the
+        teacher (when there is one) has as many."""
+        c, x = self.config, to_float(data.train.head(2))
+        with eval_mode(self.student), dry_run(self.student, x):
+            outputs = self.student(self.inputs(x)).shape[-1]
         if outputs != data.train.num_classes:
-            raise FitNetsError(f"{self.config.student} has {outputs} outputs but {self.config.data.name} has "
-                               f"{data.train.num_classes} classes; set model_args.num_classes="
-                               f"{data.train.num_classes}")
+            raise FitNetsError(f"{c.student} has {outputs} outputs but {c.data.name} has {data.train.num_classes} "
+                               f"classes; set model_args.num_classes={data.train.num_classes}")
+        if self.teacher is not None:
+            with dry_run(self.teacher.module, x):
+                teacher_outputs = self.teacher(x).shape[-1]
+            if teacher_outputs != outputs:
+                raise FitNetsError(f"the teacher {c.teacher} has {teacher_outputs} outputs and the student {outputs}:"
+                                   f" KD needs the same classes (set teacher_args.num_classes={outputs}, or give a "
+                                   "teacher trained on this dataset)")
 
     def _open_folder(self, resume: bool) -> ResumePoint | None:
         """The resume point when ``resume`` (the config checked against the saved one first); else the folder,

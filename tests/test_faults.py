@@ -1,0 +1,242 @@
+"""Fault injection: kill -9 anywhere then resume gives the uninterrupted student; a full disk keeps the last
+checkpoint and says so in one line; every badly typed value of every config field, every damaged data or
+weights file, every model/data mismatch is one line — never a traceback."""
+
+import dataclasses
+import gzip
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+import typing
+
+import numpy as np
+import pytest
+import torch
+
+from fitnets import FitNet, create_model, kd_loss
+from fitnets.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from fitnets.data import load_dataset
+from fitnets.errors import FitNetsError
+from fitnets.tools.cli import main
+from fitnets.training.config import RunConfig
+
+SMALL = ["--train-size", "600", "--val-size", "200", "--set", "data.test_size=300", "--no-progress"]
+
+
+def one_line_error(capsys, argv, *needles, after_logs=False):
+    """``fitnets ARGV`` exits 2 with one ``error:`` line (after the run's own log lines, when it got that far)."""
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err[-1500:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in err, err
+    assert after_logs or err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in last, err
+    return last
+
+
+# ---------------------------------------------------------------- kill -9, then resume
+
+RUN = ["-m", "fitnets", "distill", "--method", "fitnet", "--epochs", "2", "--hint-epochs", "2",
+       "--train-size", "800", "--val-size", "200", "--set", "data.test_size=200", "--no-progress"]
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_student(tmp_path, fashion_dir):
+    whole = subprocess.run([sys.executable, *RUN, "--out", str(tmp_path), "--name", "whole"], capture_output=True,
+                           text=True)
+    assert whole.returncode == 0, whole.stderr[-1500:]
+    reference, _ = load_checkpoint(tmp_path / "whole" / "student.safetensors")
+    rng = random.Random(0)
+    for i in range(3):  # kill times drawn at random over the run's length (the seed fixes them)
+        name = f"killed{i}"
+        proc = subprocess.Popen([sys.executable, *RUN, "--out", str(tmp_path), "--name", name],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 9.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        folder = tmp_path / name
+        if (folder / "last.safetensors").exists():
+            again = [sys.executable, "-m", "fitnets", "distill", "--resume", str(folder), "--no-progress"]
+        else:  # killed before its first checkpoint: starting again is the way (the dead run's claim is taken over)
+            again = [sys.executable, *RUN, "--out", str(tmp_path), "--name", name]
+        if (folder / "results.json").exists():
+            continue  # it finished before the kill
+        done = subprocess.run(again, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-1500:]
+        student, _ = load_checkpoint(folder / "student.safetensors")
+        assert all(torch.equal(student[k], reference[k]) for k in reference), f"kill {i} changed the student"
+        epochs = [(r["stage"], r["epoch"]) for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())]
+        assert epochs == [("hint", 1), ("hint", 2), ("main", 1), ("main", 2)]
+
+
+# ---------------------------------------------------------------- a full disk
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_is_one_line(tmp_path, monkeypatch, capsys, fashion_dir):
+    import fitnets.checkpoint as checkpoint
+
+    real, writes = checkpoint.save_file, {"n": 0}
+
+    def fills_up(tensors, filename, metadata=None):
+        writes["n"] += 1
+        if writes["n"] > 2:  # epoch 1's best and last are written; then the disk is full
+            with open(filename, "wb") as f:
+                f.write(b"partial")
+            raise OSError(28, "No space left on device")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(checkpoint, "save_file", fills_up)
+    one_line_error(capsys, ["train", "--epochs", "3", "--out", str(tmp_path), "--name", "full", *SMALL],
+                   "No space left on device", "the previous version is intact", after_logs=True)
+    tensors, meta = load_checkpoint(tmp_path / "full" / "last.safetensors")
+    assert meta["epoch"] == 0 and tensors
+    assert not list((tmp_path / "full").glob("*.tmp"))
+
+
+# ---------------------------------------------------------------- every config field, badly typed
+
+def config_fields(cls=RunConfig, prefix=""):
+    for f in dataclasses.fields(cls):
+        kind = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from config_fields(kind, f"{prefix}{f.name}.")
+        else:
+            yield prefix + f.name, kind
+
+
+def bad_values(kind):
+    args = [a for a in typing.get_args(kind) if a is not type(None)] or [kind]
+    base = typing.get_origin(args[0]) or args[0]
+    return {str: ["[1, 2]"], int: ["abc", "1.5", "[3]"], float: ["abc", "[0.1]"], bool: ["maybe", "3"],
+            list: ["abc", "7"], dict: ["abc", "[1]"]}[base]
+
+
+FIELDS = list(config_fields())
+
+
+def test_every_config_field_is_covered():
+    assert len(FIELDS) > 50 and {"optim.lr", "hint_stage.optim.max_norm", "data.image_size", "model_args"} <= dict(FIELDS).keys()
+
+
+@pytest.mark.parametrize("key,kind", FIELDS, ids=[k for k, _ in FIELDS])
+def test_every_badly_typed_config_value_is_one_line(key, kind, capsys):
+    for value in bad_values(kind):
+        one_line_error(capsys, ["distill", "--set", f"{key}={value}", "--dry-run"], key)
+
+
+@pytest.mark.parametrize("key,value", [("method", "nope"), ("optim.name", "adamw"), ("optim.schedule", "linear"),
+                                       ("data.preprocess", "zca"), ("keep", "first"), ("teacher_dtype", "fp16"),
+                                       ("data.name", "imagenet"), ("student", "resnet21"), ("device", "tpu"),
+                                       ("hint_stage.regressor_activation", "swishy")])
+def test_every_bad_choice_is_one_line(key, value, capsys, fashion_dir):
+    one_line_error(capsys, ["distill", "--set", f"{key}={value}", "--dry-run", *SMALL])
+
+
+# ---------------------------------------------------------------- damaged files, mismatched models
+
+def damaged_idx(root):
+    from fitnets.data.idx import write_idx
+
+    root.mkdir()
+    for stem, n in (("train-images-idx3-ubyte", (20, 28, 28)), ("train-labels-idx1-ubyte", (20,)),
+                    ("t10k-images-idx3-ubyte", (5, 28, 28)), ("t10k-labels-idx1-ubyte", (5,))):
+        write_idx(root / (stem + ".gz"), np.zeros(n, dtype=np.uint8))
+    good = (root / "t10k-images-idx3-ubyte.gz").read_bytes()
+    body = bytearray(good)
+    body[30:60] = bytes(30)  # damaged inside the deflate stream (a zlib error, not a bad header)
+    (root / "t10k-images-idx3-ubyte.gz").write_bytes(bytes(body))
+    return ("mnist", "test")
+
+
+def damaged_cifar(root):
+    from fitnets.data.cifar import write_batch
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_batch(folder / f, np.zeros((2, 3, 32, 32), dtype=np.uint8), np.zeros(2, dtype=np.int64))
+    (folder / "test_batch").write_bytes((folder / "test_batch").read_bytes()[:100])
+    return ("cifar10", "test")
+
+
+def damaged_svhn(root):
+    root.mkdir()
+    (root / "test_32x32.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))
+    return ("svhn", "test")
+
+
+def damaged_folder(root):
+    for split in ("train", "test"):
+        (root / split / "a").mkdir(parents=True)
+        (root / split / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return ("folder", "test")
+
+
+@pytest.mark.parametrize("make", [damaged_idx, damaged_cifar, damaged_svhn, damaged_folder])
+def test_a_damaged_data_file_is_one_line(make, tmp_path, monkeypatch):
+    if make in (damaged_svhn,):
+        pytest.importorskip("scipy")
+    if make in (damaged_folder,):
+        pytest.importorskip("PIL")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    name, split = make(tmp_path / "data")
+    with pytest.raises(FitNetsError) as info:
+        load_dataset(name, split, tmp_path / "data")
+    assert "\n" not in str(info.value)
+
+
+def test_damaged_and_foreign_weights_files(tmp_path):
+    model = create_model("paper-mnist-fitnet")
+    torch.save(model.state_dict(), tmp_path / "plain.pt")        # a valid PyTorch state_dict is read, not refused
+    assert all(torch.equal(a, b) for a, b in zip(load_weights(create_model("paper-mnist-fitnet"), tmp_path / "plain.pt")
+                                                 .state_dict().values(), model.state_dict().values()))
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
+    load_weights(create_model("paper-mnist-fitnet"), tmp_path / "wrapped.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(FitNetsError, match="holds a list, not weights"):
+        load_weights(model, tmp_path / "list.pt")
+    save_checkpoint(tmp_path / "w.safetensors", model.state_dict(), {})
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:300])
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 4)
+    for bad in ("cut.safetensors", "noise.pt"):
+        with pytest.raises(FitNetsError, match="corrupt or truncated") as info:
+            load_weights(model, tmp_path / bad)
+        assert "\n" not in str(info.value)
+
+
+def test_models_that_do_not_fit_the_data_or_each_other(capsys, tmp_path, fashion_dir):
+    # a teacher with other classes: found at the start (the dry run), not at the first KD step after stage 1
+    one_line_error(capsys, ["distill", "--method", "kd", "--set", "teacher_args={num_classes: 7}",
+                            "--teacher", f"paper-mnist-fitnet:{save_student(tmp_path, num_classes=7)}", "--dry-run",
+                            *SMALL], "7 outputs", "10")
+    # a student that cannot take the data's images (3-channel 32×32 net on 1-channel 28×28 images)
+    one_line_error(capsys, ["train", "--student", "resnet20", "--dry-run", *SMALL], "cannot run on an input of shape")
+    one_line_error(capsys, ["bench", "step", "--batch-size", "0"], "--batch-size")
+    one_line_error(capsys, ["bench", "speed", "--repeats", "0"], "--repeats")
+
+
+def save_student(tmp_path, **kwargs):
+    path = tmp_path / "teacher.safetensors"
+    save_checkpoint(path, create_model("paper-mnist-fitnet", **kwargs).state_dict(), {})
+    return path
+
+
+def test_python_api_mistakes_are_one_line():
+    torch.manual_seed(0)
+    fitnet = FitNet(create_model("paper-mnist-teacher"), create_model("paper-mnist-fitnet"), "conv2", "conv4",
+                    torch.zeros(1, 1, 28, 28))
+    with pytest.raises(FitNetsError, match="add one with x.unsqueeze"):
+        fitnet.hint_loss(torch.zeros(1, 28, 28))                   # unbatched: channels would pass as the batch
+    with pytest.raises(FitNetsError, match="must be a torch.Tensor batch, got a list"):
+        fitnet.hint_loss([[0.0]])
+    logits, labels = torch.zeros(4, 10), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(FitNetsError, match="same number of classes"):
+        kd_loss(logits, torch.zeros(4, 7), labels, 1.0)
+    with pytest.raises(FitNetsError, match="student_logits must be a torch.Tensor, got a list"):
+        kd_loss([[0.0]], None, labels, 0.0)
+    with pytest.raises(FitNetsError, match="labels must be 4 class indices"):
+        kd_loss(logits, None, torch.zeros(4), 0.0)
