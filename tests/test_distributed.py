@@ -73,3 +73,32 @@ def test_resume_under_torchrun(tmp_path, fashion_dir):
     assert [r["epoch"] for r in b] == [1, 2]
     for x, y in zip(a, b):
         assert y["loss"] == x["loss"] and y["val_loss"] == x["val_loss"]
+
+
+STALL = """
+import sys, time
+import fitnets.training.engine as engine
+from fitnets.tools.cli import main
+from fitnets.training import distributed
+
+real = engine.train_one_epoch
+def stalls(*a, **k):
+    if distributed.current().rank == 1:
+        time.sleep(60)  # alive, but never reaches the end of its epoch
+    return real(*a, **k)
+engine.train_one_epoch = stalls
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_stalled_rank_stops_the_run_and_is_named(tmp_path, fashion_dir):
+    script = tmp_path / "stall.py"
+    script.write_text(STALL)
+    env = dict(os.environ, OMP_NUM_THREADS="1", FITNETS_DIST_TIMEOUT="5")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={free_port()}", str(script), "train", "--epochs", "1", "--train-size",
+                           "200", "--val-size", "100", "--device", "cpu", "--no-progress", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0
+    line = next(line for line in proc.stderr.splitlines() if line.startswith("error: rank 0"))
+    assert "timed out after 5 s" in line and "stalled: rank 1 (nothing yet)" in line, line

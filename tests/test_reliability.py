@@ -80,9 +80,11 @@ def test_a_refused_resume_changes_nothing_in_the_folder(tmp_path, monkeypatch, c
     assert main(["distill", "--resume", str(folder), "--data-dir", str(tmp_path / "gone"), "--no-progress"]) == 2
     assert "does not exist" in last_line(capsys.readouterr().err)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    _, meta = load_checkpoint(folder / "last.safetensors")
     assert main(["distill", "--resume", str(folder), "--no-progress"]) == 0   # still resumable
     results = json.loads((folder / "results.json").read_text())
     assert set(results["stages"]) == {"hint", "main"}  # the hint stage's summary survives the resume
+    assert results["train_time_s"] > meta["elapsed_s"] > 0  # and the time trained before it counts
 
 
 def test_resume_drops_metric_rows_written_after_the_checkpoint(tmp_path, monkeypatch, capsys, fashion_dir):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -55,7 +56,7 @@ def setup(device_name: str = "auto") -> torch.device:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return device
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s()))
     world = current()
     if not world.is_main:
         logging.getLogger("fitnets").setLevel(logging.WARNING)  # one copy of the logs, from rank 0
@@ -63,6 +64,51 @@ def setup(device_name: str = "auto") -> torch.device:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     return device
+
+
+TIMEOUT_ENV = "FITNETS_DIST_TIMEOUT"
+
+
+def timeout_s() -> float:
+    """How long a rank waits for the others at a collective before the run stops (``$FITNETS_DIST_TIMEOUT``,
+    seconds; 600 by default): a rank that stalls without dying must not block the rest forever."""
+    try:
+        return float(os.environ.get(TIMEOUT_ENV, "600"))
+    except ValueError:
+        raise FitNetsError(f"${TIMEOUT_ENV} must be a number of seconds, got {os.environ[TIMEOUT_ENV]!r}") from None
+
+
+def _store():
+    """The process group's key-value store (torch keeps it private; ``None`` if this torch does not expose it)."""
+    try:
+        return dist.distributed_c10d._get_default_store()
+    except Exception:
+        return None
+
+
+def report_progress(where: str) -> None:
+    """Tell the other ranks where this one is (a key in the group's store), so that a stall can be located."""
+    if current().enabled and (store := _store()) is not None:
+        store.set(f"fitnets/progress/{current().rank}", where)
+
+
+def stall_error(err: BaseException, where: str) -> FitNetsError | None:
+    """A one-line error for a collective that timed out — which ranks are behind, from their last reported
+    progress — or ``None`` when ``err`` is not such a timeout."""
+    if not current().enabled or "timed out" not in str(err).lower():
+        return None
+    world, store, seen = current(), _store(), {}
+    if store is not None:
+        store.set_timeout(timedelta(seconds=2))
+        for rank in range(world.world_size):
+            try:
+                seen[rank] = store.get(f"fitnets/progress/{rank}").decode()
+            except Exception:
+                seen[rank] = "nothing yet"
+    mine = seen.get(world.rank)
+    behind = [f"rank {r} ({p})" for r, p in seen.items() if p != mine]
+    return FitNetsError(f"rank {world.rank}: a collective timed out after {timeout_s():.0f} s (${TIMEOUT_ENV}) at "
+                        f"{where}; stopped or stalled: {', '.join(behind) or 'unknown (no progress reports)'}")
 
 
 def current() -> DistInfo:

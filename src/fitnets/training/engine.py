@@ -227,6 +227,7 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
 
     batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.pad,
                          flip=ctx.flip, rank=world.rank, world_size=world.world_size)
+    distributed.report_progress(f"stage {stage.name}, epoch {epoch + 1}")
     for step in range(steps_per_epoch):
         fetch = time.perf_counter()
         batch = next(batch_iter, None)
@@ -307,7 +308,10 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
     best_state = None  # kept in memory too, so that every rank can end the stage with the same weights
     for epoch in range(start_epoch, stage.epochs):
         row = {"stage": stage.name, "epoch": epoch + 1, **stage.step.epoch_metrics(epoch)}
-        row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
+        try:
+            row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
+        except RuntimeError as err:  # under torchrun: a rank that stalled shows up as a collective's timeout
+            raise distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}") or err
         val, score = stage.validate()  # every rank evaluates the whole validation set: same score everywhere
         row.update(val)
         if score is not None and score > best:
