@@ -13,7 +13,8 @@ from fitnets.checkpoint import load_checkpoint
 from fitnets.errors import FitNetsError
 from fitnets.tools.cli import main
 from fitnets.training.config import RESUME_MAY_CHANGE, RunConfig, flatten, load_config, resume_changes, to_dict
-from fitnets.training.run import CLAIM, Run, claim_folder
+from fitnets.training.run import Run
+from fitnets.training.run_folder import CLAIM, claim_folder
 
 SMALL = ["--train-size", "600", "--val-size", "200", "--set", "data.test_size=300", "--no-progress"]
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, config_of_run, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
+from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
 from fitnets.training.teacher_outputs import teacher_outputs
 
 log = logging.getLogger(__name__)
@@ -160,17 +159,6 @@ class Run:
             raise FitNetsError(f"the checkpoint in {self.run_dir} does not fit this run's models: "
                                f"{str(err).splitlines()[0]}") from None
 
-    def _trim_metrics(self, point: ResumePoint, order: list[str]) -> None:
-        """Drop metric rows written after the checkpoint (a crash between the two writes), so no epoch appears
-        twice once the resumed run writes it again."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        keep = [line for line in path.read_text().splitlines() if line.strip()
-                and (order.index(json.loads(line)["stage"]), json.loads(line)["epoch"])
-                <= (order.index(point.stage), point.epoch + 1)]
-        path.write_text("".join(line + "\n" for line in keep))
-
     def execute(self, resume: bool = False, data: Data | None = None) -> dict[str, Any]:
         """Train every stage (continuing from ``last.safetensors`` when ``resume``), test, write results."""
         c, main = self.config, distributed.current().is_main
@@ -192,7 +180,7 @@ class Run:
         if main:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
             if point is not None:
-                self._trim_metrics(point, names)
+                trim_metrics(self.run_dir / "metrics.jsonl", point, names)
         ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad, c.data.flip,
                          self.inputs, DTYPES[c.student_dtype], c.log_every, self.progress)
         if point is not None:
@@ -225,44 +213,3 @@ class Run:
             (self.run_dir / "results.json").write_text(json.dumps(results, indent=2))
         return results
 
-
-CLAIM = ".claimed"
-
-
-def claim_folder(run_dir: Path) -> None:
-    """Make ``run_dir`` this process's alone, atomically: two runs started with the same name at the same time
-    cannot both write into it. A claim left by a process of this machine that no longer exists (killed before
-    its first checkpoint) is taken over."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / CLAIM
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            owner = path.read_text().split() if path.is_file() else []
-            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
-                path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            raise FitNetsError(f"{run_dir} is in use by another run (started by {' pid '.join(owner) or 'unknown'});"
-                               " choose another --name, or delete the folder if that run is gone") from None
-        with os.fdopen(fd, "w") as f:
-            f.write(f"{socket.gethostname()} {os.getpid()}")
-        return
-    raise FitNetsError(f"cannot claim {run_dir}: another run keeps claiming it; choose another --name")
-
-
-def release_folder(run_dir: Path) -> None:
-    """Give up the claim on ``run_dir`` (a run that stopped before writing anything)."""
-    path = run_dir / CLAIM
-    if path.is_file() and path.read_text() == f"{socket.gethostname()} {os.getpid()}":
-        path.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,0 +1,63 @@
+"""The run folder's own bookkeeping: claiming it for one run at a time, and keeping its metrics consistent with
+its checkpoint on resume. (What goes into the folder is listed in ``fitnets.training.run``.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from fitnets.errors import FitNetsError
+from fitnets.training.engine import ResumePoint
+
+CLAIM = ".claimed"
+
+
+def claim_folder(run_dir: Path) -> None:
+    """Make ``run_dir`` this process's alone, atomically: two runs started with the same name at the same time
+    cannot both write into it. A claim left by a process of this machine that no longer exists (killed before
+    its first checkpoint) is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / CLAIM
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = path.read_text().split() if path.is_file() else []
+            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
+                path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise FitNetsError(f"{run_dir} is in use by another run (started by {' pid '.join(owner) or 'unknown'});"
+                               " choose another --name, or delete the folder if that run is gone") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        return
+    raise FitNetsError(f"cannot claim {run_dir}: another run keeps claiming it; choose another --name")
+
+
+def release_folder(run_dir: Path) -> None:
+    """Give up the claim on ``run_dir`` (a run that stopped before writing anything)."""
+    path = run_dir / CLAIM
+    if path.is_file() and path.read_text() == f"{socket.gethostname()} {os.getpid()}":
+        path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def trim_metrics(path: Path, point: ResumePoint, order: list[str]) -> None:
+    """Drop the metric rows written after the checkpoint ``point`` (a crash between the two writes), so that no
+    epoch appears twice once the resumed run writes it again. ``order``: the run's stage names, in order."""
+    if not path.is_file():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    keep = [r for r in rows if (order.index(r["stage"]), r["epoch"]) <= (order.index(point.stage), point.epoch + 1)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
