@@ -84,10 +84,10 @@ def fitnets(p: Parts) -> list[Stage]:
     hints = p.teacher_outputs(fitnet.hint_features, "teacher hints")
     stage1_params = fitnet.stage1_parameters()
     trained = fitnet.stage1_parameter_names()
-    hint = Stage("hint", HintStep(fitnet, hints), [{"params": stage1_params}],
-                 {"model": p.student, "regressor": fitnet.regressor},
-                 HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs),
-                 c.hint_stage.epochs, c.hint_stage.optim, c.hint_stage.patience, "best", teacher=hints,
+    hint = Stage("hint", step=HintStep(fitnet, hints), optimize=[{"params": stage1_params}],
+                 saves={"model": p.student, "regressor": fitnet.regressor},
+                 validate=HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs), keep="best",
+                 epochs=c.hint_stage.epochs, optim=c.hint_stage.optim, patience=c.hint_stage.patience, teacher=hints,
                  about=f"{c.hint_stage.epochs} epochs, hint loss; trains {p.count(stage1_params):,} parameters: the "
                        f"student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
                        f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
