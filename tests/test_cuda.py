@@ -62,7 +62,7 @@ def test_fitnet_run_on_cuda(tmp_path, options):
     assert [r["stage"] for r in rows] == ["hint", "main", "main"]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in rows)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["stages"]["hint"]["best_epoch"] == 1 and results["teacher_agreement"] > 0
+    assert results["stages"]["hint"]["best_epoch"] == 1 and torch.isfinite(torch.tensor(results["teacher_kl"]))
     assert rows[-1]["loss"] < rows[1]["loss"]  # stage 2 learns on the device
 
 
