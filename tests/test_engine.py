@@ -178,3 +178,12 @@ def test_rmsprop_trains(tmp_path):
               ctx_for(tmp_path, separable()))
     logged = rows(tmp_path)
     assert logged[-1]["loss"] < logged[0]["loss"]
+
+
+def test_without_validation_data_the_stage_ends_with_its_last_weights(tmp_path):
+    model = small_net()
+    summary = run_stage(ce_stage(model, None, epochs=2), ctx_for(tmp_path, separable()))
+    assert summary["best_epoch"] == 0 and not (tmp_path / "main_best.safetensors").exists()
+    last, _ = load_checkpoint(tmp_path / "last.safetensors")
+    assert all(torch.equal(model.state_dict()[k], last["model." + k]) for k in model.state_dict())
+    assert "val_acc" not in rows(tmp_path)[-1]

@@ -54,6 +54,13 @@ def test_fitnets_is_hints_then_kd(tiny):
     assert main.step.epoch_metrics(0) == {"kd_weight": 4.0}
 
 
+def test_no_validation_data_means_no_validation_rule(tiny):
+    p = parts(tiny)
+    p.data = Data(p.data.train, p.data.train.subset(torch.arange(0)), p.data.test)
+    assert all(stage.validate is None for stage in METHODS["fitnet"].recipe(p))
+    assert all(stage.validate is not None for stage in METHODS["fitnet"].recipe(parts(tiny)))
+
+
 def test_stage_descriptions_compute_nothing(tiny):
     p = parts(tiny)
     for stage in METHODS["fitnet"].recipe(p):

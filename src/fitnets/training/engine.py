@@ -97,7 +97,8 @@ class Stage:
             optimizer config asks for it, constrains these parameters' layers only.
         saves: the modules the stage checkpoints, under their key (``"model"``: the student); they are put
             in train mode for each epoch.
-        validate: ``validate() -> (metrics, score)``, score higher-is-better or ``None`` (no validation data).
+        validate: ``validate() -> (metrics, score)``, score higher-is-better; ``None`` when there is no
+            validation data (nothing to select by: the stage ends with its last weights).
         epochs, optim, patience: as in the config; ``patience`` stops the stage after that many epochs without
             a better score.
         keep: ``"best"`` (end with the weights of the best score) or ``"last"``.
@@ -109,7 +110,7 @@ class Stage:
     step: Step
     optimize: list[dict[str, Any]]
     saves: dict[str, nn.Module]
-    validate: Callable[[], Validation]
+    validate: Callable[[], Validation] | None
     epochs: int
     optim: OptimConfig
     patience: int | None = None
@@ -312,7 +313,8 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
             row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
         except RuntimeError as err:  # under torchrun: a rank that stalled shows up as a collective's timeout
             raise distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}") or err
-        val, score = stage.validate()  # every rank evaluates the whole validation set: same score everywhere
+        # every rank evaluates the whole validation set: the same score everywhere
+        val, score = stage.validate() if stage.validate is not None else ({}, None)
         row.update(val)
         if score is not None and score > best:
             best, best_epoch, stale = score, epoch, 0

@@ -59,7 +59,7 @@ def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000,
     return total.item() / max(len(data), 1)
 
 
-Validation = tuple[dict[str, float], "float | None"]  # (metrics to log, score: higher is better; None: no data)
+Validation = tuple[dict[str, float], float]  # (metrics to log, score: higher is better)
 
 
 @dataclass
@@ -72,8 +72,6 @@ class AccuracyEval:
     inputs: InputFormat = InputFormat()
 
     def __call__(self) -> Validation:
-        if not len(self.data):
-            return {}, None
         val = evaluate_accuracy(self.model, self.data, self.batch_size, self.inputs)
         return {"val_acc": val["acc"], "val_loss": val["loss"]}, val["acc"]
 
@@ -89,7 +87,5 @@ class HintEval:
     inputs: InputFormat = InputFormat()
 
     def __call__(self) -> Validation:
-        if not len(self.data):
-            return {}, None
         loss = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs)
         return {"val_hint_loss": loss}, -loss

@@ -47,8 +47,13 @@ class Parts:
     def count(self, params) -> int:
         return sum(p.numel() for p in params)
 
-    def accuracy(self) -> AccuracyEval:
-        return AccuracyEval(self.student, self.data.val, self.config.data.eval_batch_size, self.inputs)
+    def accuracy(self) -> AccuracyEval | None:
+        return self.on_validation(AccuracyEval(self.student, self.data.val, self.config.data.eval_batch_size,
+                                               self.inputs))
+
+    def on_validation(self, rule):
+        """``rule`` as a stage's validation, or ``None`` when the run holds out no validation data."""
+        return rule if len(self.data.val) else None
 
 
 def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
@@ -86,7 +91,7 @@ def fitnets(p: Parts) -> list[Stage]:
     trained = fitnet.stage1_parameter_names()
     hint = Stage("hint", step=HintStep(fitnet, hints), optimize=[{"params": stage1_params}],
                  saves={"model": p.student, "regressor": fitnet.regressor},
-                 validate=HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs), keep="best",
+                 validate=p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs)), keep="best",
                  epochs=c.hint_stage.epochs, optim=c.hint_stage.optim, patience=c.hint_stage.patience, teacher=hints,
                  about=f"{c.hint_stage.epochs} epochs, hint loss; trains {p.count(stage1_params):,} parameters: the "
                        f"student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
