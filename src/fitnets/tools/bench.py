@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from fitnets.models.registry import create_model, model_spec
 from fitnets.tools.profile import count_macs, count_parameters
-from fitnets.tools.speed import inference_throughput
+from fitnets.tools.speed import inference_throughput, median_seconds
 
 # Table 5 of the paper: (speed-up, compression) of each FitNet over the CIFAR-10 maxout teacher.
 PAPER_TABLE5 = {"paper-fitnet1": (13.36, 36.0), "paper-fitnet2": (4.64, 10.44), "paper-fitnet3": (1.37, 5.62),
@@ -82,10 +82,7 @@ class StepRow:
 def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, batch_size: int, steps: int,
                 warmup: int, autocast: torch.dtype | None = None, channels_last: bool = False) -> float:
     """Median images/s of the engine's own ``train_step`` (input preparation, ``step``, backward, Adam update)
-    over ``steps`` timed steps after ``warmup``."""
-    import statistics
-    import time
-
+    over ``steps`` timed steps after ``warmup``; ``data`` holds ``warmup + steps`` batches."""
     from fitnets.core.inputs import InputFormat
     from fitnets.data.loader import batches
     from fitnets.training.config import OptimConfig
@@ -93,22 +90,9 @@ def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, b
 
     optimizer = build_optimizer([{"params": params}], OptimConfig(name="adam", lr=1e-4))
     inputs = InputFormat(channels_last=channels_last)
-    device = data.device
-    times = []
-    for i, batch in enumerate(batches(data, batch_size, shuffle=True, drop_last=True)):
-        if i >= warmup + steps:
-            break
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        losses, _ = train_step(step, optimizer, batch, 0, inputs, autocast)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        else:
-            losses["loss"].item()  # the step's work is done when its loss exists
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return batch_size / statistics.median(times)
+    batch_iter = batches(data, batch_size, shuffle=True, drop_last=True)
+    one_step = lambda: train_step(step, optimizer, next(batch_iter), 0, inputs, autocast)  # noqa: E731
+    return batch_size / median_seconds(one_step, steps, warmup, data.device)
 
 
 def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
