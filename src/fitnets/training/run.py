@@ -172,31 +172,25 @@ class Run:
             names = [stage.name for stage in stages]
             if point is not None:
                 self._check_point(stages, point)
-        except BaseException:
-            if point is None and main:
-                release_folder(self.run_dir)  # nothing was written: the name is free again
-            raise
-        # Only now, with the resume known to be valid, does anything in the folder change.
-        if main:
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
+            # Only now, with the resume known to be valid, does anything in the folder change.
+            if main:
+                (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
+                if point is not None:
+                    trim_metrics(self.run_dir / "metrics.jsonl", point, names)
+            ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad,
+                             c.data.flip, self.inputs, DTYPES[c.student_dtype], c.log_every, self.progress)
             if point is not None:
-                trim_metrics(self.run_dir / "metrics.jsonl", point, names)
-        ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad, c.data.flip,
-                         self.inputs, DTYPES[c.student_dtype], c.log_every, self.progress)
-        if point is not None:
-            ctx.started -= point.elapsed_s
-            ctx.finished = dict(point.finished)
-        torch.manual_seed(c.seed)
-        try:
+                ctx.started -= point.elapsed_s
+                ctx.finished = dict(point.finished)
+            torch.manual_seed(c.seed)
             for i, stage in enumerate(stages):
                 if point is not None and point.stage in names[i + 1:]:
                     continue  # finished before the interruption: its result is in the checkpoint's weights
                 ctx.finished[stage.name] = run_stage(stage, ctx, point)
         except BaseException:
             if point is None and main and not (self.run_dir / "last.safetensors").exists():
-                release_folder(self.run_dir)
+                release_folder(self.run_dir)  # nothing was saved: the name is free again
             raise
-        summary = ctx.finished
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, self.inputs)
         if self.teacher is not None:  # how closely the student follows its teacher, on the test set
             agreement = evaluate_agreement(self.student, self.teacher, data.test, c.data.eval_batch_size, self.inputs)
@@ -206,7 +200,7 @@ class Run:
                    **{k: v for k, v in test.items() if k.startswith("teacher_")},
                    "parameters": sum(p.numel() for p in self.student.parameters()),
                    "train_time_s": time.perf_counter() - ctx.started, "processes": distributed.current().world_size,
-                   "stages": summary}
+                   "stages": ctx.finished}
         if main:
             save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                             {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})
