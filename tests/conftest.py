@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +9,18 @@ from torch import nn
 
 # Two cores on CI: one intra-op thread per test process keeps timings steady and avoids oversubscription.
 torch.set_num_threads(1)
+
+# Teacher-output stores go to a folder of this test session, never to the user's ~/.cache/fitnets (subprocesses
+# started by the tests inherit it). A test that needs an empty store sets its own.
+_CACHE = tempfile.mkdtemp(prefix="fitnets-test-cache-")
+os.environ["FITNETS_CACHE"] = _CACHE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_test_cache():
+    yield
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
 
 FASHION = Path(os.environ.get("FITNETS_DATA", "/usr/share/datasets/fashion-mnist"))
 

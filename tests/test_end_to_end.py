@@ -97,12 +97,19 @@ def test_cached_and_live_teacher_give_the_same_losses(tmp_path, fashion_dir):
                 assert cached[key] == pytest.approx(live[key], rel=1e-4)
 
 
-def test_augmentation_disables_cache_and_says_why(tmp_path, fashion_dir, caplog):
-    config = load_config(None, [("method", "kd"), ("epochs", 1), ("data.pad", 2), ("data.train_size", 300),
-                                ("data.val_size", 100), ("data.test_size", 100), ("out", str(tmp_path))])
+def test_augmentation_uses_the_store_or_says_why_the_teacher_runs_live(tmp_path, fashion_dir, caplog, monkeypatch):
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    base = [("method", "kd"), ("epochs", 1), ("data.pad", 2), ("data.train_size", 300), ("data.val_size", 100),
+            ("data.test_size", 100), ("out", str(tmp_path))]
     with caplog.at_level("INFO"):
-        Run(config, progress=False).execute()
+        Run(load_config(None, [*base, ("name", "store")]), progress=False).execute()
+    assert "created teacher-output store" in caplog.text and str(tmp_path / "cache") in caplog.text
+    assert metrics(tmp_path / "store")[-1]["store_hit_rate"] < 0.2  # pad 2: 25 views, one epoch fills ≤ 1/25
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        Run(load_config(None, [*base, ("name", "live"), ("store.enabled", False)]), progress=False).execute()
     assert "no teacher logits cache: random augmentation" in caplog.text
+    assert "store_hit_rate" not in metrics(tmp_path / "live")[-1]
 
 
 def test_compile_and_bf16_options_train_like_the_default(tmp_path, fashion_dir):

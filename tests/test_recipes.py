@@ -30,7 +30,8 @@ def parts(tiny, method="fitnet", cache=True, **overrides):
     outputs = functools.partial(teacher_outputs, data=data.train, cache=cache, progress=False)
     from fitnets.core.inputs import InputFormat
 
-    return Parts(config, data, student, InputFormat(), outputs, None, teacher, fitnet)
+    return Parts(config, data, student, InputFormat(), lambda: outputs(teacher, "teacher logits"),
+                 lambda forward: outputs(forward, "teacher hints"), None, teacher, fitnet)
 
 
 def test_one_dispatch_table_for_every_method():

@@ -142,24 +142,62 @@ def take(data: ImageData, n: int | None, seed: int = 0) -> ImageData:
     return data.subset(order[:n])
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """The engine's random augmentation: zero-pad by ``pad`` and crop back at a random offset, then flip
+    horizontally at random. Each example has a finite set of *views*, ``(2·pad + 1)² × (2 if flip else 1)`` of
+    them (162 for pad 4 with flips), numbered ``(dy·(2·pad + 1) + dx)·2 + flipped`` (without flips: no last
+    factor), so that the teacher-output store can keep one slot per view."""
+
+    pad: int = 0
+    flip: bool = False
+
+    @property
+    def views(self) -> int:
+        return (2 * self.pad + 1) ** 2 * (2 if self.flip else 1)
+
+    def __bool__(self) -> bool:
+        return bool(self.pad or self.flip)
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` random view numbers (int64, CPU), drawn from ``generator``."""
+        side = 2 * self.pad + 1
+        view = torch.zeros(n, dtype=torch.long)
+        if self.pad:
+            dy = torch.randint(0, side, (n,), generator=generator)
+            dx = torch.randint(0, side, (n,), generator=generator)
+            view = dy * side + dx
+        if self.flip:
+            view = view * 2 + (torch.rand(n, generator=generator) < 0.5).long()
+        return view
+
+    def apply(self, images: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """The views ``view`` (one per image) of a uint8 or float batch ``(B, C, H, W)``, as whole tensors."""
+        b, c, h, w = images.shape
+        dev = images.device
+        view = view.to(dev)
+        flipped = None
+        if self.flip:
+            view, flipped = view // 2, (view % 2).bool()
+        if self.pad:
+            side = 2 * self.pad + 1
+            dy, dx = view // side, view % side
+            padded = torch.nn.functional.pad(images, (self.pad,) * 4)
+            rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]   # (B, 1, H, 1)
+            cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]   # (B, 1, 1, W)
+            batch = torch.arange(b, device=dev)[:, None, None, None]
+            chans = torch.arange(c, device=dev)[None, :, None, None]
+            images = padded[batch, chans, rows, cols]                               # (B, C, H, W)
+        if flipped is not None:
+            images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
+        return images
+
+
 def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 0, flip: bool = False) -> torch.Tensor:
     """Random translations (zero-pad by ``pad``, crop back at a random offset) and horizontal flips of a whole
     uint8 batch ``(B, C, H, W)`` at once."""
-    b, c, h, w = images.shape
-    dev = images.device
-    if pad:
-        padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator).to(dev)
-        dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator).to(dev)
-        rows = (dy + torch.arange(h, device=dev))[:, None, :, None]        # (B, 1, H, 1)
-        cols = (dx + torch.arange(w, device=dev))[:, None, None, :]        # (B, 1, 1, W)
-        batch = torch.arange(b, device=dev)[:, None, None, None]
-        chans = torch.arange(c, device=dev)[None, :, None, None]
-        images = padded[batch, chans, rows, cols]                           # (B, C, H, W)
-    if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(dev)[:, None, None, None]
-        images = torch.where(mask, images.flip(-1), images)
-    return images
+    aug = Augmentation(pad, flip)
+    return aug.apply(images, aug.draw(len(images), generator))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -171,12 +209,15 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 def batches(data: "ImageData | FolderStream", batch_size: int, *, shuffle: bool = False, seed: int = 0,
             epoch: int = 0, pad: int = 0, flip: bool = False, drop_last: bool = False,
             rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Float image batches, labels and the examples' indices in ``data`` (for cached teacher outputs).
+    """Float image batches, labels and the examples' keys: their indices in ``data`` — with augmentation, the
+    indices of the views the batch holds, ``example × views + view`` (``Augmentation``), which is what teacher
+    outputs are looked up by (the example is ``key // views``).
 
     The order and augmentation of an epoch depend only on ``(seed, epoch)``, so a resumed run sees exactly the
     batches an uninterrupted one would, and a ``FolderStream`` gives the batches its in-memory form would.
     With ``world_size > 1`` each rank gets its interleaved share of every global batch."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    aug = Augmentation(pad, flip)
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     in_memory = isinstance(data, ImageData)
@@ -186,9 +227,12 @@ def batches(data: "ImageData | FolderStream", batch_size: int, *, shuffle: bool 
     shares = [order[start:start + batch_size][rank::world_size] for start in range(0, stop, batch_size)]
     loaded = ((data.images[i], data.labels[i]) for i in shares) if in_memory else _stream(data, shares)
     for index, (images, labels) in zip(shares, loaded):
-        if pad or flip:  # drawn from the same generator in the same order for in-memory and streamed data
-            images = augment(images, generator, pad, flip)
-        yield to_float(images), labels, index.to(data.device)
+        key = index.to(data.device)
+        if aug:  # drawn from the same generator in the same order for in-memory and streamed data
+            view = aug.draw(len(images), generator)
+            images = aug.apply(images, view)
+            key = key * aug.views + view.to(key.device)
+        yield to_float(images), labels, key
 
 
 def _stream(data: "FolderStream", shares: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

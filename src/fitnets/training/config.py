@@ -87,6 +87,15 @@ class HintStageConfig:
 
 
 @dataclass
+class StoreConfig:
+    """The teacher-output store: KD under augmentation reads the teacher's logits per augmented view from disk."""
+
+    enabled: bool = True               # KD stages under random augmentation use (and fill) a matching store
+    dir: str | None = None             # cache folder (default: $FITNETS_CACHE, else ~/.cache/fitnets)
+    max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
+
+
+@dataclass
 class RunConfig:
     """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
 
@@ -104,6 +113,7 @@ class RunConfig:
     kd: KDConfig = field(default_factory=KDConfig)
     hint_stage: HintStageConfig = field(default_factory=HintStageConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     channels_last: bool = False        # student in channels_last memory format (faster for some convnets)
@@ -146,6 +156,7 @@ class RunConfig:
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
             (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
             (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
+            (self.store.max_gb > 0, f"store.max_gb must be > 0, got {self.store.max_gb}"),
             *[(getattr(self, k) in ("float32", "bfloat16"), f"{k} must be float32 or bfloat16, not {getattr(self, k)!r}")
               for k in ("teacher_dtype", "cache_dtype", "student_dtype")],
         ]
@@ -285,13 +296,13 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # The resume rule. A resumed run continues the *same* training: what the checkpoint's weights, optimizer state
 # and data order were made with cannot change. What may change is how long it trains and how it steps from
 # here (epochs, patience, learning rate and its schedule, max-norm, weight decay), where the data is read from,
-# logging, and the speed options (device, memory formats, dtypes, compile, caching).
+# logging, and the speed options (device, memory formats, dtypes, compile, caching, the store).
 _SCHEDULE = ("lr", "schedule", "milestones", "gamma", "weight_decay", "max_norm")
 RESUME_MAY_CHANGE = frozenset([
     "epochs", "patience", "keep", "log_every", "out", "name", "device", "compile", "channels_last",
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "data.dir", "data.download", "data.eval_batch_size",
-    "data.workers", "data.memory_gb", "data.stream",
+    "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb",
     *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
 
 

@@ -311,6 +311,8 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         row = {"stage": stage.name, "epoch": epoch + 1, **stage.step.epoch_metrics(epoch)}
         try:
             row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
+            if stage.teacher is not None:
+                row.update(stage.teacher.metrics())
         except RuntimeError as err:  # under torchrun: a rank that stalled shows up as a collective's timeout
             raise distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}") or err
         # every rank evaluates the whole validation set: the same score everywhere

@@ -31,15 +31,17 @@ class Parts:
     Attributes:
         student_forward: the student's forward as the CE/KD steps call it (``torch.compile(student)`` under
             ``--compile``), or ``None`` for the student's own call.
-        teacher_outputs: the run's source of teacher outputs: ``teacher_outputs(forward, what)`` gives a live
-            or cached ``TeacherOutputs`` for that forward (``fitnets.training.teacher_outputs``).
+        teacher_logits: the run's source of the teacher's logits (live, cached, or from the teacher-output
+            store under augmentation); ``teacher_hints(forward)``: of the teacher's hints (live, or cached when
+            there is no augmentation). Both give a ``TeacherOutputs`` (``fitnets.training.teacher_outputs``).
     """
 
     config: RunConfig
     data: Data
     student: nn.Module
     inputs: InputFormat
-    teacher_outputs: Callable[[Forward, str], TeacherOutputs]
+    teacher_logits: Callable[[], TeacherOutputs]
+    teacher_hints: Callable[[Forward], TeacherOutputs]
     student_forward: Callable | None = None
     teacher: FrozenTeacher | None = None
     fitnet: FitNet | None = None
@@ -59,7 +61,7 @@ class Parts:
 def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
     c = p.config
-    logits = p.teacher_outputs(p.teacher, "teacher logits")
+    logits = p.teacher_logits()
     return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward), groups, {"model": p.student},
                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teacher=logits,
                  about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end}"
@@ -86,7 +88,7 @@ def fitnets(p: Parts) -> list[Stage]:
     # Stage 1 (§2.2): the student's layers up to the guided one (found by autograd: "layers 1..g") and the
     # regressor learn the teacher's hint, ½‖u_h(x) − r(v_g(x))‖². No labels; the teacher is frozen; both
     # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
-    hints = p.teacher_outputs(fitnet.hint_features, "teacher hints")
+    hints = p.teacher_hints(fitnet.hint_features)
     stage1_params = fitnet.stage1_parameters()
     trained = fitnet.stage1_parameter_names()
     hint = Stage("hint", step=HintStep(fitnet, hints), optimize=[{"params": stage1_params}],
@@ -112,7 +114,7 @@ def fitnet_onestage(p: Parts) -> list[Stage]:
     """The one-stage "FitNet" of later toolkits (not the paper's method): cross-entropy + β × MSE between the
     regressed guided features and the hint, the whole student and the regressor together, no KD term."""
     c, fitnet = p.config, p.fitnet
-    hints = p.teacher_outputs(fitnet.hint_features, "teacher hints")
+    hints = p.teacher_hints(fitnet.hint_features)
     params = list(p.student.parameters()) + list(fitnet.regressor.parameters())
     return [Stage("main", OneStageStep(fitnet, c.hint_stage.beta, hints), [{"params": params}],
                   {"model": p.student, "regressor": fitnet.regressor}, p.accuracy(), c.epochs, c.optim,

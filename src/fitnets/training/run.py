@@ -24,7 +24,7 @@ from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
 from fitnets.core.taps import dry_run
-from fitnets.data.loader import to_float
+from fitnets.data.loader import Augmentation, ImageData, to_float
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
@@ -35,7 +35,8 @@ from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, config_of_run, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
-from fitnets.training.teacher_outputs import teacher_outputs
+from fitnets.training.store import StoredOutputs
+from fitnets.training.teacher_outputs import TeacherOutputs, teacher_outputs
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,28 @@ class Run:
         outputs = functools.partial(teacher_outputs, data=data.train, cache=c.teacher_cache, pad=c.data.pad,
                                     flip=c.data.flip, batch_size=c.data.eval_batch_size, dtype=DTYPES[c.cache_dtype],
                                     spill_dir=self.run_dir, progress=self.progress)
-        parts = Parts(c, data, self.student, self.inputs, outputs,
-                      self.student_forward, self.teacher, self.fitnet)
+        parts = Parts(c, data, self.student, self.inputs, lambda: self.teacher_logits(data),
+                      lambda forward: outputs(forward, "teacher hints"), self.student_forward, self.teacher,
+                      self.fitnet)
         return self.method.recipe(parts)
+
+    def teacher_logits(self, data: Data) -> TeacherOutputs:
+        """Where the KD stages get the teacher's logits: under random augmentation, the teacher-output store
+        (``fitnets.training.store``) when it is on and the data can be keyed; else cached once per example when
+        there is no augmentation, or live."""
+        c = self.config
+        aug = Augmentation(c.data.pad, c.data.flip)
+        if aug and c.store.enabled:
+            if isinstance(data.train, ImageData):
+                return StoredOutputs(self.teacher, self.teacher.module, self.teacher.dtype, data.train, aug,
+                                     data.train.num_classes, DTYPES[c.cache_dtype] or torch.float32,
+                                     Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
+                                     {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
+            log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
+                     "its content; the teacher runs live")
+        return teacher_outputs(self.teacher, "teacher logits", data.train, cache=c.teacher_cache, pad=c.data.pad,
+                               flip=c.data.flip, batch_size=c.data.eval_batch_size, dtype=DTYPES[c.cache_dtype],
+                               spill_dir=self.run_dir, progress=self.progress)
 
     def plan(self, data: Data) -> str:
         """What the run will do, stage by stage (``--dry-run`` prints it)."""

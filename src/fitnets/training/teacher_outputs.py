@@ -1,12 +1,14 @@
 """The teacher's output for a batch of training examples — the one place a training step gets it from.
 
-``outputs(x, index)`` answers "what does the teacher give for these examples": logits for KD, hint features
+``outputs(x, key)`` answers "what does the teacher give for these examples": logits for KD, hint features
 for FitNets' stage 1. Two sources answer it the same way:
 
 * ``LiveOutputs`` runs the frozen teacher (cut after the hint layer for hints) on the batch;
 * ``CachedOutputs`` runs it once per training example, before the stage's first step, and then looks the
   outputs up by index. Valid only when the teacher sees the same input for an example in every epoch: no
   random augmentation (the teacher itself is deterministic: eval mode, no dropout).
+
+Under augmentation, teacher logits come from the store (``fitnets.training.store``), keyed by the view.
 
 ``teacher_outputs(...)`` picks the source for a run and says in the log why the teacher runs live.
 """
@@ -36,6 +38,11 @@ class TeacherOutputs:
 
     def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def metrics(self) -> dict[str, float]:
+        """Figures about the epoch just trained, for its metrics row (the store's hit rate); called once per
+        epoch on every rank."""
+        return {}
 
 
 class LiveOutputs(TeacherOutputs):

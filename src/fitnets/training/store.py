@@ -1,0 +1,355 @@
+"""The teacher-output store: the teacher's logits for every augmented view of every training example, on disk,
+filled as runs go and shared by every later run with the same teacher and data.
+
+The engine's augmentation has a finite set of views per example (``Augmentation.views``: 162 for pad 4 with
+flips), and every batch says which view of which example each image is (its key, ``example × views + view``).
+A store holds one slot of logits per key. A run reads the slots already filled and runs the teacher only on
+the images whose slot is empty, writing what it computed; so the first run costs what a live run costs, a
+second one with the same teacher and data (another seed, another method with a KD stage) is mostly
+teacher-free, and ``fitnets store build`` fills every slot ahead of time.
+
+A store is named by a key over everything its outputs depend on: the teacher's weights and dtype, the training
+images (after preprocessing, in order), the augmentation and the stored dtype; anything else gets a store of
+its own. It lives in ``$FITNETS_CACHE/stores/<key>`` (default ``~/.cache/fitnets``): ``meta.json``,
+``values.bin`` (``slots × classes`` logits, fp32 or bf16, memory-mapped) and ``check.bin`` (one int64 per slot:
+0 while the slot is empty, else a checksum of its values and position).
+
+Safety: a slot's values are written before its checksum, so a write interrupted at any point (kill -9) leaves
+the slot reading as empty; every read recomputes the checksums of the slots it reads, and a slot that does
+not match (a torn write, a damaged file) is treated as empty, computed live and written again — never used.
+A store whose files do not match its ``meta.json`` is deleted and rebuilt. The files are allocated in full when
+the store is created (so a full disk shows up then, as one message, not as a crash mid-run), and a store
+larger than ``store.max_gb`` is not created: the run says so and goes on with the teacher live.
+
+Processes on one machine (the ranks of a ``torchrun`` job, runs started side by side) share a store through the
+page cache: each fills and reads the slots of its own share of each batch. Under a multi-node job each node
+keeps its own store (the folder name carries the node's rank), so a cache folder on a shared file system is
+never written by two machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fitnets.data.loader import Augmentation, ImageData, to_float
+from fitnets.errors import FitNetsError
+from fitnets.training import distributed
+from fitnets.training.teacher_outputs import Forward, TeacherOutputs
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+CACHE_ENV = "FITNETS_CACHE"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
+
+
+def cache_root() -> Path:
+    """``$FITNETS_CACHE``, else ``~/.cache/fitnets``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fitnets")
+
+
+def stores_dir(root: Path | None = None) -> Path:
+    return (root or cache_root()) / "stores"
+
+
+class StoreRefused(FitNetsError):
+    """A store cannot be used for this run (too large, no disk space, data it cannot key); the teacher runs live."""
+
+
+# ---------------------------------------------------------------- the key
+
+def _hash_tensor(h, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    h.update(str((t.dtype, tuple(t.shape))).encode())
+    h.update(t.numpy().tobytes() if t.numel() else b"")
+
+
+def store_key(teacher: torch.nn.Module, teacher_dtype: torch.dtype | None, data: ImageData, aug: Augmentation,
+              dtype: torch.dtype) -> str:
+    """The name of the store for these outputs: a hash of the teacher's weights (and buffers) and dtype, the
+    training images in order, the augmentation and the stored dtype."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({"format": FORMAT, "teacher_dtype": str(teacher_dtype), "pad": aug.pad, "flip": aug.flip,
+                         "dtype": str(dtype), "teacher_class": type(teacher).__name__}).encode())
+    for name, t in teacher.state_dict().items():
+        h.update(name.encode())
+        _hash_tensor(h, t)
+    _hash_tensor(h, data.images)
+    return h.hexdigest()
+
+
+def _node_suffix() -> str:
+    """``-node<N>`` under a multi-node torchrun job (one store per machine), else nothing."""
+    world, local = os.environ.get("WORLD_SIZE"), os.environ.get("LOCAL_WORLD_SIZE")
+    if world and local and world != local:
+        return f"-node{os.environ.get('GROUP_RANK', '0')}"
+    return ""
+
+
+# ---------------------------------------------------------------- the slots on disk
+
+_WEIGHTS: dict[int, torch.Tensor] = {}
+
+
+def _checksums(values: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """One nonzero int64 per row of ``values`` (stored dtype): a weighted sum of its bits and its slot number."""
+    width = values.shape[1]
+    if width not in _WEIGHTS:
+        gen = torch.Generator().manual_seed(width)
+        _WEIGHTS[width] = torch.randint(1, 1 << 20, (width,), generator=gen, dtype=torch.long) | 1
+    bits = values.view(_BITS[values.dtype]).long()
+    return ((bits * _WEIGHTS[width]).sum(1) + slots * 0x9E3779B1) | 1
+
+
+@dataclass
+class StoreInfo:
+    """What ``fitnets store list`` shows of a store (from its ``meta.json`` and its checksums)."""
+
+    path: Path
+    meta: dict[str, Any]
+    filled: int
+
+    @property
+    def slots(self) -> int:
+        return self.meta["slots"]
+
+    @property
+    def size_bytes(self) -> int:
+        return _size_bytes(self.meta["slots"], self.meta["width"], _DTYPES[self.meta["dtype"]])
+
+
+def _size_bytes(slots: int, width: int, dtype: torch.dtype) -> int:
+    return slots * (width * torch.empty((), dtype=dtype).element_size() + 8)
+
+
+class SlotFile:
+    """A store's files, memory-mapped: ``values`` (slots × width) and ``check`` (slots,)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path, self.meta = path, meta
+        self.slots, self.width, self.dtype = meta["slots"], meta["width"], _DTYPES[meta["dtype"]]
+        values, check = path / "values.bin", path / "check.bin"
+        item = torch.empty((), dtype=self.dtype).element_size()
+        if (not values.is_file() or values.stat().st_size != self.slots * self.width * item
+                or not check.is_file() or check.stat().st_size != self.slots * 8):
+            raise ValueError("its files do not have the sizes its meta.json gives")
+        self.values = torch.from_file(str(values), shared=True, size=self.slots * self.width,
+                                      dtype=self.dtype).view(self.slots, self.width)
+        self.check = torch.from_file(str(check), shared=True, size=self.slots, dtype=torch.long)
+
+    def read(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The values at ``slots`` (CPU int64) and which of them are filled and intact."""
+        values = self.values[slots]
+        return values, self.check[slots] == _checksums(values, slots)
+
+    def write(self, slots: torch.Tensor, values: torch.Tensor) -> None:
+        """Fill ``slots`` with ``values``: the values first, then their checksums (what marks them filled)."""
+        values = values.to("cpu", self.dtype)
+        self.values[slots] = values
+        self.check[slots] = _checksums(values, slots)
+
+    def filled(self, chunk: int = 1 << 22) -> int:
+        return sum(int((self.check[i:i + chunk] != 0).sum()) for i in range(0, self.slots, chunk))
+
+    def empty_slots(self, start: int, stop: int) -> torch.Tensor:
+        return torch.arange(start, stop)[self.check[start:stop] == 0]
+
+
+def _create(path: Path, meta: dict[str, Any]) -> None:
+    """Lay out a new store at ``path`` atomically: built in a temporary folder, then renamed into place (a
+    process that loses the race uses the winner's)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    try:
+        item = torch.empty((), dtype=_DTYPES[meta["dtype"]]).element_size()
+        for name, size in (("values.bin", meta["slots"] * meta["width"] * item), ("check.bin", meta["slots"] * 8)):
+            fd = os.open(tmp / name, os.O_CREAT | os.O_WRONLY, 0o644)
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, size)  # the disk space is taken now, or refused now
+                else:
+                    os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float) -> tuple[SlotFile, bool]:
+    """The store named ``key`` under ``root`` (``cache_root()`` when None), created when missing or damaged.
+    Returns it and whether it was created now.
+
+    Raises:
+        StoreRefused: it would be larger than ``max_gb``, or the disk cannot hold it.
+    """
+    path = stores_dir(root) / (key[:24] + _node_suffix())
+    meta = {"format": FORMAT, "key": key, **meta}
+    size = _size_bytes(meta["slots"], meta["width"], _DTYPES[meta["dtype"]])
+    if (path / "meta.json").exists():
+        try:
+            saved = json.loads((path / "meta.json").read_text())
+            if any(saved.get(k) != meta[k] for k in ("format", "key", "slots", "width", "dtype")):
+                raise ValueError("its meta.json describes other outputs")
+            return SlotFile(path, saved), False
+        except (ValueError, KeyError, OSError) as err:
+            log.warning("teacher-output store %s is damaged (%s): deleting it and building a new one", path, err)
+            shutil.rmtree(path, ignore_errors=True)
+    if size > max_gb * 2**30:
+        raise StoreRefused(f"the teacher-output store for this run would take {size / 2**30:.1f} GB, above "
+                           f"store.max_gb = {max_gb:g}; raise it (--set store.max_gb={size / 2**30 + 1:.0f}) to "
+                           "use one")
+    try:
+        _create(path, {**meta, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    except OSError as err:
+        raise StoreRefused(f"cannot create the teacher-output store ({size / 2**30:.2f} GB) in {path.parent}: "
+                           f"{err.strerror or err}; free space there or point ${CACHE_ENV} elsewhere") from None
+    log.info("created teacher-output store %s: %s slots × %d logits, %.2f GB", path, f"{meta['slots']:,}",
+             meta["width"], size / 2**30)
+    return SlotFile(path, json.loads((path / "meta.json").read_text())), True
+
+
+def list_stores(root: Path | None = None) -> list[StoreInfo]:
+    """Every store under ``root`` (``cache_root()`` when None), with how many slots are filled."""
+    found = []
+    for path in sorted(stores_dir(root).glob("*/meta.json")):
+        try:
+            meta = json.loads(path.read_text())
+            found.append(StoreInfo(path.parent, meta, SlotFile(path.parent, meta).filled()))
+        except (ValueError, KeyError, OSError):
+            found.append(StoreInfo(path.parent, {"slots": 0, "width": 0, "dtype": "float32", "damaged": True}, 0))
+    return found
+
+
+def clear_stores(root: Path | None = None, key: str | None = None) -> list[Path]:
+    """Delete every store under ``root`` (or those whose key starts with ``key``); returns what was deleted."""
+    base = stores_dir(root)
+    paths = [p for p in sorted(base.glob("*")) if p.is_dir() and (key is None or p.name.startswith(key))]
+    if key is not None and not paths:
+        raise FitNetsError(f"no teacher-output store {key!r} in {base} (see `fitnets store list`)")
+    for path in paths:
+        shutil.rmtree(path)
+    return paths
+
+
+# ---------------------------------------------------------------- the source a training step reads
+
+class StoredOutputs(TeacherOutputs):
+    """Teacher logits from the store where a slot is filled, live (and then stored) where it is not.
+
+    Args:
+        forward: the frozen teacher's logits forward.
+        teacher: the teacher module and its dtype, for the store's key.
+        data: the training examples, indexed as the batches index them.
+        aug: the run's augmentation (its views are the store's slots per example).
+        width: logits per example (the number of classes).
+        dtype: stored dtype; lookups return float32.
+        root: the cache folder (``cache_root()`` when None); ``max_gb``: the largest store created.
+    """
+
+    def __init__(self, forward: Forward, teacher: torch.nn.Module, teacher_dtype: torch.dtype | None,
+                 data: ImageData, aug: Augmentation, width: int, dtype: torch.dtype = torch.float32,
+                 root: Path | None = None, max_gb: float = 8.0, about: dict[str, Any] | None = None):
+        self.forward, self.teacher, self.teacher_dtype = forward, teacher, teacher_dtype
+        self.data, self.aug, self.width, self.dtype = data, aug, width, dtype
+        self.root, self.max_gb, self.about = root, max_gb, about or {}
+        self.slots: SlotFile | None = None
+        self.live = False   # the store was refused: the teacher runs live
+        self.hits = self.lookups = 0
+
+    def size_bytes(self) -> int:
+        return _size_bytes(len(self.data) * self.aug.views, self.width, self.dtype)
+
+    def prepare(self) -> None:
+        if self.slots is not None or self.live:
+            return
+        key = store_key(self.teacher, self.teacher_dtype, self.data, self.aug, self.dtype)
+        meta = {"slots": len(self.data) * self.aug.views, "examples": len(self.data), "views": self.aug.views,
+                "width": self.width, "dtype": {v: k for k, v in _DTYPES.items()}[self.dtype],
+                "pad": self.aug.pad, "flip": self.aug.flip, **self.about}
+        try:
+            self.slots, created = open_slots(self.root, key, meta, self.max_gb)
+        except StoreRefused as err:
+            log.warning("%s; the teacher runs live", err)
+            self.live = True
+            return
+        if not created:
+            filled = self.slots.filled()
+            log.info("teacher logits from the store %s: %.1f%% of its %s slots filled", self.slots.path,
+                     100 * filled / self.slots.slots, f"{self.slots.slots:,}")
+
+    def __call__(self, x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        if self.live:
+            return self.forward(x)
+        if self.slots is None:
+            raise RuntimeError("teacher-output store: prepare() was not called before the first lookup")
+        slots = key.cpu()
+        values, hit = self.slots.read(slots)
+        out = values.float()
+        self.lookups += len(slots)
+        self.hits += int(hit.sum())
+        if not bool(hit.all()):
+            miss = ~hit
+            live = self.forward(x[miss.to(x.device)]).to("cpu", self.dtype)
+            self.slots.write(slots[miss], live)
+            # The step gets the stored value (rounded to the stored dtype) whether the slot was filled or not,
+            # so a slot gives every run, and a resumed one, the value first written to it.
+            out[miss] = live.float()
+        return out.to(x.device, non_blocking=True)
+
+    def metrics(self) -> dict[str, float]:
+        """The share of this epoch's lookups the store answered (over every rank), then the counters restart."""
+        device = self.data.device
+        hits, lookups = distributed.all_reduce_sum([torch.tensor(float(self.hits), device=device),
+                                                    torch.tensor(float(self.lookups), device=device)])
+        self.hits = self.lookups = 0
+        return {"store_hit_rate": float(hits) / float(lookups)} if float(lookups) else {}
+
+
+# ---------------------------------------------------------------- filling a store ahead of time
+
+@torch.no_grad()
+def fill(outputs: StoredOutputs, batch_size: int = 1000, progress: bool = True) -> tuple[int, int]:
+    """Fill every empty slot of ``outputs``' store with the teacher's logits for that view (``fitnets store
+    build``). Under torchrun each rank fills the views ``v`` with ``v % world_size == rank``. Resumable: what was
+    written stays written. Returns (slots this process filled, slots in the store)."""
+    from tqdm import tqdm
+
+    outputs.prepare()
+    if outputs.live:
+        raise StoreRefused("no teacher-output store for this run (the warning above says why)")
+    store, aug, data = outputs.slots, outputs.aug, outputs.data
+    world = distributed.current()
+    empty = store.empty_slots(0, store.slots)
+    todo = {v: empty[empty % aug.views == v] // aug.views for v in range(world.rank, aug.views, world.world_size)}
+    done = 0
+    with tqdm(total=sum(len(e) for e in todo.values()), desc="store build", unit="img",
+              disable=not progress or not world.is_main, mininterval=0.5) as bar:
+        for view, examples in todo.items():
+            for start in range(0, len(examples), batch_size):
+                index = examples[start:start + batch_size]
+                images = aug.apply(data.images[index.to(data.device)], torch.full((len(index),), view))
+                store.write(index * aug.views + view, outputs.forward(to_float(images)))
+                done += len(index)
+                bar.update(len(index))
+    return done, store.slots
