@@ -1,4 +1,4 @@
-"""The ``fitnets`` command line: train, distill, evaluate, layers, models, demo.
+"""The ``fitnets`` command line: train, distill, evaluate, layers, models, demo, report, bench, store.
 
 Options come from the typed config (``fitnets.training.config``): defaults, then ``--config FILE`` (YAML or TOML),
 then ``--set KEY=VALUE`` and the named flags. Every user mistake ends in one line on stderr and exit code 2.
@@ -71,6 +71,9 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--teacher-dtype", choices=["float32", "bfloat16"], help="the teacher's weights and forward")
     p.add_argument("--student-dtype", choices=["float32", "bfloat16"], help="autocast the student's step")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the forwards")
+    p.add_argument("--fast", action="store_true", help="the speed options measured safe, for this hardware: bf16 "
+                   "teacher and stored outputs, bf16 student where native, channels_last, compile where a compiler "
+                   "works (flags given with it win)")
     p.add_argument("--out", help="parent folder of run folders (default runs/)")
     p.add_argument("--name", help="run folder name")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (its config, then any flags)")
@@ -128,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
+    p = sub.add_parser("store", help="the teacher-output store (KD under augmentation): build, list, clear")
+    store = p.add_subparsers(dest="store_command", required=True)
+    _add_run_flags(store.add_parser("build", help="fill the store a run would use (the run's config and flags), "
+                                                  "every view of every example"), True)
+    store.add_parser("list", help="the stores in the cache folder ($FITNETS_CACHE, default ~/.cache/fitnets)")
+    p = store.add_parser("clear", help="delete every store, or the one whose key starts with KEY")
+    p.add_argument("key", nargs="?", help="a store's key (or its first characters), as `fitnets store list` shows")
     sub.add_parser("models", help="list the registered models: parameters, MACs, the paper's counts")
     p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
     p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
@@ -138,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--no-download", dest="download", action="store_false", help="never fetch the dataset")
     p.add_argument("--out", default="runs", help="parent folder of the demo's run folders")
+    p.add_argument("--fast", action="store_true", help="train with the --fast preset (see `fitnets distill --help`)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     return parser
@@ -151,6 +162,13 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
                   if getattr(args, flag, None) is not None]
     if method is not None:
         overrides.append(("method", method))
+    if getattr(args, "fast", False):  # first, so that the flags and --set keys given with it win
+        from fitnets.training.distributed import resolve_device
+        from fitnets.training.fast import fast_options
+
+        base = config_of_run(args.resume) if args.resume else None
+        device = resolve_device(load_config(args.config, overrides, base=copy.deepcopy(base)).device)
+        overrides = fast_options(device) + overrides
     if not args.resume:
         return load_config(args.config, overrides)
     saved = config_of_run(args.resume)
@@ -347,6 +365,63 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from fitnets.training import store
+
+    if args.store_command == "list":
+        found = store.list_stores()
+        if not found:
+            print(f"no teacher-output stores in {store.stores_dir()}")
+            return 0
+        print(f"| key | teacher | data | examples × views | classes | dtype | size | filled | created |\n"
+              f"|---|---|---|---:|---:|---|---:|---:|---|")
+        for info in found:
+            m = info.meta
+            if m.get("damaged"):
+                print(f"| {info.path.name} | damaged (rebuilt when a run next uses it; or `fitnets store clear "
+                      f"{info.path.name}`) | | | | | | | |")
+                continue
+            print(f"| {info.path.name} | {m.get('teacher', '?')} | {m.get('data', '?')} | {m['examples']:,} × "
+                  f"{m['views']} | {m['width']} | {m['dtype']} | {store.human_size(info.size_bytes)} | "
+                  f"{100 * info.filled / max(info.slots, 1):.1f}% | {m.get('created', '?')} |")
+        print(f"\nin {store.stores_dir()}")
+        return 0
+    if args.store_command == "clear":
+        removed = store.clear_stores(key=args.key)
+        print(f"deleted {len(removed)} store(s) from {store.stores_dir()}")
+        return 0
+    return cmd_store_build(args)
+
+
+def cmd_store_build(args: argparse.Namespace) -> int:
+    from fitnets.training.run import Run
+    from fitnets.training.store import StoredOutputs, fill, human_size
+
+    config = _config_from_args(args, None)
+    if config.method == "ce":
+        raise FitNetsError("method ce has no teacher: there is nothing to store")
+    if not (config.data.pad or config.data.flip):
+        raise FitNetsError("this run has no random augmentation (data.pad, data.flip): it computes the teacher's "
+                           "logits once per example at its start, no store is needed")
+    if not config.store.enabled:
+        raise FitNetsError("store.enabled is false in this config: the run would not read a store")
+    run = Run(config, progress=not args.no_progress)
+    data = run.load_data()
+    outputs = run.teacher_logits(data)
+    if not isinstance(outputs, StoredOutputs):
+        raise FitNetsError("this run cannot use a store (the log above says why)")
+    views, n, epochs = outputs.aug.views, len(data.train), config.epochs
+    log.info("store build: %s examples × %d views = %s teacher forwards; a live run of %d KD epochs spends %s, so "
+             "building pays off once the runs that read the store train more than %d KD epochs in all",
+             f"{n:,}", views, f"{n * views:,}", epochs, f"{n * epochs:,}", views)
+    if args.dry_run:
+        print(f"would fill {n * views:,} slots ({human_size(outputs.size_bytes())})")
+        return 0
+    done, total = fill(outputs, config.data.eval_batch_size, progress=not args.no_progress)
+    print(f"store {outputs.slots.path}: {outputs.slots.filled():,} of {total:,} slots filled ({done:,} now)")
+    return 0
+
+
 def cmd_models(_args: argparse.Namespace) -> int:
     from fitnets.models.registry import create_model, list_models, model_spec
     from fitnets.tools.profile import count_macs, count_parameters
@@ -381,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return cmd_demo(args)
         commands = {"evaluate": cmd_evaluate, "layers": cmd_layers, "models": cmd_models, "export": cmd_export,
-                    "bench": cmd_bench, "report": cmd_report}
+                    "bench": cmd_bench, "report": cmd_report, "store": cmd_store}
         return commands[args.command](args)
     except FitNetsError as err:
         print(f"error: {err}", file=sys.stderr)

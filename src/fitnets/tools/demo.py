@@ -24,6 +24,7 @@ from fitnets.training.config import RunConfig, load_config
 from fitnets.training.evaluate import evaluate_accuracy
 from fitnets.models.registry import create_model, model_spec
 from fitnets.training.distributed import resolve_device
+from fitnets.training.fast import fast_options
 from fitnets.training.loading import load_data
 from fitnets.training.run import Run
 from fitnets.tools.speed import inference_throughput
@@ -54,6 +55,8 @@ def demo_config(method: str, seed: int, protocol: Protocol, args: argparse.Names
                  ("data.train_size", protocol.train_size), ("data.download", args.download),
                  ("data.dir", args.data_dir), ("device", args.device),
                  ("optim.lr", 0.002), ("hint_stage.optim.lr", 0.002)]
+    if args.fast:
+        overrides = fast_options(resolve_device(args.device)) + overrides
     return load_config(None, overrides)
 
 
@@ -100,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     seeds = f"{protocol.seeds} seed{'s' if protocol.seeds > 1 else ''}" + (" (mean ± std)" if protocol.seeds > 1 else "")
     note = (f"Fashion-MNIST, {len(data.train):,} training images, {protocol.epochs} epochs "
             f"(FitNet: {protocol.hint_epochs} hint + {protocol.epochs} KD), {seeds}; "
-            f"speed-up: inference, batch 256, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"{'--fast preset; ' if args.fast else ''}speed-up: inference, batch 256, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
             f"{time.perf_counter() - start:.0f}s in all.")
     text = "\n".join(table) + "\n\n" + note + "\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, config_of_run, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
-from fitnets.training.store import StoredOutputs
+from fitnets.training.store import StoredOutputs, human_size, stores_dir
 from fitnets.training.teacher_outputs import TeacherOutputs, teacher_outputs
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,16 @@ class Run:
         stages = self.stages(data)
         for i, stage in enumerate(stages, 1):
             lines.append(f"{f'stage {i}' if len(stages) > 1 else 'train':<8} {stage.about}")
+        store = next((s.teacher for s in stages if isinstance(s.teacher, StoredOutputs)), None)
+        if store is not None:
+            lines.append(f"store    teacher logits per augmented view ({store.aug.views} per example, "
+                         f"{human_size(store.size_bytes())} in all) from the store in {stores_dir(store.root)}, "
+                         "filled by the teacher's live forwards where empty")
+        student = [f"{c.student_dtype} autocast" if c.student_dtype != "float32" else "float32"]
+        student += ["channels_last"] * c.channels_last + ["compiled"] * c.compile
+        lines.append(f"speed    student {', '.join(student)}" + (
+            f"; teacher {c.teacher_dtype}{', channels_last' * c.teacher_channels_last}"
+            f"{', folded BN' * c.teacher_fold_bn}{', compiled' * c.compile}" if self.teacher is not None else ""))
         lines.append(f"run dir  {self.run_dir}")
         return "\n".join(lines)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -132,6 +133,10 @@ class StoreInfo:
         return _size_bytes(self.meta["slots"], self.meta["width"], _DTYPES[self.meta["dtype"]])
 
 
+def human_size(size: int) -> str:
+    return f"{size / 2**30:.2f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
+
+
 def _size_bytes(slots: int, width: int, dtype: torch.dtype) -> int:
     return slots * (width * torch.empty((), dtype=dtype).element_size() + 8)
 
@@ -216,16 +221,16 @@ def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float)
             log.warning("teacher-output store %s is damaged (%s): deleting it and building a new one", path, err)
             shutil.rmtree(path, ignore_errors=True)
     if size > max_gb * 2**30:
-        raise StoreRefused(f"the teacher-output store for this run would take {size / 2**30:.1f} GB, above "
-                           f"store.max_gb = {max_gb:g}; raise it (--set store.max_gb={size / 2**30 + 1:.0f}) to "
+        raise StoreRefused(f"the teacher-output store for this run would take {human_size(size)}, above "
+                           f"store.max_gb = {max_gb:g}; raise it (--set store.max_gb={math.ceil(size / 2**30)}) to "
                            "use one")
     try:
         _create(path, {**meta, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     except OSError as err:
-        raise StoreRefused(f"cannot create the teacher-output store ({size / 2**30:.2f} GB) in {path.parent}: "
+        raise StoreRefused(f"cannot create the teacher-output store ({human_size(size)}) in {path.parent}: "
                            f"{err.strerror or err}; free space there or point ${CACHE_ENV} elsewhere") from None
-    log.info("created teacher-output store %s: %s slots × %d logits, %.2f GB", path, f"{meta['slots']:,}",
-             meta["width"], size / 2**30)
+    log.info("created teacher-output store %s: %s slots (%s examples × %s views) × %d logits, %s", path,
+             f"{meta['slots']:,}", f"{meta['examples']:,}", meta["views"], meta["width"], human_size(size))
     return SlotFile(path, json.loads((path / "meta.json").read_text())), True
 
 
