@@ -72,6 +72,10 @@ def format_speed_table(rows: list[SpeedRow]) -> str:
 
 # ---------------------------------------------------------------- fitnets bench step
 
+AUGMENTATION = {"pad": 4, "flip": True}  # the standard CIFAR augmentation: 162 views per example
+PROTOCOL_EPOCHS = 240  # the CIFAR-100 zoo's protocol (configs/cifar100-*.yaml): epochs a live KD run spends
+
+
 @dataclass
 class StepRow:
     name: str
@@ -80,9 +84,11 @@ class StepRow:
 
 
 def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, batch_size: int, steps: int,
-                warmup: int, autocast: torch.dtype | None = None, channels_last: bool = False) -> float:
+                warmup: int, autocast: torch.dtype | None = None, channels_last: bool = False,
+                augmented: bool = False) -> float:
     """Median images/s of the engine's own ``train_step`` (input preparation, ``step``, backward, Adam update)
-    over ``steps`` timed steps after ``warmup``; ``data`` holds ``warmup + steps`` batches."""
+    over ``steps`` timed steps after ``warmup``; ``data`` holds ``warmup + steps`` batches, ``augmented``: with
+    the CIFAR augmentation (pad 4, flips), keyed by view as a run's batches are."""
     from fitnets.core.inputs import InputFormat
     from fitnets.data.loader import batches
     from fitnets.training.config import OptimConfig
@@ -90,7 +96,7 @@ def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, b
 
     optimizer = build_optimizer([{"params": params}], OptimConfig(name="adam", lr=1e-4))
     inputs = InputFormat(channels_last=channels_last)
-    batch_iter = batches(data, batch_size, shuffle=True, drop_last=True)
+    batch_iter = batches(data, batch_size, shuffle=True, drop_last=True, **(AUGMENTATION if augmented else {}))
     one_step = lambda: train_step(step, optimizer, next(batch_iter), 0, inputs, autocast)  # noqa: E731
     return batch_size / median_seconds(one_step, steps, warmup, data.device)
 
@@ -114,10 +120,16 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
         ``stage1_cut_cost`` (forwards cut after the hint and guided layers, nothing else),
         ``stage1_fast_cost`` (cut, with the fastest live teacher and student options),
         ``stage1_cached_cost`` (cut, cached hints),
-        and ``data_wait_share`` (share of a KD epoch spent producing augmented batches).
+        ``data_wait_share`` (share of a KD epoch spent producing augmented batches); on augmented batches
+        (pad 4, flips), with the teacher-output store filled: ``kd_store_cost`` (KD step reading the store, cost
+        relative to a plain student step on the same batches), ``kd_fast_store_speedup`` (KD step reading the
+        store under ``--fast`` over the plain fp32 student step) and ``store_build_share`` (teacher forwards to
+        fill the store over those a live run of the 240-epoch protocol spends: views / 240).
     """
     import copy
+    import tempfile
     import time
+    from pathlib import Path
 
     from fitnets.core.fitnet import FitNet
     from fitnets.core.inputs import InputFormat
@@ -125,6 +137,9 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     from fitnets.data.loader import ImageData, batches
     from fitnets.training.config import KDConfig
     from fitnets.training.steps import CEStep, HintStep, KDStep
+    from fitnets.data.loader import Augmentation
+    from fitnets.training.fast import fast_options
+    from fitnets.training.store import StoredOutputs
     from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs
 
     def kd_step(student, outputs, forward=None):  # KD as a run's stage 2 builds it, λ at its start value
@@ -156,7 +171,21 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     bf16_kd: set[str] = set()
     cut_fast: set[str] = set()
 
-    per_round = 13 + (6 if compile else 0)  # measurements in one round, as below
+    fast = dict(fast_options(device))
+    if not compile:
+        fast.pop("compile", None)
+    fast_autocast = torch.bfloat16 if fast.get("student_dtype") == "bfloat16" else None
+    store_dir = tempfile.TemporaryDirectory(prefix="fitnets-bench-store-")
+
+    def filled_store(teacher, dtype):  # the steady state of a later seed: the views the timed steps draw are stored
+        outputs = StoredOutputs(teacher, teacher.module, teacher.dtype, data, Augmentation(**AUGMENTATION),
+                                num_classes, dtype, Path(store_dir.name), max_gb=64)
+        outputs.prepare()
+        for x, _, key in batches(data, batch_size, shuffle=True, drop_last=True, **AUGMENTATION):
+            outputs(x, key)  # the batches `_time_steps` draws (same seed and epoch), so every lookup hits
+        return outputs
+
+    per_round = 17 + (6 if compile else 0)  # measurements in one round, as below
     bar = tqdm(total=rounds * per_round, desc="bench step", unit="config", leave=False, disable=not progress)
 
     def add(name, step, params, note="", **kw):
@@ -177,8 +206,17 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
              "cached": "KD step, cached teacher logits",
              "full": f"FitNet stage 1 ({hint} → {guided}), full forwards, every option off",
              "cut": f"FitNet stage 1 ({hint} → {guided}), cut after hint/guided, every other option off",
-             "cut_cached": f"FitNet stage 1 ({hint} → {guided}), cut + cached hints"}
+             "cut_cached": f"FitNet stage 1 ({hint} → {guided}), cut + cached hints",
+             "plain_aug": "plain student step (CE), augmented batches",
+             "store": "KD step, teacher-output store, augmented batches",
+             "fast_live": "--fast, KD step, teacher live, augmented batches",
+             "fast_store": "--fast, KD step, teacher-output store, augmented batches"}
     defaults = {"channels_last": True, "fold_bn": True}
+    fast_note = ", ".join(f"{k}={v}" for k, v in fast.items())
+    # Filled by eager teachers: a compile before the eager rows would slow them (see below); full stores are never
+    # asked for a live forward, so the fast rows' compiled teacher reads the same store.
+    stores = {"fp32": filled_store(frozen(**defaults), torch.float32),
+              "fast": filled_store(frozen(**defaults, dtype=torch.bfloat16), torch.bfloat16)}
 
     def one_round() -> float:
         s = student()
@@ -237,6 +275,13 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
         stage1(names["cut_cached"], teachers["teacher channels_last + folded BN (defaults)"], "bf16 cache",
                from_cache=True)
 
+        # The teacher-output store, on augmented batches (pad 4, flips), every view filled.
+        s = student()
+        add(names["plain_aug"], CEStep(s), list(s.parameters()), "fp32", augmented=True)
+        s = student()
+        add(names["store"], kd_step(s, stores["fp32"]), list(s.parameters()), "fp32 store, fp32 student",
+            augmented=True)
+
         # Data: the time to produce one epoch of (augmented) batches in memory.
         start = time.perf_counter()
         for _ in batches(data, batch_size, shuffle=True, pad=4, flip=True):
@@ -250,6 +295,17 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
                 teachers[label] = frozen(**defaults, **options, compile=True)
                 speeds[label] = kd(label, teachers[label])
             student_options(max(speeds, key=speeds.get), ("channels_last", "compiled", "compiled + channels_last"))
+        # The --fast preset as a run resolves it on this device (compiled parts last, as above).
+        teachers["fast"] = teachers.get("fast") or frozen(**defaults, dtype=torch.bfloat16,
+                                                          compile=bool(fast.get("compile")))
+        s = student(fast["channels_last"])
+        forward = torch.compile(s) if fast.get("compile") else None
+        add(names["fast_live"], kd_step(s, LiveOutputs(teachers["fast"]), forward), list(s.parameters()),
+            fast_note, autocast=fast_autocast, channels_last=fast["channels_last"], augmented=True)
+        s = student(fast["channels_last"])
+        forward = torch.compile(s) if fast.get("compile") else None
+        add(names["fast_store"], kd_step(s, stores["fast"], forward), list(s.parameters()), fast_note,
+            autocast=fast_autocast, channels_last=fast["channels_last"], augmented=True)
         return data_time
 
     data_time = min(one_round() for _ in range(rounds))
@@ -264,6 +320,10 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
               "stage1_cut_cost": full / rate[names["cut"]],
               "stage1_fast_cost": full / max(rate[n] for n in cut_fast),
               "stage1_cached_cost": full / rate[names["cut_cached"]],
-              "data_wait_share": data_time / (data_time + n / kd_fast)}
+              "data_wait_share": data_time / (data_time + n / kd_fast),
+              "kd_store_cost": rate[names["plain_aug"]] / rate[names["store"]],
+              "kd_fast_store_speedup": rate[names["fast_store"]] / rate[names["plain"]],
+              "store_build_share": Augmentation(**AUGMENTATION).views / PROTOCOL_EPOCHS}
+    store_dir.cleanup()
     teacher, option = fp32_kd[fastest]
     return list(best.values()), {**ratios, "fastest_teacher_option": teacher, "fastest_student_option": option}

@@ -338,6 +338,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"\n  cut forwards + fastest live teacher and student options:     {r['stage1_fast_cost']:.2f}×"
               f"\n  cut forwards + cached hints:                                  {r['stage1_cached_cost']:.2f}×"
               f"\nShare of a KD epoch spent producing augmented batches:         {100 * r['data_wait_share']:.1f}%"
+              f"\nOn augmented batches (pad 4, flips), the teacher-output store filled:"
+              f"\n  KD step reading the store, cost relative to a plain step:      {r['kd_store_cost']:.2f}×"
+              f"\n  --fast KD step reading the store / plain fp32 student step:   {r['kd_fast_store_speedup']:.2f}×"
+              f"\n  teacher forwards to build the store / a live 240-epoch run:   {r['store_build_share']:.2f}"
               f"\n\n{args.teacher} → {args.student}, batch {args.batch_size}, {_hardware(device)}, torch {torch.__version__},"
               f" median of {args.steps} timed steps after {args.warmup} warm-up ones, best of {args.rounds} round(s),"
               " synthetic data.")
