@@ -75,6 +75,24 @@ def test_resume_under_torchrun(tmp_path, fashion_dir):
         assert y["loss"] == x["loss"] and y["val_loss"] == x["val_loss"]
 
 
+def test_ranks_fill_and_share_one_store(tmp_path, fashion_dir):
+    """Under torchrun each rank fills the store slots of its share; a second 2-process run (same seed, so the
+    same views) reads every one of them — and gets the first run's losses exactly."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", FITNETS_CACHE=str(tmp_path / "cache"))
+    args = list(ARGS)
+    args[args.index("--method") + 1] = "kd"
+    args += ["--set", "data.pad=1", "--set", "data.flip=true"]
+    for name in ("first", "second"):
+        proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                               f"--master_port={free_port()}", "-m", "fitnets", *args, "--out", str(tmp_path),
+                               "--name", name], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = metrics(tmp_path / "first"), metrics(tmp_path / "second")
+    assert first[0]["store_hit_rate"] == 0 and [r["store_hit_rate"] for r in second] == [1.0, 1.0]
+    assert [r["loss"] for r in first] == [r["loss"] for r in second]
+    (store,) = (tmp_path / "cache" / "stores").iterdir()  # one store, written by both ranks
+
+
 STALL = """
 import sys, time
 import fitnets.training.engine as engine

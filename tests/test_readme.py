@@ -16,7 +16,7 @@ QUICK = {"train": TINY_RUN, "distill": TINY_RUN + ["--hint-epochs", "1"], "run":
          "bench speed": ["--batch-size", "4", "--repeats", "1", "--device", "cpu"],
          "bench step": ["--steps", "1", "--warmup", "0", "--rounds", "1", "--no-compile", "--batch-size", "8",
                         "--device", "cpu", "--json"],
-         "report": ["--out", "report-readme"]}
+         "report": ["--out", "report-readme"], "store build": ["--train-size", "300", "--val-size", "100", "--no-progress"]}
 
 
 def blocks(lang="python"):
@@ -64,7 +64,7 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, fashion_dir, capsys):
                                                         "export", "report", "bench"}
     shared, fitnet_made = tmp_path / "shared", False
     for i, argv in enumerate(cmds):
-        kind = " ".join(argv[:2]) if argv[0] == "bench" else argv[0]
+        kind = " ".join(argv[:2]) if argv[0] in ("bench", "store") else argv[0]
         new_run = kind in ("train", "distill", "run") and "--resume" not in argv and "--dry-run" not in argv
         # The first FitNets run is made where the later commands (resume, evaluate, export, report) look for it;
         # every other new run gets a folder of its own, so that their default run names do not collide.
