@@ -181,14 +181,18 @@ def test_bench_step_json(capsys):
                            "--device", "cpu", "--json", "--no-compile", "--rounds", "2")
     assert code == 0
     result = json.loads(out)
-    # 13 rows; up to 2 more when the two rounds found different fastest teachers (each adds its own rows)
+    # 17 rows; up to 3 more when the two rounds found different fastest teachers (each adds its own rows)
     names = [r["name"] for r in result["rows"]]
-    assert 13 <= len(names) <= 16 and len(set(names)) == len(names)
+    assert 17 <= len(names) <= 20 and len(set(names)) == len(names)
     assert all(r["images_per_s"] > 0 for r in result["rows"])
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
                                      "stage1_cut_cost", "stage1_fast_cost", "stage1_cached_cost", "data_wait_share",
-                                     "fastest_teacher_option", "fastest_student_option"}
+                                     "fastest_teacher_option", "fastest_student_option", "kd_store_cost",
+                                     "kd_fast_store_speedup", "store_build_share"}
     assert 0 <= result["ratios"]["data_wait_share"] < 1
+    assert result["ratios"]["store_build_share"] == 162 / 240  # views of pad 4 + flips / the protocol's epochs
+    assert {"KD step, teacher-output store, augmented batches",
+            "--fast, KD step, teacher-output store, augmented batches"} <= set(names)
     assert result["ratios"]["fastest_teacher_option"].startswith("teacher ")
     code, _, err = run_cli(capsys, "bench", "step", "--rounds", "0")
     assert code == 2 and "--rounds" in err
