@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fitnets.errors import FitNetsError
+from fitnets.core.outputs import logits_of
 from fitnets.core.losses import hint_loss
 from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, hint_activation
@@ -52,7 +53,8 @@ class FitNet:
 
     def __init__(self, teacher: nn.Module | FrozenTeacher, student: nn.Module, hint: str, guided: str,
                  example_input: torch.Tensor, regressor_activation: str | nn.Module = "auto",
-                 regressor_batch_norm: bool = False):
+                 regressor_batch_norm: bool = False, logits_key: str | None = None):
+        self.logits_key = logits_key  # where the student's logits are in its output (fitnets.core.outputs)
         self.teacher = teacher if isinstance(teacher, FrozenTeacher) else FrozenTeacher(teacher)
         self.student = student
         self.hint, self.guided = str(LayerRef.parse(hint)), str(LayerRef.parse(guided))
@@ -121,7 +123,8 @@ class FitNet:
         ``beta`` × the mean squared error between the regressed guided features and the teacher's ``hint``
         features for ``x``, in one forward of the whole student, no KD term. Returns the losses and the
         student's logits."""
-        logits, (guided,) = forward_with_taps(self.student, x, [self.guided])
+        output, (guided,) = forward_with_taps(self.student, x, [self.guided])
+        logits = logits_of(output, self.logits_key)
         task = F.cross_entropy(logits, y)
         mse = F.mse_loss(self.regressor(guided), hint.to(guided.dtype))
         return {"loss": task + beta * mse, "task_loss": task, "hint_mse": mse}, logits

@@ -14,6 +14,7 @@ from torch import nn
 
 from fitnets.core.fold import Folded, fold_batchnorm
 from fitnets.core.inputs import InputFormat
+from fitnets.core.outputs import logits_of
 from fitnets.core.taps import tap
 
 
@@ -30,10 +31,13 @@ class FrozenTeacher:
         fold_bn: fold each batch norm that follows a convolution into it (``fitnets.core.fold``; the outputs are
             the same up to float rounding, the forward does less work). The model passed in is not changed:
             folding works on a copy.
+        logits_key: where the logits are in the model's output when ``fitnets.core.outputs``'s rule does not
+            find them.
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = False,
-                 compile: bool = False, fold_bn: bool = False):
+                 compile: bool = False, fold_bn: bool = False, logits_key: str | None = None):
+        self.logits_key = logits_key
         self._folds: dict[str, Folded] = {}
         if fold_bn:
             model, self._folds = fold_batchnorm(model)
@@ -59,7 +63,7 @@ class FrozenTeacher:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K)`` in float32."""
-        return self._forward(self._prepare(x)).float()
+        return logits_of(self._forward(self._prepare(x)), self.logits_key).float()
 
     @torch.no_grad()
     def features(self, x: torch.Tensor, paths: Sequence[str], stop: bool = True) -> list[torch.Tensor]:

@@ -251,20 +251,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     ref = ModelRef.parse(args.model)
     model = load_model(ref, trained=True, flag="fitnets evaluate").to(device)
-    inputs = InputFormat()
-    if ref.run is not None:  # from a run folder: its dataset, preprocessing and input format
+    inputs, logits_key = InputFormat(), None
+    if ref.run is not None:  # from a run folder: its dataset, preprocessing, input format and logits rule
         config = ref.run
+        logits_key = config.logits_key
         config.data.name = args.data or config.data.name
         config.data.dir = args.data_dir or config.data.dir
         test = load_data(config, device).test
         inputs = InputFormat(channels_last=config.channels_last)
     else:
         test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
-    result = evaluate_accuracy(model, test, inputs=inputs)
+    result = evaluate_accuracy(model, test, inputs=inputs, logits_key=logits_key)
     line = f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)"
     if args.teacher:
         teacher = FrozenTeacher(load_model(args.teacher, trained=True).to(device), fold_bn=True)
-        agreement = evaluate_agreement(model, teacher, test, inputs=inputs)
+        agreement = evaluate_agreement(model, teacher, test, inputs=inputs, logits_key=logits_key)
         line += f"; with the teacher: top-1 agreement {agreement['agreement']:.4f}, KL {agreement['kl']:.4f}"
     print(line)
     return 0
@@ -292,7 +293,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ref = ModelRef.parse(args.model)
     model, name, model_args = load_model(ref, trained=True, flag="fitnets export"), ref.name, ref.model_args
-    info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx)
+    info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx,
+                          logits_key=ref.run.logits_key if ref.run is not None else None)
     parity = (f"; ONNX Runtime vs PyTorch max abs diff {info['onnx_max_abs_diff']:.2e}"
               if "onnx_max_abs_diff" in info else "")
     files = ", ".join(info[k] for k in ("weights", "onnx") if k in info)

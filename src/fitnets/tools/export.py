@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fitnets.checkpoint import load_weights, save_checkpoint
+from fitnets.core.outputs import logits_of
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
 
@@ -21,10 +22,24 @@ log = logging.getLogger(__name__)
 PARITY_TOLERANCE = 1e-4
 
 
+class _LogitsOnly(nn.Module):
+    """The model with its forward's logits as its one output (``fitnets.core.outputs``), for ONNX."""
+
+    def __init__(self, model: nn.Module, key: str | None):
+        super().__init__()
+        self.model, self.key = model, key
+
+    def forward(self, x):
+        return logits_of(self.model(x), self.key)
+
+
 def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args: dict[str, Any] | None = None,
-                   onnx: bool = True) -> dict[str, Any]:
+                   onnx: bool = True, logits_key: str | None = None) -> dict[str, Any]:
     """Write ``model`` (a registered architecture ``name`` built with ``model_args``) to ``out_dir``:
     ``model.safetensors``, ``model.json`` and, with ``onnx``, ``model.onnx`` (batch dimension dynamic).
+
+    The ONNX graph's one output is the logits, found in the forward's output by ``fitnets.core.outputs``'s rule
+    (or ``logits_key``).
 
     Returns:
         What was written, with ``onnx_max_abs_diff`` when ONNX Runtime could check the ONNX file.
@@ -45,6 +60,8 @@ def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args:
                             "weights": "model.safetensors", "torch": torch.__version__}
     if onnx:
         x = torch.randn(4, *spec.input_shape)
+        model = _LogitsOnly(model, logits_key).eval()
+        model(x[:1])  # no logits by the rule: one line, before the exporter's own messages
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter announces its own deprecation

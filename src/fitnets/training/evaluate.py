@@ -13,19 +13,21 @@ from torch import nn
 
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
+from fitnets.core.outputs import logits_of
 from fitnets.core.modes import eval_mode
 from fitnets.data.loader import ImageData, batches
 
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
-                      inputs: InputFormat = InputFormat()) -> dict[str, float]:
-    """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (eval mode)."""
+                      inputs: InputFormat = InputFormat(), logits_key: str | None = None) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (eval mode); the logits are found in
+    its output by ``fitnets.core.outputs``'s rule (or ``logits_key``)."""
     correct = torch.zeros((), device=data.device)
     loss_sum = torch.zeros((), device=data.device)
     with eval_mode(model):
         for x, y, _ in batches(data, batch_size):
-            logits = model(inputs(x)).float()
+            logits = logits_of(model(inputs(x)), logits_key).float()
             correct += (logits.argmax(1) == y).sum()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
     n = max(len(data), 1)
@@ -34,14 +36,15 @@ def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
 
 @torch.no_grad()
 def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
-                       batch_size: int = 1000, inputs: InputFormat = InputFormat()) -> dict[str, float]:
+                       batch_size: int = 1000, inputs: InputFormat = InputFormat(),
+                       logits_key: str | None = None) -> dict[str, float]:
     """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
     over ``data``. ``teacher`` is a frozen teacher (it prepares its own input)."""
     agree = torch.zeros((), device=data.device)
     kl = torch.zeros((), device=data.device)
     with eval_mode(student):
         for x, _, _ in batches(data, batch_size):
-            s, t = student(inputs(x)).float(), teacher(x).float()
+            s, t = logits_of(student(inputs(x)), logits_key).float(), teacher(x).float()
             agree += (s.argmax(1) == t.argmax(1)).sum()
             kl += F.kl_div(F.log_softmax(s, 1), F.log_softmax(t, 1), log_target=True, reduction="sum")
     n = max(len(data), 1)
@@ -70,9 +73,10 @@ class AccuracyEval:
     data: ImageData
     batch_size: int = 1000
     inputs: InputFormat = InputFormat()
+    logits_key: str | None = None
 
     def __call__(self) -> Validation:
-        val = evaluate_accuracy(self.model, self.data, self.batch_size, self.inputs)
+        val = evaluate_accuracy(self.model, self.data, self.batch_size, self.inputs, self.logits_key)
         return {"val_acc": val["acc"], "val_loss": val["loss"]}, val["acc"]
 
 

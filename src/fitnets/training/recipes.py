@@ -51,7 +51,7 @@ class Parts:
 
     def accuracy(self) -> AccuracyEval | None:
         return self.on_validation(AccuracyEval(self.student, self.data.val, self.config.data.eval_batch_size,
-                                               self.inputs))
+                                               self.inputs, self.config.logits_key))
 
     def on_validation(self, rule):
         """``rule`` as a stage's validation, or ``None`` when the run holds out no validation data."""
@@ -62,7 +62,7 @@ def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
     c = p.config
     logits = p.teacher_logits()
-    return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward), groups, {"model": p.student},
+    return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key), groups, {"model": p.student},
                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teacher=logits,
                  about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end}"
                        f"{', ×τ²' if c.kd.tau_squared else ''}), all {p.count(p.student.parameters()):,} student "
@@ -72,7 +72,7 @@ def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
 def backprop(p: Parts) -> list[Stage]:
     """Standard backprop: the student alone, cross-entropy on the labels."""
     c = p.config
-    return [Stage("main", CEStep(p.student, p.student_forward), [{"params": list(p.student.parameters())}],
+    return [Stage("main", CEStep(p.student, p.student_forward, c.logits_key), [{"params": list(p.student.parameters())}],
                   {"model": p.student}, p.accuracy(), c.epochs, c.optim, c.patience, c.keep,
                   about=f"{c.epochs} epochs, cross-entropy, all {p.count(p.student.parameters()):,} parameters")]
 

@@ -23,6 +23,7 @@ from fitnets.checkpoint import save_checkpoint
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
+from fitnets.core.outputs import logits_of
 from fitnets.core.taps import dry_run
 from fitnets.data.loader import Augmentation, ImageData, to_float
 from fitnets.core.teacher import FrozenTeacher
@@ -62,7 +63,8 @@ class Run:
         if self.method.teacher:
             self.teacher = FrozenTeacher(load_model(c.teacher, trained=True, **c.teacher_args).to(self.device),
                                          dtype=DTYPES[c.teacher_dtype], channels_last=c.teacher_channels_last,
-                                         compile=c.compile, fold_bn=c.teacher_fold_bn)
+                                         compile=c.compile, fold_bn=c.teacher_fold_bn,
+                                         logits_key=c.teacher_logits_key)
         if self.method.hints:
             hint = c.hint or model_spec(ModelRef.parse(c.teacher).name).hint
             guided = c.guided or model_spec(c.student).guided
@@ -70,7 +72,7 @@ class Run:
                 raise FitNetsError(f"method {c.method} needs --hint and --guided (module paths; see `fitnets layers`)")
             example = torch.zeros(2, *model_spec(c.student).input_shape, device=self.device)
             self.fitnet = FitNet(self.teacher, self.student, hint, guided, example,
-                                 c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm)
+                                 c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key)
         self.inputs = InputFormat(channels_last=c.channels_last)
         self.inputs.apply_to(self.student)
         # The CE/KD steps call the student through torch.compile when asked; the hint stages keep the eager
@@ -145,7 +147,7 @@ class Run:
         teacher (when there is one) has as many."""
         c, x = self.config, to_float(data.train.head(2))
         with eval_mode(self.student), dry_run(self.student, x):
-            outputs = self.student(self.inputs(x)).shape[-1]
+            outputs = logits_of(self.student(self.inputs(x)), c.logits_key).shape[-1]
         if outputs != data.train.num_classes:
             raise FitNetsError(f"{c.student} has {outputs} outputs but {c.data.name} has {data.train.num_classes} "
                                f"classes; set model_args.num_classes={data.train.num_classes}")
@@ -221,9 +223,10 @@ class Run:
             if point is None and main and not (self.run_dir / "last.safetensors").exists():
                 release_folder(self.run_dir)  # nothing was saved: the name is free again
             raise
-        test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, self.inputs)
+        test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, self.inputs, c.logits_key)
         if self.teacher is not None:  # how closely the student follows its teacher, on the test set
-            agreement = evaluate_agreement(self.student, self.teacher, data.test, c.data.eval_batch_size, self.inputs)
+            agreement = evaluate_agreement(self.student, self.teacher, data.test, c.data.eval_batch_size, self.inputs,
+                                           c.logits_key)
             test.update({f"teacher_{k}": v for k, v in agreement.items()})
         results = {"method": c.method, "student": c.student, "teacher": c.teacher if self.teacher else None,
                    "seed": c.seed, "dataset": c.data.name, "test_acc": test["acc"], "test_loss": test["loss"],

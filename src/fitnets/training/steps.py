@@ -18,6 +18,7 @@ from torch import nn
 
 from fitnets.core.fitnet import FitNet
 from fitnets.core.losses import kd_loss, kd_weight_at
+from fitnets.core.outputs import logits_of
 from fitnets.training.config import KDConfig
 from fitnets.training.teacher_outputs import TeacherOutputs
 
@@ -34,30 +35,32 @@ class Step(nn.Module):
 
 class CEStep(Step):
     """Standard backprop: cross-entropy on the labels. ``forward_fn`` (e.g. ``torch.compile(student)``) replaces
-    the student's own call when given; it must share the student's parameters."""
+    the student's own call when given; it must share the student's parameters. The logits are found in the
+    forward's output by ``fitnets.core.outputs``'s rule (or ``logits_key``)."""
 
-    def __init__(self, student: nn.Module, forward_fn: Callable | None = None):
+    def __init__(self, student: nn.Module, forward_fn: Callable | None = None, logits_key: str | None = None):
         super().__init__()
         self.student = student
-        self.forward_fn = forward_fn
+        self.forward_fn, self.logits_key = forward_fn, logits_key
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return logits_of((self.forward_fn if self.forward_fn is not None else self.student)(x), self.logits_key)
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
-        logits = (self.forward_fn if self.forward_fn is not None else self.student)(x)
+        logits = self.logits(x)
         loss = F.cross_entropy(logits, y)
         return {"loss": loss, "task_loss": loss}, logits
 
 
-class KDStep(Step):
+class KDStep(CEStep):
     """KD (§2.1): ``H(y, P_S) + λ(epoch)·H(P_T^τ, P_S^τ)``, λ from ``kd`` (linear from ``weight_start`` to
     ``weight_end`` over ``decay_epochs``, or over ``epochs`` when that is not set). The teacher is not asked at
     all when λ is 0."""
 
     def __init__(self, student: nn.Module, teacher: TeacherOutputs, kd: KDConfig, epochs: int,
-                 forward_fn: Callable | None = None):
-        super().__init__()
-        self.student = student
+                 forward_fn: Callable | None = None, logits_key: str | None = None):
+        super().__init__(student, forward_fn, logits_key)
         self.teacher, self.kd, self.decay_epochs = teacher, kd, kd.decay_epochs or epochs
-        self.forward_fn = forward_fn
 
     def kd_weight(self, epoch: int) -> float:
         return kd_weight_at(epoch, self.kd.weight_start, self.kd.weight_end, self.decay_epochs)
@@ -68,7 +71,7 @@ class KDStep(Step):
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
         kd_weight = self.kd_weight(epoch)
         teacher_logits = self.teacher(x, index) if kd_weight else None
-        logits = (self.forward_fn if self.forward_fn is not None else self.student)(x)
+        logits = self.logits(x)
         return kd_loss(logits, teacher_logits, y, kd_weight, self.kd.temperature, self.kd.tau_squared), logits
 
 
