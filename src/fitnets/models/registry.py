@@ -98,10 +98,60 @@ def _external_spec(name: str) -> ModelSpec:
     return ModelSpec(name, factory, (3, 224, 224), description=f"{model_name} from {library}")
 
 
+EXTERNAL_LIBRARIES = ("torchvision", "timm")
+
+
+def is_import_path(spec: str) -> bool:
+    """Whether ``spec`` starts ``package.module:factory`` — a callable to import that returns the model (the
+    convention of uvicorn and gunicorn) — rather than a registered ``NAME`` (possibly ``NAME:PATH``)."""
+    module, sep, rest = spec.partition(":")
+    attr = rest.partition(":")[0]
+    if not sep or module in EXTERNAL_LIBRARIES or not attr.isidentifier():
+        return False
+    if not all(part.isidentifier() for part in module.split(".")):
+        return False
+    _load_plugins()
+    return module not in _REGISTRY  # `NAME:dir` with a registered NAME stays a weights path
+
+
+def _import_spec(name: str) -> ModelSpec:
+    """``package.module:factory``: the user's own callable, imported; it must return an ``nn.Module``. The
+    input shape comes from the run's data or ``input_shape`` (the spec's is empty)."""
+    import importlib
+
+    module_name, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise FitNetsError(f"cannot import {module_name!r} for the model {name!r} ({type(err).__name__}: {first}); "
+                           "is its package installed or on PYTHONPATH?") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise FitNetsError(f"module {module_name!r} has no callable {attr!r} (for the model {name!r})")
+
+    @functools.wraps(factory)
+    def build(**kwargs) -> nn.Module:
+        try:
+            model = factory(**kwargs)
+        except Exception as err:
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise FitNetsError(f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
+                               f"{type(err).__name__}: {first}") from None
+        if not isinstance(model, nn.Module):
+            raise FitNetsError(f"{name} returned a {type(model).__name__}, not an nn.Module")
+        return model
+
+    return ModelSpec(name, build, (), description=f"{attr} from {module_name}")
+
+
 def model_spec(name: str) -> ModelSpec:
-    """The registry entry of ``name``; a clear error naming the closest names when it is unknown."""
-    if name.startswith(("torchvision:", "timm:")):
+    """The registry entry of ``name`` (or of ``torchvision:NAME``, ``timm:NAME``, ``package.module:factory``); a
+    clear error naming the closest names when it is unknown."""
+    if name.startswith(tuple(f"{lib}:" for lib in EXTERNAL_LIBRARIES)):
         return _external_spec(name)
+    if is_import_path(name):
+        return _import_spec(name)
     if name not in _REGISTRY:
         _load_plugins()
     try:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from fitnets.models.registry import create_model, model_spec
+from fitnets.errors import FitNetsError
+from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.tools.profile import count_macs, count_parameters
 from fitnets.tools.speed import inference_throughput, median_seconds
 
@@ -153,13 +154,17 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     device = torch.device(device)
     t_spec, s_spec = model_spec(teacher_name), model_spec(student_name)
     shape = tuple(input_shape or s_spec.input_shape)
+    if not shape:
+        raise FitNetsError(f"the input shape of {student_name} is not known: give --input-shape C,H,W")
     n = batch_size * (warmup + steps)
     generator = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator),
                      torch.randint(0, num_classes, (n,), generator=generator), num_classes).to(device)
     torch.manual_seed(0)
-    teacher_model = create_model(teacher_name, num_classes=num_classes).to(device)
-    student0 = create_model(student_name, num_classes=num_classes).to(device)
+    # A registered model is built for the classes asked; a user's factory (package.module:factory) as it is.
+    classes = lambda name: {} if is_import_path(name) else {"num_classes": num_classes}  # noqa: E731
+    teacher_model = create_model(teacher_name, **classes(teacher_name)).to(device)
+    student0 = create_model(student_name, **classes(student_name)).to(device)
 
     def student(channels_last: bool = False):  # a fresh copy per measurement: same start, no state carried over
         s = copy.deepcopy(student0)

@@ -45,9 +45,12 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--config", help="YAML or TOML file of config keys (flags override it)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="set any config key, e.g. --set optim.lr=0.01 (repeatable)")
-    p.add_argument("--student", "--model", dest="student", help="registered model name (see `fitnets models`)")
+    p.add_argument("--student", "--model", dest="student",
+                   help="registered model name (see `fitnets models`), or package.module:factory (your own)")
+    p.add_argument("--input-shape", help="C,H,W of one example (default: the model's, else the dataset's)")
     if distill:
-        p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder)")
+        p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder); NAME "
+                                         "may be package.module:factory")
         p.add_argument("--method", choices=list(METHODS),
                        help="ce (standard backprop), kd, fitnet (the paper's two stages), fitnet-onestage (CE + β·MSE)")
         p.add_argument("--hint", help="teacher module path of the hint layer")
@@ -97,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="also report top-1 agreement and KL with this teacher (NAME or NAME:PATH)")
     p.add_argument("--device", default="auto")
     p = sub.add_parser("layers", help="every module path of a model with its output shape")
-    p.add_argument("model", help="registered model name")
+    p.add_argument("model", help="registered model name, or package.module:factory")
     p.add_argument("--input-shape", help="C,H,W of one example (default: the model's)")
     p = sub.add_parser("export", help="write the trained student alone: safetensors + JSON, and ONNX")
     p.add_argument("model", help="RUN_DIR, or NAME:PATH")
@@ -160,6 +163,8 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
     overrides = [parse_override(text) for text in args.set]
     overrides += [(key, getattr(args, flag)) for flag, key in _FLAG_KEYS.items()
                   if getattr(args, flag, None) is not None]
+    if getattr(args, "input_shape", None):
+        overrides.append(("input_shape", list(parse_shape(args.input_shape))))
     if method is not None:
         overrides.append(("method", method))
     if getattr(args, "fast", False):  # first, so that the flags and --set keys given with it win
@@ -277,6 +282,8 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
     model = create_model(args.model).eval()
     shape = parse_shape(args.input_shape) or model_spec(args.model).input_shape
+    if not shape:
+        raise FitNetsError(f"the input shape of {args.model} is not known: give --input-shape C,H,W")
     rows = trace(model, torch.zeros(1, *shape))
     modules = dict(model.named_modules())
     width = max(len(r[0]) for r in rows)
@@ -289,12 +296,13 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from fitnets.tools.export import export_student
-    from fitnets.training.loading import ModelRef, load_model
+    from fitnets.training.loading import ModelRef, input_shape, load_model
 
     ref = ModelRef.parse(args.model)
     model, name, model_args = load_model(ref, trained=True, flag="fitnets export"), ref.name, ref.model_args
     info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx,
-                          logits_key=ref.run.logits_key if ref.run is not None else None)
+                          logits_key=ref.run.logits_key if ref.run is not None else None,
+                          input_shape=input_shape(ref.run) if ref.run is not None else None)
     parity = (f"; ONNX Runtime vs PyTorch max abs diff {info['onnx_max_abs_diff']:.2e}"
               if "onnx_max_abs_diff" in info else "")
     files = ", ".join(info[k] for k in ("weights", "onnx") if k in info)

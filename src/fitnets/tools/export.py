@@ -34,7 +34,8 @@ class _LogitsOnly(nn.Module):
 
 
 def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args: dict[str, Any] | None = None,
-                   onnx: bool = True, logits_key: str | None = None) -> dict[str, Any]:
+                   onnx: bool = True, logits_key: str | None = None,
+                   input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Write ``model`` (a registered architecture ``name`` built with ``model_args``) to ``out_dir``:
     ``model.safetensors``, ``model.json`` and, with ``onnx``, ``model.onnx`` (batch dimension dynamic).
 
@@ -50,16 +51,18 @@ def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = model_spec(name)
+    shape = tuple(input_shape or model_spec(name).input_shape)
+    if not shape:
+        raise FitNetsError(f"the input shape of {name} is not known: export it from its run folder")
     model = model.eval().to("cpu")
     # A tensor of another memory format or a shared one cannot go into safetensors as is.
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_checkpoint(out / "model.safetensors", state, {"model": name, "model_args": model_args or {}})
-    info: dict[str, Any] = {"model": name, "model_args": model_args or {}, "input_shape": list(spec.input_shape),
+    info: dict[str, Any] = {"model": name, "model_args": model_args or {}, "input_shape": list(shape),
                             "parameters": sum(p.numel() for p in model.parameters()),
                             "weights": "model.safetensors", "torch": torch.__version__}
     if onnx:
-        x = torch.randn(4, *spec.input_shape)
+        x = torch.randn(4, *shape)
         model = _LogitsOnly(model, logits_key).eval()
         model(x[:1])  # no logits by the rule: one line, before the exporter's own messages
         try:

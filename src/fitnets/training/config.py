@@ -106,6 +106,7 @@ class RunConfig:
     guided: str | None = None          # student module path (default: the registry's guided layer)
     model_args: dict = field(default_factory=dict)  # keyword arguments of the student's constructor
     teacher_args: dict = field(default_factory=dict)  # the teacher's (a run folder's own model_args are used too)
+    input_shape: list[int] | None = None  # [C, H, W] of one example (default: the model's, else the dataset's)
     logits_key: str | None = None      # the student's logits in its output when the rule does not find them
     teacher_logits_key: str | None = None  # the teacher's (rule: tensor, mapping's / object's logits, tuple's first)
     epochs: int = 20                   # epochs of the main stage (ce, kd, or FitNet stage 2)
@@ -156,6 +157,8 @@ class RunConfig:
             (self.data.preprocess in ("none", "standardize", "gcn_zca"),
              f"data.preprocess must be none, standardize or gcn_zca, not {self.data.preprocess!r}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
+            (self.input_shape is None or (len(self.input_shape) == 3 and min(self.input_shape) > 0),
+             f"input_shape must be [C, H, W] with all > 0, got {self.input_shape}"),
             (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
             (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
             (self.store.max_gb > 0, f"store.max_gb must be > 0, got {self.store.max_gb}"),

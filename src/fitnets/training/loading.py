@@ -14,7 +14,7 @@ from fitnets.checkpoint import load_weights
 from fitnets.data.loader import ImageData, load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
 from fitnets.errors import FitNetsError
-from fitnets.models.registry import create_model, model_spec
+from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_import_path, model_spec
 from fitnets.training.config import RunConfig, from_dict
 
 
@@ -30,7 +30,8 @@ def config_of_run(run_dir: str | Path) -> RunConfig:
 class ModelRef:
     """A model as the command line names it: ``NAME`` (the registry's model, with its shipped weights when it
     has some), ``NAME:PATH`` (weights from a safetensors file, or from a run folder's ``student.safetensors``)
-    or ``RUN_DIR`` (a run folder's student). A run folder's ``model_args`` (e.g. ``num_classes``) come with it.
+    or ``RUN_DIR`` (a run folder's student). ``NAME`` may also be ``package.module:factory`` (a callable that
+    returns the model) or ``torchvision:NAME`` / ``timm:NAME``, with ``:PATH`` after it. A run folder's ``model_args`` (e.g. ``num_classes``) come with it.
 
     Attributes:
         name: the registered model name.
@@ -50,6 +51,9 @@ class ModelRef:
             run = config_of_run(spec)
             return cls(run.student, Path(spec) / "student.safetensors", dict(run.model_args), run)
         name, _, path = spec.partition(":")
+        if name in EXTERNAL_LIBRARIES or is_import_path(spec):  # LIBRARY:NAME[:PATH], package.module:factory[:PATH]
+            attr, _, path = path.partition(":")
+            name = f"{name}:{attr}"
         if not path:
             return cls(name)
         weights, run = Path(path), None
@@ -75,6 +79,26 @@ def load_model(spec: str | ModelRef, trained: bool = False, flag: str = "--teach
             raise FitNetsError(f"{ref.name!r} has no shipped weights: give trained ones as {flag} {ref.name}:PATH")
         return create_model(ref.name, pretrained=shipped, **kwargs)
     return load_weights(create_model(ref.name, **kwargs), ref.weights)
+
+
+DATASET_SHAPES = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+                  "cifar100": (3, 32, 32), "svhn": (3, 32, 32)}
+
+
+def input_shape(config: RunConfig) -> tuple[int, ...]:
+    """One example's ``(C, H, W)`` for the student: ``config.input_shape``, else the registry's, else the
+    dataset's (a folder's: 3 × ``data.image_size``)."""
+    if config.input_shape:
+        return tuple(config.input_shape)
+    shape = model_spec(config.student).input_shape
+    if shape:
+        return tuple(shape)
+    if config.data.name in DATASET_SHAPES:
+        return DATASET_SHAPES[config.data.name]
+    if config.data.image_size:
+        return (3, *config.data.image_size)
+    raise FitNetsError(f"the input shape of {config.student} is not known: set input_shape=[C, H, W] "
+                       "(--set input_shape=[3,224,224])")
 
 
 @dataclass

@@ -33,7 +33,7 @@ from fitnets.training import distributed
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
-from fitnets.training.loading import Data, ModelRef, config_of_run, load_data, load_model
+from fitnets.training.loading import Data, ModelRef, config_of_run, input_shape, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
@@ -70,7 +70,7 @@ class Run:
             guided = c.guided or model_spec(c.student).guided
             if not hint or not guided:
                 raise FitNetsError(f"method {c.method} needs --hint and --guided (module paths; see `fitnets layers`)")
-            example = torch.zeros(2, *model_spec(c.student).input_shape, device=self.device)
+            example = torch.zeros(2, *input_shape(c), device=self.device)
             self.fitnet = FitNet(self.teacher, self.student, hint, guided, example,
                                  c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key)
         self.inputs = InputFormat(channels_last=c.channels_last)
