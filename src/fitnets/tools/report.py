@@ -131,12 +131,13 @@ def plot_curves(run: RunRecord, path: Path) -> None:
     for col, stage in enumerate(stages):
         rows = [m for m in run.metrics if m["stage"] == stage]
         epochs = [m["epoch"] for m in rows]
-        for key in ("loss", "task_loss", "kd_loss", "hint_loss", "hint_mse"):
+        for key in ("loss", "task_loss", "kd_loss", "hint_loss", "hint_mse", "val_hint_loss"):
             if key in rows[0]:
                 axes[0][col].plot(epochs, [m[key] for m in rows], label=key)
-        axes[0][col].set_title(f"stage {stage}: training losses")
+        axes[0][col].set_title(f"stage {stage}: losses")
         axes[0][col].legend()
-        for key in ("val_acc", "train_acc", "val_hint_loss"):
+        # 0–1 scale: accuracies, and the hint stage's fit (R², the share of the hint's variance explained)
+        for key in ("val_acc", "train_acc", "val_hint_r2"):
             if key in rows[0]:
                 axes[1][col].plot(epochs, [m[key] for m in rows], label=key)
         axes[1][col].set_xlabel("epoch")

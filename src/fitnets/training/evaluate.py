@@ -53,13 +53,27 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
 
 @torch.no_grad()
 def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000,
-                  inputs: InputFormat = InputFormat()) -> float:
-    """Mean stage-1 hint loss over ``data`` (student and regressor in eval mode)."""
-    total = torch.zeros((), device=data.device)
+                  inputs: InputFormat = InputFormat()) -> dict[str, float]:
+    """Over ``data`` (student and regressor in eval mode): the mean stage-1 hint loss, and ``r2``, the share of
+    the hint's variance the regressor explains, ``1 − SSE/SST`` over all hint features (SST around each
+    feature's mean over ``data``; 1: the hint reproduced exactly, 0: no better than each feature's mean; the
+    fit §5 of the paper relies on stage 1 reaching)."""
+    n = max(len(data), 1)
+    sse = torch.zeros((), dtype=torch.float64, device=data.device)
+    total = sum_u = sum_u2 = None
     with eval_mode(fitnet.student, fitnet.regressor):
         for x, _, _ in batches(data, batch_size):
-            total += fitnet.hint_loss(inputs(x)) * len(x)
-    return total.item() / max(len(data), 1)
+            x = inputs(x)
+            hint = fitnet.hint_features(x).double().flatten(1)
+            regressed = fitnet.regressor(fitnet.guided_features(x)).double().flatten(1)
+            err = (hint - regressed).pow(2).sum()
+            sse += err
+            sum_u = hint.sum(0) if sum_u is None else sum_u + hint.sum(0)
+            sum_u2 = hint.pow(2).sum(0) if sum_u2 is None else sum_u2 + hint.pow(2).sum(0)
+    if sum_u is None:
+        return {"loss": 0.0, "r2": 0.0}
+    sst = (sum_u2 - sum_u.pow(2) / n).sum()
+    return {"loss": 0.5 * sse.item() / n, "r2": 1.0 - sse.item() / sst.item() if sst.item() > 0 else 0.0}
 
 
 Validation = tuple[dict[str, float], float]  # (metrics to log, score: higher is better)
@@ -91,5 +105,5 @@ class HintEval:
     inputs: InputFormat = InputFormat()
 
     def __call__(self) -> Validation:
-        loss = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs)
-        return {"val_hint_loss": loss}, -loss
+        val = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs)
+        return {"val_hint_loss": val["loss"], "val_hint_r2": val["r2"]}, -val["loss"]

@@ -32,7 +32,7 @@ from fitnets.models.registry import create_model, model_spec
 from fitnets.training import distributed
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
-from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
+from fitnets.training.evaluate import HintEval, evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, config_of_run, input_shape, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
@@ -42,6 +42,7 @@ from fitnets.training.teacher_outputs import TeacherOutputs, teacher_outputs
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+WEAK_FIT = 0.2  # a hint stage ending below this R² gets a warning
 
 
 class Run:
@@ -159,6 +160,19 @@ class Run:
                                    f" KD needs the same classes (set teacher_args.num_classes={outputs}, or give a "
                                    "teacher trained on this dataset)")
 
+    def _hint_fit(self, validate: HintEval) -> dict[str, float]:
+        """The fit the hint stage ended with (its selected weights, on the validation split), with a warning
+        when it is weak: a student whose lower layers did not learn the hint starts stage 2 from little."""
+        r2 = validate()[0]["val_hint_r2"]
+        log.info("hint stage: the regressor explains %.1f%% of the hint's variance on the validation split (R²)",
+                 100 * r2)
+        if r2 < WEAK_FIT:
+            fitnet = self.fitnet
+            log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
+                        "guided layer, more hint epochs, or `fitnets suggest %s %s` to compare pairs", r2, WEAK_FIT,
+                        fitnet.hint, fitnet.guided, ModelRef.parse(self.config.teacher).name, self.config.student)
+        return {"val_hint_r2": r2}
+
     def _open_folder(self, resume: bool) -> ResumePoint | None:
         """The resume point when ``resume`` (the config checked against the saved one first); else the folder,
         claimed for this run alone."""
@@ -219,6 +233,8 @@ class Run:
                 if point is not None and point.stage in names[i + 1:]:
                     continue  # finished before the interruption: its result is in the checkpoint's weights
                 ctx.finished[stage.name] = run_stage(stage, ctx, point)
+                if isinstance(stage.validate, HintEval):
+                    ctx.finished[stage.name].update(self._hint_fit(stage.validate))
         except BaseException:
             if point is None and main and not (self.run_dir / "last.safetensors").exists():
                 release_folder(self.run_dir)  # nothing was saved: the name is free again
