@@ -6,21 +6,25 @@ from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.models.maxout import Maxout, MaxoutConv2d
-from fitnets.core.regressor import build_regressor, hint_activation, output_activation
+from fitnets.core.regressor import Resample, build_regressor, describe_regressor, hint_activation, output_activation
 
 dims = st.integers(1, 9)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(c_g=st.integers(1, 6), c_h=st.integers(1, 6), h_g=dims, w_g=dims, h_h=dims, w_h=dims)
 def test_regressor_rule(c_g, c_h, h_g, w_g, h_h, w_h):
     larger = h_g >= h_h and w_g >= w_h
     smaller = h_g <= h_h and w_g <= w_h
-    if not (larger or smaller):
-        with pytest.raises(FitNetsError, match="no regressor"):
-            build_regressor((c_g, h_g, w_g), (c_h, h_h, w_h), "none")
-        return
+    kernel = (abs(h_g - h_h) + 1, abs(w_g - w_h) + 1)
+    far = kernel[0] > max(h_g, h_h) / 2 or kernel[1] > max(w_g, w_h) / 2
     reg = build_regressor((c_g, h_g, w_g), (c_h, h_h, w_h), "none")
+    assert reg(torch.randn(2, c_g, h_g, w_g)).shape == (2, c_h, h_h, w_h)
+    if not (larger or smaller) or far:  # resampled to the hint's grid, then a 1×1 convolution
+        assert isinstance(reg[0], Resample) and reg[0].size == (h_h, w_h)
+        assert type(reg[1]) is nn.Conv2d and reg[1].kernel_size == (1, 1)
+        assert reg[1].weight.numel() == c_g * c_h
+        return
     layer = reg[0]
     if larger:  # the paper's rule: valid conv with k_i = N_g,i - N_h,i + 1
         assert type(layer) is nn.Conv2d
@@ -31,7 +35,17 @@ def test_regressor_rule(c_g, c_h, h_g, w_g, h_h, w_h):
         assert layer.kernel_size == (h_h - h_g + 1, w_h - w_g + 1)
     k1, k2 = layer.kernel_size
     assert layer.weight.numel() == k1 * k2 * c_g * c_h
-    assert reg(torch.randn(2, c_g, h_g, w_g)).shape == (2, c_h, h_h, w_h)
+
+
+def test_resampling_pools_down_and_interpolates_up():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    torch.testing.assert_close(Resample((2, 2))(x), torch.nn.functional.avg_pool2d(x, 2))
+    up = Resample((8, 8))(x)
+    assert up.shape == (1, 1, 8, 8) and up.min() >= 0 and up.max() <= 15
+    mixed = Resample((2, 8))(x)  # rows pooled, columns interpolated
+    assert mixed.shape == (1, 1, 2, 8)
+    torch.testing.assert_close(mixed[0, 0, :, 0], torch.tensor([2.0, 10.0]))  # row means of the first column pair
+    assert "Resample(to 2×8) → Conv2d" in describe_regressor(build_regressor((3, 4, 4), (5, 2, 8), "none"))
 
 
 def test_equal_sizes_give_1x1_conv():

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fitnets.errors import FitNetsError
+from fitnets.core.features import TokenLayout, token_layout
 from fitnets.core.outputs import logits_of
 from fitnets.core.losses import hint_loss
 from fitnets.core.modes import eval_mode
@@ -22,6 +23,11 @@ from fitnets.core.taps import LayerRef, dry_run, forward_with_taps, tap
 from fitnets.core.teacher import FrozenTeacher
 
 log = logging.getLogger(__name__)
+
+
+def _layout(out: torch.Tensor, image_hw: tuple[int, int], extra: int | None) -> TokenLayout | None:
+    """A token output ``(B, N, C)`` gets its layout on the patch grid; maps and flat features none."""
+    return token_layout(out.shape[1], image_hw, extra) if out.dim() == 3 else None
 
 
 class FitNet:
@@ -37,10 +43,16 @@ class FitNet:
         regressor_activation: ``"auto"`` (the hint layer's own non-linearity, §2.2), ``"none"``, or a name
             such as ``"relu"`` or ``"maxout2"``.
         regressor_batch_norm: a batch norm inside the regressor (the common one-stage variant's conv-BN-ReLU).
+        logits_key: where the student's logits are in its output (``fitnets.core.outputs``).
+        hint_extra_tokens, guided_extra_tokens: for a layer that outputs tokens ``(N, C)``, the number of
+            leading non-patch tokens (class, distillation, registers); ``None`` finds it from the input's size
+            (``fitnets.core.features``).
 
     Attributes:
         regressor: the regressor (``nn.Module``); it is not part of ``student``.
-        hint_shape, guided_shape: the layers' output shapes, without the batch dimension.
+        hint_shape, guided_shape: the features as the regressor sees them, without the batch dimension: a map
+            ``(C, H, W)`` (token outputs reshaped to their patch grid) or a flat ``(C,)``.
+        hint_layout, guided_layout: the ``TokenLayout`` of a token output, else ``None``.
 
     Raises:
         FitNetsError: an unknown layer path, an ambiguous tuple output, or shapes no regressor can join.
@@ -53,7 +65,8 @@ class FitNet:
 
     def __init__(self, teacher: nn.Module | FrozenTeacher, student: nn.Module, hint: str, guided: str,
                  example_input: torch.Tensor, regressor_activation: str | nn.Module = "auto",
-                 regressor_batch_norm: bool = False, logits_key: str | None = None):
+                 regressor_batch_norm: bool = False, logits_key: str | None = None,
+                 hint_extra_tokens: int | None = None, guided_extra_tokens: int | None = None):
         self.logits_key = logits_key  # where the student's logits are in its output (fitnets.core.outputs)
         self.teacher = teacher if isinstance(teacher, FrozenTeacher) else FrozenTeacher(teacher)
         self.student = student
@@ -67,8 +80,11 @@ class FitNet:
             (hint_out,) = self.teacher.features(example_input, [self.hint])
         with torch.no_grad(), eval_mode(student), dry_run(student, example_input):
             (guided_out,) = tap(student, example_input, [self.guided])
-        self.hint_shape = tuple(hint_out.shape[1:])
-        self.guided_shape = tuple(guided_out.shape[1:])
+        image_hw = tuple(example_input.shape[-2:])
+        self.hint_layout = _layout(hint_out, image_hw, hint_extra_tokens)
+        self.guided_layout = _layout(guided_out, image_hw, guided_extra_tokens)
+        self.hint_shape = tuple(self._as_map(hint_out, self.hint_layout).shape[1:])
+        self.guided_shape = tuple(self._as_map(guided_out, self.guided_layout).shape[1:])
         if regressor_activation == "auto":  # §2.2: u_h and r end in the same non-linearity
             regressor_activation = hint_activation(self.teacher.module, LayerRef.parse(self.hint).module)
             if regressor_activation is None:
@@ -90,12 +106,16 @@ class FitNet:
         """The student's guided-layer output; with ``cut`` the student's forward stops right after that layer
         (§2.2: stage 1 needs the student only up to it)."""
         (out,) = tap(self.student, x, [self.guided], stop=cut)
-        return out
+        return self._as_map(out, self.guided_layout)
 
     def hint_features(self, x: torch.Tensor, cut: bool = True) -> torch.Tensor:
         """The teacher's hint-layer output (no graph); with ``cut`` the teacher's forward stops after that layer."""
         (out,) = self.teacher.features(x, [self.hint], stop=cut)
-        return out
+        return self._as_map(out, self.hint_layout)
+
+    @staticmethod
+    def _as_map(out: torch.Tensor, layout: TokenLayout | None) -> torch.Tensor:
+        return layout.to_map(out) if layout is not None else out
 
     def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None, cut: bool = True) -> torch.Tensor:
         """Stage-1 loss of a batch: ``½ ‖u_h(x) − r(v_g(x))‖²`` per example, averaged (a scalar tensor).
@@ -124,6 +144,7 @@ class FitNet:
         features for ``x``, in one forward of the whole student, no KD term. Returns the losses and the
         student's logits."""
         output, (guided,) = forward_with_taps(self.student, x, [self.guided])
+        guided = self._as_map(guided, self.guided_layout)
         logits = logits_of(output, self.logits_key)
         task = F.cross_entropy(logits, y)
         mse = F.mse_loss(self.regressor(guided), hint.to(guided.dtype))
@@ -139,6 +160,8 @@ class FitNet:
         return [params[n] for n in self._stage1_names] + list(self.regressor.parameters())
 
     def describe(self) -> str:
-        return (f"hint    {self.hint} {self.hint_shape} (teacher)\n"
-                f"guided  {self.guided} {self.guided_shape} (student)\n"
+        hint = f"; {self.hint_layout.describe()}" if self.hint_layout else ""
+        guided = f"; {self.guided_layout.describe()}" if self.guided_layout else ""
+        return (f"hint    {self.hint} {self.hint_shape} (teacher{hint})\n"
+                f"guided  {self.guided} {self.guided_shape} (student{guided})\n"
                 f"regressor {describe_regressor(self.regressor)}")

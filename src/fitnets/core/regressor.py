@@ -8,8 +8,13 @@ Rule, for a guided map ``(C_g, H_g, W_g)`` and a hint ``(C_h, H_h, W_h)``:
   not handle): a transposed convolution, stride 1, no padding, kernel ``N_h,i − N_g,i + 1`` — the mirror of
   the paper's rule, again with ``k1·k2·C_h·C_g`` weights;
 * flat features ``(C_g,)`` and ``(C_h,)``: a linear map;
-* anything else (one side larger and the other smaller, or a flat and a spatial feature): no regressor is
-  built and ``FitNetsError`` says why, rather than something silently wrong.
+* sizes the paper's rule cannot join — one side larger and the other smaller, or so far apart that its kernel
+  would be larger than half the larger map (the pair then compares places that are not the same place): the
+  guided map is first resampled to the hint's grid (adaptive average pooling where it is larger, bilinear
+  interpolation where it is smaller), then a 1×1 convolution maps the channels (a departure from the paper,
+  whose pairs never need it: its kernels are 1×1 or 2×2);
+* a flat and a spatial feature: no regressor is built and ``FitNetsError`` says why, rather than something
+  silently wrong. (Token sequences are maps by then: ``fitnets.core.features``.)
 
 The regressor ends in the same non-linearity as the hint layer's output (§2.2: "u_h and r must have the same
 non-linearity"). For a maxout hint layer it is a maxout layer with the teacher's pieces, as in the authors'
@@ -30,6 +35,34 @@ _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.C
                 nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, Maxout)
 # Layers that commute with a monotone point-wise non-linearity or leave it intact: skipped when looking for
 # the non-linearity that ends a block.
+class Resample(nn.Module):
+    """A map resampled to ``size``: adaptive average pooling in a dimension where it is larger, bilinear
+    interpolation where it is smaller."""
+
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = tuple(size)
+
+    def forward(self, x):
+        (h, w), (th, tw) = x.shape[-2:], self.size
+        if h > th or w > tw:
+            x = nn.functional.adaptive_avg_pool2d(x, (min(h, th), min(w, tw)))
+        if x.shape[-2] < th or x.shape[-1] < tw:
+            x = nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+def needs_resampling(guided_hw: tuple[int, int], hint_hw: tuple[int, int]) -> bool:
+    """Whether the paper's (transposed) convolution cannot join these map sizes (see the module's rule)."""
+    (h_g, w_g), (h_h, w_h) = guided_hw, hint_hw
+    if not ((h_g >= h_h and w_g >= w_h) or (h_g <= h_h and w_g <= w_h)):
+        return True
+    return abs(h_g - h_h) + 1 > max(h_g, h_h) / 2 or abs(w_g - w_h) + 1 > max(w_g, w_h) / 2
+
+
 _TRANSPARENT = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
                 nn.Identity, nn.Flatten)
 
@@ -109,22 +142,22 @@ def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
     """
     guided_shape, hint_shape = tuple(guided_shape), tuple(hint_shape)
     act, pieces = _activation_module(activation)
+    resample = None
     if len(guided_shape) == 1 and len(hint_shape) == 1:
         layer: nn.Module = nn.Linear(guided_shape[0], hint_shape[0] * pieces)
     elif len(guided_shape) == 3 and len(hint_shape) == 3:
         (c_g, h_g, w_g), (c_h, h_h, w_h) = guided_shape, hint_shape
-        if h_g >= h_h and w_g >= w_h:
+        if needs_resampling((h_g, w_g), (h_h, w_h)):
+            resample = Resample((h_h, w_h))
+            layer = nn.Conv2d(c_g, c_h * pieces, 1)
+        elif h_g >= h_h and w_g >= w_h:
             layer = nn.Conv2d(c_g, c_h * pieces, (h_g - h_h + 1, w_g - w_h + 1))
-        elif h_g <= h_h and w_g <= w_h:
-            layer = nn.ConvTranspose2d(c_g, c_h * pieces, (h_h - h_g + 1, w_h - w_g + 1))
         else:
-            raise FitNetsError(f"no regressor joins guided {guided_shape} to hint {hint_shape}: the guided map is "
-                               "larger in one spatial dimension and smaller in the other; pick layers whose maps "
-                               "are both larger or both smaller (see `fitnets layers`)")
+            layer = nn.ConvTranspose2d(c_g, c_h * pieces, (h_h - h_g + 1, w_h - w_g + 1))
     else:
         raise FitNetsError(f"no regressor joins guided {guided_shape} to hint {hint_shape}: both must be "
                            "feature maps (C, H, W) or both flat (C,); pick other layers (see `fitnets layers`)")
-    modules = [layer]
+    modules = [layer] if resample is None else [resample, layer]
     if batch_norm:
         modules.append(nn.BatchNorm2d(layer.out_channels) if len(hint_shape) == 3 else nn.BatchNorm1d(layer.out_features))
     modules += [act] if act is not None else []
@@ -132,7 +165,8 @@ def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
 
 
 def describe_regressor(regressor: nn.Module) -> str:
-    layer = regressor[0]
+    resample = regressor[0] if isinstance(regressor[0], Resample) else None
+    layer = regressor[1] if resample is not None else regressor[0]
     params = sum(p.numel() for p in regressor.parameters())
     kind = type(layer).__name__
     shape = f"kernel {tuple(layer.kernel_size)}, " if hasattr(layer, "kernel_size") else ""
@@ -141,5 +175,6 @@ def describe_regressor(regressor: nn.Module) -> str:
     if isinstance(last, Maxout):
         act += f"({last.pieces} pieces)"
     bn = ", batch norm" if any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for m in regressor) else ""
-    return f"{kind}({shape}{params:,} parameters{bn}, activation {act})"
+    pre = f"Resample(to {resample.size[0]}×{resample.size[1]}) → " if resample is not None else ""
+    return f"{pre}{kind}({shape}{params:,} parameters{bn}, activation {act})"
 

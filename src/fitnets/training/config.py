@@ -84,6 +84,8 @@ class HintStageConfig:
     pretrained_lr_scale: float = 1.0   # stage-2 lr factor for the layers stage 1 trained ([code] option)
     regressor_batch_norm: bool = False # conv + BN (+ activation), as in the common one-stage variant
     beta: float = 100.0                # method fitnet-onestage: weight of the hint MSE next to cross-entropy
+    hint_extra_tokens: int | None = None    # token hint layers: leading non-patch tokens (null: found)
+    guided_extra_tokens: int | None = None  # token guided layers: the same
 
 
 @dataclass

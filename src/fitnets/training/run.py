@@ -73,7 +73,8 @@ class Run:
                 raise FitNetsError(f"method {c.method} needs --hint and --guided (module paths; see `fitnets layers`)")
             example = torch.zeros(2, *input_shape(c), device=self.device)
             self.fitnet = FitNet(self.teacher, self.student, hint, guided, example,
-                                 c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key)
+                                 c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key,
+                                 c.hint_stage.hint_extra_tokens, c.hint_stage.guided_extra_tokens)
         self.inputs = InputFormat(channels_last=c.channels_last)
         self.inputs.apply_to(self.student)
         # The CE/KD steps call the student through torch.compile when asked; the hint stages keep the eager
