@@ -170,7 +170,7 @@ def describe_regressor(regressor: nn.Module) -> str:
     params = sum(p.numel() for p in regressor.parameters())
     kind = type(layer).__name__
     shape = f"kernel {tuple(layer.kernel_size)}, " if hasattr(layer, "kernel_size") else ""
-    last = regressor[-1] if len(regressor) > 1 and not isinstance(regressor[-1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
+    last = regressor[-1] if regressor[-1] is not layer and not isinstance(regressor[-1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
     act = type(last).__name__ if last is not None else "none"
     if isinstance(last, Maxout):
         act += f"({last.pieces} pieces)"

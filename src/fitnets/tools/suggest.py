@@ -1,0 +1,176 @@
+"""``fitnets suggest TEACHER STUDENT``: candidate (hint, guided) pairs, best first, each with its reason.
+
+The paper picks both layers at the middle of their networks (§2.2: the hint is the teacher's middle layer, the
+guided layer the student's; deeper guided layers over-regularise, §4.1). "Middle" here is measured by compute:
+a layer's depth is the share of the network's multiply-accumulates done half-way through it (the mean of the
+share done when its input arrives and when its output is ready), so a pair sits where each network is
+half-way through its work, whatever the layer counts, and a layer that holds most of the work sits at its
+centre rather than at its end. Candidates are the network's top-level layers and the blocks of its top-level
+``Sequential`` / ``ModuleList`` stages (ResNet blocks, ViT blocks) whose output is a map or a token sequence, ranked by how far both are from the middle and from each other, then how they join (the paper's
+convolution, or resampled first) and the regressor's size. ``--probe N`` trains N hint-stage steps for each of
+the top candidates on real batches and adds the fit each reached on held-out images (R², §5 of the paper
+relies on stage 1 fitting the hint), so the choice rests on evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fitnets.core.features import token_layout
+from fitnets.core.modes import eval_mode
+from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
+from fitnets.errors import FitNetsError
+
+
+@dataclass
+class Layer:
+    path: str
+    shape: tuple[int, ...]   # as the regressor sees it: (C, H, W) (tokens on their grid) or (C,)
+    depth: float             # share of the network's multiply-accumulates done half-way through the layer
+    tokens: bool = False
+
+
+@dataclass
+class Candidate:
+    hint: Layer
+    guided: Layer
+    score: float
+    joins: str
+    regressor_params: int
+    fit: float | None = None
+
+    def reason(self) -> str:
+        return (f"hint at {100 * self.hint.depth:.0f}% of the teacher's compute, guided at "
+                f"{100 * self.guided.depth:.0f}% of the student's; {self.joins}")
+
+
+def _macs(module: nn.Module, output: torch.Tensor) -> int:
+    """Multiply-accumulates of one example through a leaf layer with weights (convolutions, linear layers,
+    attention projections); 0 for the rest."""
+    positions = output[0].numel() // output.shape[1] if output.dim() == 4 else (
+        output.shape[1] if output.dim() == 3 else 1)
+    if isinstance(module, nn.MultiheadAttention):
+        return module.in_proj_weight.numel() * positions if module.in_proj_weight is not None else 0
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() >= 2 and not list(module.children()):
+        return weight.numel() * positions
+    return 0
+
+
+def _is_candidate(path: str, modules: dict[str, nn.Module]) -> bool:
+    """A top-level layer, or a block of a top-level Sequential / ModuleList stage."""
+    if not path or path.count(".") > 1:
+        return False
+    parent = path.rpartition(".")[0]
+    return not parent or isinstance(modules[parent], (nn.Sequential, nn.ModuleList))
+
+
+@torch.no_grad()
+def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
+    """The candidate layers of ``model`` for input ``x`` whose output is a map or a token sequence, with
+    their depth by compute."""
+    total, entered, seen = [0], {}, []
+    hooks = []
+    modules = dict(model.named_modules())
+
+    def hook(module, inputs, output, path):
+        out = output[0] if isinstance(output, (tuple, list)) and output else output
+        if isinstance(out, torch.Tensor):
+            total[0] += _macs(module, out)
+            seen.append((path, out, (entered.get(path, total[0]) + total[0]) / 2))
+
+    for path, module in modules.items():
+        hooks.append(module.register_forward_pre_hook(lambda m, i, p=path: entered.__setitem__(p, total[0])))
+        hooks.append(module.register_forward_hook(lambda m, i, o, p=path: hook(m, i, o, p)))
+    try:
+        with eval_mode(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    found, outputs = [], {}
+    image_hw = tuple(x.shape[-2:])
+    for path, out, macs in seen:
+        if not _is_candidate(path, modules) or out.dim() not in (3, 4):
+            continue
+        if out.dim() == 3:
+            try:
+                layout = token_layout(out.shape[1], image_hw)
+            except FitNetsError:
+                continue
+            shape = (out.shape[2], *layout.grid)
+        else:
+            shape = tuple(out.shape[1:])
+        layer = Layer(path, shape, macs / max(total[0], 1), out.dim() == 3)
+        # the same tensor from a block and from its last layer: keep the block (it exits after)
+        outputs[id(out)] = layer
+    found = list(outputs.values())
+    return [layer for layer in found if 0 < layer.depth < 1]
+
+
+def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candidate]:
+    """Every (hint, guided) pair, best first."""
+    candidates = []
+    for h in teacher_layers:
+        for g in student_layers:
+            try:
+                regressor = build_regressor(g.shape, h.shape, None)
+            except FitNetsError:
+                continue
+            params = sum(p.numel() for p in regressor.parameters())
+            resample = len(g.shape) == 3 and needs_resampling(g.shape[1:], h.shape[1:])
+            joins = describe_regressor(regressor).replace(", activation none", "")
+            joins = ("resampled, then " if resample else "the paper's regressor: ") + joins
+            score = (abs(h.depth - 0.5) + abs(g.depth - 0.5) + 0.5 * abs(h.depth - g.depth)
+                     + (0.1 if resample else 0.0) + 0.01 * math.log10(max(params, 1)))
+            candidates.append(Candidate(h, g, score, joins, params))
+    return sorted(candidates, key=lambda c: c.score)
+
+
+def probe(teacher: nn.Module, student_factory, candidates: list[Candidate], data, steps: int,
+          batch_size: int = 64, lr: float = 1e-3, progress: bool = True) -> None:
+    """Train ``steps`` hint-stage steps of each candidate (a fresh student each time) and set its ``fit``: the
+    R² on ``data.val`` (``fitnets.training.evaluate.evaluate_hint``)."""
+    from tqdm import tqdm
+
+    from fitnets.core.fitnet import FitNet
+    from fitnets.data.loader import batches
+    from fitnets.training.config import OptimConfig
+    from fitnets.training.engine import build_optimizer, train_step
+    from fitnets.training.evaluate import evaluate_hint
+    from fitnets.training.steps import HintStep
+    from fitnets.training.teacher_outputs import LiveOutputs
+
+    example = data.train.images[:2].float()
+    for candidate in tqdm(candidates, desc="probe", disable=not progress, leave=False):
+        torch.manual_seed(0)
+        student = student_factory().to(data.train.device)
+        fitnet = FitNet(teacher, student, candidate.hint.path, candidate.guided.path, example)
+        step = HintStep(fitnet, LiveOutputs(fitnet.hint_features))
+        optimizer = build_optimizer([{"params": fitnet.stage1_parameters()}], OptimConfig(lr=lr))
+        stream, done = None, 0
+        student.train()
+        while done < steps:
+            batch = next(stream, None) if stream is not None else None
+            if batch is None:
+                stream = batches(data.train, batch_size, shuffle=True, seed=done)
+                continue
+            train_step(step, optimizer, batch, 0)
+            done += 1
+        candidate.fit = evaluate_hint(fitnet, data.val, 500)["r2"]
+
+
+def format_table(candidates: list[Candidate], default: tuple[str, str] | None = None) -> str:
+    probed = any(c.fit is not None for c in candidates)
+    lines = [f"| # | hint (teacher) | guided (student) | {'fit R² | ' if probed else ''}regressor parameters | why |",
+             f"|---:|---|---|{'---:|' if probed else ''}---:|---|"]
+    for i, c in enumerate(candidates, 1):
+        fit = (f"{c.fit:.3f} | " if c.fit is not None else "— | ") if probed else ""
+        mark = " (registry default)" if default == (c.hint.path, c.guided.path) else ""
+        lines.append(f"| {i} | {c.hint.path} {c.hint.shape}{mark} | {c.guided.path} {c.guided.shape} | {fit}"
+                     f"{c.regressor_params:,} | {c.reason()} |")
+    return "\n".join(lines)
