@@ -28,7 +28,7 @@ _FLAG_KEYS = {
     "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
     "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
     "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
-    "student_dtype": "student_dtype", "compile": "compile",
+    "student_dtype": "student_dtype", "compile": "compile", "tensorboard": "tensorboard",
 }
 
 
@@ -77,6 +77,9 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--fast", action="store_true", help="the speed options measured safe, for this hardware: bf16 "
                    "teacher and stored outputs, bf16 student where native, channels_last, compile where a compiler "
                    "works (flags given with it win)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard (pip install "
+                        "'fitnets[tensorboard]')")
     p.add_argument("--out", help="parent folder of run folders (default runs/)")
     p.add_argument("--name", help="run folder name")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (its config, then any flags)")

@@ -132,6 +132,7 @@ class RunConfig:
     out: str = "runs"                  # parent folder of run folders
     name: str | None = None            # run folder name (default: method-student-seed)
     log_every: int = 50                # steps between progress-bar updates (each one syncs the device)
+    tensorboard: bool = False          # also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard
 
     def validate(self) -> "RunConfig":
         checks = [
@@ -306,7 +307,7 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # logging, and the speed options (device, memory formats, dtypes, compile, caching, the store).
 _SCHEDULE = ("lr", "schedule", "milestones", "gamma", "weight_decay", "max_norm")
 RESUME_MAY_CHANGE = frozenset([
-    "epochs", "patience", "keep", "log_every", "out", "name", "device", "compile", "channels_last",
+    "epochs", "patience", "keep", "log_every", "tensorboard", "out", "name", "device", "compile", "channels_last",
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "data.dir", "data.download", "data.eval_batch_size",
     "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb",

@@ -147,10 +147,15 @@ class RunContext:
     progress: bool = True
     started: float = field(default_factory=time.perf_counter)  # the run's start (earlier sessions included)
     finished: dict[str, Any] = field(default_factory=dict)       # summaries of the stages already trained
+    tensorboard: Any = None   # a ``TensorBoardLog`` (``--tensorboard``), written by rank 0 beside metrics.jsonl
+    rows: int = 0             # metrics rows written so far (the TensorBoard epoch index across stages)
 
     def write_metrics(self, row: dict[str, Any]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(row, self.rows)
+        self.rows += 1
 
 
 @dataclass
@@ -252,7 +257,10 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
         bar.update(1)
         if (step + 1) % ctx.log_every == 0:  # the only host syncs of the epoch
             check()
-            bar.set_postfix(loss=f"{float(sums['loss']) / seen:.4f}")
+            running = float(sums["loss"]) / seen
+            bar.set_postfix(loss=f"{running:.4f}")
+            if ctx.tensorboard is not None and world.is_main:
+                ctx.tensorboard.step(stage.name, epoch * steps_per_epoch + step + 1, {"loss": running})
     bar.close()
     check()
     elapsed = time.perf_counter() - start

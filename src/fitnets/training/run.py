@@ -36,6 +36,7 @@ from fitnets.training.evaluate import HintEval, evaluate_accuracy, evaluate_agre
 from fitnets.training.loading import Data, ModelRef, config_of_run, input_shape, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
+from fitnets.training.tensorboard import TensorBoardLog
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
 from fitnets.training.teacher_outputs import TeacherOutputs, teacher_outputs
 
@@ -210,6 +211,7 @@ class Run:
         """Train every stage (continuing from ``last.safetensors`` when ``resume``), test, write results."""
         c, main = self.config, distributed.current().is_main
         point = self._open_folder(resume)
+        board = None
         try:
             if data is None:
                 data = self.load_data()
@@ -229,6 +231,11 @@ class Run:
             if point is not None:
                 ctx.started -= point.elapsed_s
                 ctx.finished = dict(point.finished)
+            metrics = self.run_dir / "metrics.jsonl"
+            rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
+            ctx.rows = len(rows)
+            if c.tensorboard and main:  # on resume: rewritten from the (trimmed) metrics of the earlier sessions
+                board = ctx.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", replay=rows)
             torch.manual_seed(c.seed)
             for i, stage in enumerate(stages):
                 if point is not None and point.stage in names[i + 1:]:
@@ -240,6 +247,9 @@ class Run:
             if point is None and main and not (self.run_dir / "last.safetensors").exists():
                 release_folder(self.run_dir)  # nothing was saved: the name is free again
             raise
+        finally:
+            if board is not None:
+                board.close()
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, self.inputs, c.logits_key)
         if self.teacher is not None:  # how closely the student follows its teacher, on the test set
             agreement = evaluate_agreement(self.student, self.teacher, data.test, c.data.eval_batch_size, self.inputs,
