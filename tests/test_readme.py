@@ -80,3 +80,21 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, fashion_dir, capsys):
         err = capsys.readouterr().err
         assert code == 0, f"README command failed: fitnets {' '.join(argv)}\n{err[-2000:]}"
     assert (shared / "student" / "model.onnx").is_file() and (shared / "report-readme" / "report.md").is_file()
+
+
+def test_readme_bring_your_own_models_example_runs(monkeypatch, tmp_path):
+    """The third python block: a ViT with an output object, a CNN returning a dict, joined by FitNet."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks()[2], "README.md", "exec"), namespace)
+    fitnet = namespace["fitnet"]
+    assert fitnet.guided_layout is not None and fitnet.guided_shape == (32, 7, 7) and fitnet.hint_shape == (64, 4, 4)
+    assert "Resample(to 4×4)" in fitnet.describe()
+    assert namespace["student"].patch.weight.grad is not None and namespace["student"].head.weight.grad is None
+    assert torch_finite(namespace["losses"]["loss"])
+
+
+def torch_finite(t) -> bool:
+    import torch
+
+    return bool(torch.isfinite(t))
