@@ -65,3 +65,10 @@ def test_shipped_configs_load():
         model_spec(config.student)
         if config.method != "ce":
             model_spec(config.teacher.partition(":")[0])
+
+
+def test_dotted_overrides_of_a_dict_field_add_keys():
+    config = load_config(None, [("model_args.in_channels", 1), ("model_args.num_classes", 10),
+                                ("teacher_args", {"width": 4}), ("teacher_args.depth", 2)])
+    assert config.model_args == {"in_channels": 1, "num_classes": 10}
+    assert config.teacher_args == {"width": 4, "depth": 2}

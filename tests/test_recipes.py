@@ -51,7 +51,7 @@ def test_fitnets_is_hints_then_kd(tiny):
     assert isinstance(main.step, KDStep)
     assert {id(w) for w in main.optimized()} == {id(w) for w in p.student.parameters()}
     assert set(main.saves) == {"model"} and main.epochs == p.config.epochs
-    assert isinstance(hint.teacher, CachedOutputs) and isinstance(main.teacher, CachedOutputs)
+    assert [type(t) for t in hint.teachers] == [type(t) for t in main.teachers] == [CachedOutputs]
     assert main.step.epoch_metrics(0) == {"kd_weight": 4.0}
 
 
@@ -65,7 +65,7 @@ def test_no_validation_data_means_no_validation_rule(tiny):
 def test_stage_descriptions_compute_nothing(tiny):
     p = parts(tiny)
     for stage in METHODS["fitnet"].recipe(p):
-        assert stage.teacher.values is None  # a cache is filled by the engine, when the stage trains
+        assert all(t.values is None for t in stage.teachers)  # a cache is filled by the engine, when the stage trains
 
 
 def test_pretrained_layers_get_their_own_learning_rate_in_stage_2(tiny):
@@ -81,13 +81,24 @@ def test_pretrained_layers_get_their_own_learning_rate_in_stage_2(tiny):
 
 def test_other_methods(tiny):
     (ce,) = METHODS["ce"].recipe(parts(tiny, "ce"))
-    assert ce.teacher is None and ce.step.epoch_metrics(0) == {}
+    assert ce.teachers == () and ce.step.epoch_metrics(0) == {}
     (kd,) = METHODS["kd"].recipe(parts(tiny, "kd", cache=False))
-    assert isinstance(kd.step, KDStep) and isinstance(kd.teacher, LiveOutputs)
+    assert isinstance(kd.step, KDStep) and [type(t) for t in kd.teachers] == [LiveOutputs]
     p = parts(tiny, "fitnet-onestage")
     (one,) = METHODS["fitnet-onestage"].recipe(p)
     assert isinstance(one.step, OneStageStep) and set(one.saves) == {"model", "regressor"}
     assert {id(w) for w in one.optimized()} == {id(w) for w in [*p.student.parameters(), *p.fitnet.regressor.parameters()]}
+    assert one.step.epoch_metrics(0) == {} and len(one.teachers) == 1
+    p = parts(tiny, "fitnet-onestage-kd")
+    (both,) = METHODS["fitnet-onestage-kd"].recipe(p)
+    assert both.step.epoch_metrics(0) == {"kd_weight": 4.0} and len(both.teachers) == 2  # hints and logits
+    x, y = p.data.train.images[:8].float() / 255, p.data.train.labels[:8]
+    index = torch.arange(8)
+    for t in both.teachers:
+        t.prepare()
+    losses, _ = both.step(x, y, index, 0)
+    assert set(losses) == {"loss", "task_loss", "hint_mse", "kd_loss"}
+    torch.testing.assert_close(losses["loss"], losses["task_loss"] + 100 * losses["hint_mse"] + 4 * losses["kd_loss"])
 
 
 def test_stage_1_max_norm_leaves_the_layers_above_the_guided_one_alone(tiny, tmp_path):

@@ -52,7 +52,8 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder); NAME "
                                          "may be package.module:factory")
         p.add_argument("--method", choices=list(METHODS),
-                       help="ce (standard backprop), kd, fitnet (the paper's two stages), fitnet-onestage (CE + β·MSE)")
+                       help="ce (standard backprop), kd, fitnet (the paper's two stages), fitnet-onestage (CE + β·MSE), "
+                            "fitnet-onestage-kd (CE + β·MSE + KD)")
         p.add_argument("--hint", help="teacher module path of the hint layer")
         p.add_argument("--guided", help="student module path of the guided layer")
         p.add_argument("--hint-epochs", type=int, help="epochs of FitNets' stage 1")

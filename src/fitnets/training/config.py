@@ -24,7 +24,7 @@ else:  # Python 3.10: the same parser, from PyPI
 from fitnets.errors import FitNetsError, closest
 
 
-METHODS = ("ce", "kd", "fitnet", "fitnet-onestage")
+METHODS = ("ce", "kd", "fitnet", "fitnet-onestage", "fitnet-onestage-kd")
 
 
 @dataclass
@@ -101,7 +101,7 @@ class StoreConfig:
 class RunConfig:
     """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
 
-    method: str = "fitnet"             # ce | kd | fitnet (the paper's two stages) | fitnet-onestage (CE + β·MSE)
+    method: str = "fitnet"             # ce | kd | fitnet (the paper's two stages) | fitnet-onestage (CE + β·MSE) | fitnet-onestage-kd (+ KD)
     student: str = "paper-mnist-fitnet"   # registered model name (the network trained)
     teacher: str | None = "paper-mnist-teacher"  # NAME (shipped weights) or NAME:PATH; unused for ce
     hint: str | None = None            # teacher module path (default: the registry's hint layer)
@@ -235,6 +235,8 @@ def _apply(obj, values: dict[str, Any], prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise FitNetsError(f"bad config value for {full}: expected a section (mapping), got {value!r}")
             _apply(current, value, full + ".")
+        elif isinstance(current, dict) and isinstance(value, dict):  # model_args: each layer adds its keys
+            setattr(obj, key, {**current, **value})
         else:
             setattr(obj, key, _coerce(value, _field_type(type(obj), key), full))
 

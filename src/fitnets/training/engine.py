@@ -102,7 +102,8 @@ class Stage:
         epochs, optim, patience: as in the config; ``patience`` stops the stage after that many epochs without
             a better score.
         keep: ``"best"`` (end with the weights of the best score) or ``"last"``.
-        teacher: the teacher-output source the step reads, prepared (a cache built) before the first epoch.
+        teachers: the teacher-output sources the step reads (hints, logits), each prepared (a cache built)
+            before the first epoch and asked for its figures (the store's hit rate) after each.
         about: one line for the plan: what the stage trains, on which loss.
     """
 
@@ -115,7 +116,7 @@ class Stage:
     optim: OptimConfig
     patience: int | None = None
     keep: str = "best"
-    teacher: TeacherOutputs | None = None
+    teachers: tuple[TeacherOutputs, ...] = ()
     about: str = ""
 
     def optimized(self) -> list[nn.Parameter]:
@@ -310,8 +311,9 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         log.info("resuming stage %s after epoch %d", stage.name, start_epoch)
         if stage.patience is not None and stale >= stage.patience:
             start_epoch = stage.epochs  # it had stopped early: nothing left to train
-    if stage.teacher is not None and start_epoch < stage.epochs:
-        stage.teacher.prepare()
+    if start_epoch < stage.epochs:
+        for source in stage.teachers:
+            source.prepare()
     best_path = ctx.run_dir / f"{stage.name}_best.safetensors"
     step_fn = _wrap(stage)
     best_state = None  # kept in memory too, so that every rank can end the stage with the same weights
@@ -319,8 +321,8 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         row = {"stage": stage.name, "epoch": epoch + 1, **stage.step.epoch_metrics(epoch)}
         try:
             row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
-            if stage.teacher is not None:
-                row.update(stage.teacher.metrics())
+            for source in stage.teachers:
+                row.update(source.metrics())
         except RuntimeError as err:  # under torchrun: a rank that stalled shows up as a collective's timeout
             raise distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}") or err
         # every rank evaluates the whole validation set: the same score everywhere

@@ -8,6 +8,7 @@ layers).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,7 +64,7 @@ def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     c = p.config
     logits = p.teacher_logits()
     return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key), groups, {"model": p.student},
-                 p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teacher=logits,
+                 p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(logits,),
                  about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end}"
                        f"{', ×τ²' if c.kd.tau_squared else ''}), all {p.count(p.student.parameters()):,} student "
                        "parameters")
@@ -94,7 +95,7 @@ def fitnets(p: Parts) -> list[Stage]:
     hint = Stage("hint", step=HintStep(fitnet, hints), optimize=[{"params": stage1_params}],
                  saves={"model": p.student, "regressor": fitnet.regressor},
                  validate=p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs)), keep="best",
-                 epochs=c.hint_stage.epochs, optim=c.hint_stage.optim, patience=c.hint_stage.patience, teacher=hints,
+                 epochs=c.hint_stage.epochs, optim=c.hint_stage.optim, patience=c.hint_stage.patience, teachers=(hints,),
                  about=f"{c.hint_stage.epochs} epochs, hint loss; trains {p.count(stage1_params):,} parameters: the "
                        f"student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
                        f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
@@ -110,17 +111,21 @@ def fitnets(p: Parts) -> list[Stage]:
     return [hint, kd]
 
 
-def fitnet_onestage(p: Parts) -> list[Stage]:
+def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
     """The one-stage "FitNet" of later toolkits (not the paper's method): cross-entropy + β × MSE between the
-    regressed guided features and the hint, the whole student and the regressor together, no KD term."""
+    regressed guided features and the hint, the whole student and the regressor together, no KD term — or,
+    ``with_kd``, plus the KD term of §2.1 (λ decaying as in the paper's stage 2): "FitNet + KD" in one stage."""
     c, fitnet = p.config, p.fitnet
     hints = p.teacher_hints(fitnet.hint_features)
+    logits = p.teacher_logits() if with_kd else None
     params = list(p.student.parameters()) + list(fitnet.regressor.parameters())
-    return [Stage("main", OneStageStep(fitnet, c.hint_stage.beta, hints), [{"params": params}],
-                  {"model": p.student, "regressor": fitnet.regressor}, p.accuracy(), c.epochs, c.optim,
-                  c.patience, c.keep, teacher=hints,
+    step = OneStageStep(fitnet, c.hint_stage.beta, hints, c.kd if with_kd else None, logits, c.epochs)
+    kd = (f" + λ·KD (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end})" if with_kd else
+          ", no KD term")
+    return [Stage("main", step, [{"params": params}], {"model": p.student, "regressor": fitnet.regressor},
+                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(hints, logits) if with_kd else (hints,),
                   about=f"{c.epochs} epochs, one stage (not the paper's method): cross-entropy + {c.hint_stage.beta} × "
-                        f"MSE(regressor(guided), hint), no KD term; all {p.count(p.student.parameters()):,} student "
+                        f"MSE(regressor(guided), hint){kd}; all {p.count(p.student.parameters()):,} student "
                         "parameters and the regressor")]
 
 
@@ -136,4 +141,5 @@ METHODS: dict[str, Method] = {
     "kd": Method(knowledge_distillation, teacher=True, hints=False),
     "fitnet": Method(fitnets, teacher=True, hints=True),
     "fitnet-onestage": Method(fitnet_onestage, teacher=True, hints=True),
+    "fitnet-onestage-kd": Method(functools.partial(fitnet_onestage, with_kd=True), teacher=True, hints=True),
 }

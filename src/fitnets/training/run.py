@@ -126,7 +126,7 @@ class Run:
         stages = self.stages(data)
         for i, stage in enumerate(stages, 1):
             lines.append(f"{f'stage {i}' if len(stages) > 1 else 'train':<8} {stage.about}")
-        store = next((s.teacher for s in stages if isinstance(s.teacher, StoredOutputs)), None)
+        store = next((t for s in stages for t in s.teachers if isinstance(t, StoredOutputs)), None)
         if store is not None:
             lines.append(f"store    teacher logits per augmented view ({store.aug.views} per example, "
                          f"{human_size(store.size_bytes())} in all) from the store in {stores_dir(store.root)}, "

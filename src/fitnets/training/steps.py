@@ -90,12 +90,28 @@ class HintStep(Step):
 
 
 class OneStageStep(Step):
-    """The common one-stage "FitNet" of later toolkits (not the paper's method): CE + β·MSE, no KD term."""
+    """The common one-stage "FitNet" of later toolkits (not the paper's method): CE + β·MSE, no KD term — or,
+    with ``kd`` and the teacher's ``logits``, CE + β·MSE + λ(epoch)·H(P_T^τ, P_S^τ) ("FitNet + KD"), λ as in
+    ``KDStep``."""
 
-    def __init__(self, fitnet: FitNet, beta: float, hints: TeacherOutputs):
+    def __init__(self, fitnet: FitNet, beta: float, hints: TeacherOutputs, kd: KDConfig | None = None,
+                 logits: TeacherOutputs | None = None, epochs: int = 1):
         super().__init__()
         self.student, self.regressor = fitnet.student, fitnet.regressor
         self.fitnet, self.beta, self.hints = fitnet, beta, hints
+        self.kd, self.logits = kd, logits
+        self.decay_epochs = (kd.decay_epochs or epochs) if kd is not None else epochs
+
+    def kd_weight(self, epoch: int) -> float:
+        return kd_weight_at(epoch, self.kd.weight_start, self.kd.weight_end, self.decay_epochs) if self.kd else 0.0
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        return {"kd_weight": self.kd_weight(epoch)} if self.kd is not None else {}
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
-        return self.fitnet.onestage_losses(x, y, self.hints(x, index), self.beta)
+        losses, logits = self.fitnet.onestage_losses(x, y, self.hints(x, index), self.beta)
+        weight = self.kd_weight(epoch)
+        if weight:
+            kd = kd_loss(logits, self.logits(x, index), y, weight, self.kd.temperature, self.kd.tau_squared)
+            losses.update(kd_loss=kd["kd_loss"], loss=kd["loss"] + self.beta * losses["hint_mse"])
+        return losses, logits
