@@ -93,6 +93,21 @@ def test_ranks_fill_and_share_one_store(tmp_path, fashion_dir):
     (store,) = (tmp_path / "cache" / "stores").iterdir()  # one store, written by both ranks
 
 
+def test_store_build_splits_the_views_across_ranks(tmp_path, fashion_dir):
+    from fitnets.training.store import list_stores
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", FITNETS_CACHE=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           f"--master_port={free_port()}", "-m", "fitnets", "store", "build", "--method", "kd",
+                           "--set", "data.pad=1", "--set", "data.flip=true", "--train-size", "200", "--val-size",
+                           "100", "--device", "cpu", "--no-progress"], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3,600 of 3,600 slots filled (1,800 now by rank 0)" in proc.stdout  # 18 views: 9 per rank
+    (info,) = list_stores(tmp_path)
+    assert info.filled == info.slots == 200 * 18
+
+
 STALL = """
 import sys, time
 import fitnets.training.engine as engine

@@ -216,7 +216,7 @@ def test_store_build_list_and_clear_from_the_command_line(tmp_path, monkeypatch,
     monkeypatch.setenv("FITNETS_CACHE", str(tmp_path))
     assert main(["store", "build", *SMALL]) == 0
     out = capsys.readouterr()
-    assert "5,400 of 5,400 slots filled (5,400 now)" in out.out and "pays off once" in out.err
+    assert "5,400 of 5,400 slots filled (5,400 now by this process)" in out.out and "pays off once" in out.err
     assert main(["store", "list"]) == 0
     listing = capsys.readouterr().out
     assert "| paper-mnist-teacher | fashion-mnist | 300 × 18 | 10 | float32 |" in listing and "100.0%" in listing

@@ -424,6 +424,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 
 def cmd_store_build(args: argparse.Namespace) -> int:
+    from fitnets.training import distributed
     from fitnets.training.run import Run
     from fitnets.training.store import StoredOutputs, fill, human_size
 
@@ -448,7 +449,13 @@ def cmd_store_build(args: argparse.Namespace) -> int:
         print(f"would fill {n * views:,} slots ({human_size(outputs.size_bytes())})")
         return 0
     done, total = fill(outputs, config.data.eval_batch_size, progress=not args.no_progress)
-    print(f"store {outputs.slots.path}: {outputs.slots.filled():,} of {total:,} slots filled ({done:,} now)")
+    if distributed.current().enabled:  # every rank's views written before the count
+        import torch.distributed as dist
+
+        dist.barrier()
+    if distributed.current().is_main:
+        print(f"store {outputs.slots.path}: {outputs.slots.filled():,} of {total:,} slots filled ({done:,} now by "
+              f"{'this process' if not distributed.current().enabled else 'rank 0'})")
     return 0
 
 
