@@ -41,6 +41,11 @@ class ModelSpec:
     paper_kwargs: dict | None = None
 
 
+def _cause(err: BaseException) -> str:
+    """``"ValueError: its first line"``: an exception as one line of a user-facing message."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
 _REGISTRY: dict[str, ModelSpec] = {}
 _PLUGINS_LOADED = False
 _BROKEN_PLUGINS: dict[str, str] = {}  # entry-point name -> why it failed to load
@@ -63,8 +68,7 @@ def _load_plugins() -> None:
         try:
             entry.load()
         except Exception as err:
-            first = str(err).splitlines()[0] if str(err) else ""
-            _BROKEN_PLUGINS[entry.name] = f"{entry.value}: {type(err).__name__}: {first}"
+            _BROKEN_PLUGINS[entry.name] = f"{entry.value}: {_cause(err)}"
             log.warning("skipped the fitnets.models plugin %r (%s)", entry.name, _BROKEN_PLUGINS[entry.name])
 
 
@@ -87,8 +91,8 @@ def _external_spec(name: str) -> ModelSpec:
     try:
         module = __import__(library)
     except Exception as err:  # torchvision can fail to import beside a mismatched torch build, not only be absent
-        raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0] if str(err) else ''}); pip install {library}") from None
+        raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({_cause(err)}); "
+                           f"pip install {library}") from None
     if library == "torchvision":
         from torchvision import models as tv_models
 
@@ -123,8 +127,7 @@ def _import_spec(name: str) -> ModelSpec:
     try:
         module = importlib.import_module(module_name)
     except Exception as err:
-        first = str(err).splitlines()[0] if str(err) else ""
-        raise FitNetsError(f"cannot import {module_name!r} for the model {name!r} ({type(err).__name__}: {first}); "
+        raise FitNetsError(f"cannot import {module_name!r} for the model {name!r} ({_cause(err)}); "
                            "is its package installed or on PYTHONPATH?") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
@@ -135,9 +138,8 @@ def _import_spec(name: str) -> ModelSpec:
         try:
             model = factory(**kwargs)
         except Exception as err:
-            first = str(err).splitlines()[0] if str(err) else ""
             raise FitNetsError(f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
-                               f"{type(err).__name__}: {first}") from None
+                               f"{_cause(err)}") from None
         if not isinstance(model, nn.Module):
             raise FitNetsError(f"{name} returned a {type(model).__name__}, not an nn.Module")
         return model
