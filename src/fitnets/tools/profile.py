@@ -16,34 +16,37 @@ def count_parameters(model: nn.Module, weights_only: bool = False) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)))
 
 
+def layer_macs(module: nn.Module, inputs: tuple, output) -> int:
+    """Multiply-accumulates of one example through ``module``, called as a forward hook would be: a conv, a
+    transposed conv, a linear layer, or multi-head attention's input and output projections (its forward uses
+    the output projection's weight without calling that module); 0 for every other module (pooling,
+    normalisation, activations, containers — and attention's score products, which are not counted)."""
+    if isinstance(module, nn.ConvTranspose2d):
+        x = inputs[0]
+        return x.numel() // x.shape[0] * module.weight[0].numel()  # each input element hits C_out/groups·kh·kw
+    if isinstance(module, nn.Conv2d):
+        return output.numel() // output.shape[0] * module.weight[0].numel()  # (C_in / groups) · kh · kw each
+    if isinstance(module, nn.Linear):
+        return output.numel() // output.shape[0] * module.in_features
+    if isinstance(module, nn.MultiheadAttention) and module.in_proj_weight is not None:
+        out = output[0]
+        tokens = out.numel() // out.shape[0] // module.embed_dim
+        return tokens * (module.in_proj_weight.numel() + module.out_proj.weight.numel())
+    return 0
+
+
 @torch.no_grad()
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one example's forward through every conv and linear layer (the cost that
-    dominates; pooling, normalisation and activations are not counted), found with forward hooks."""
+    """Multiply-accumulates of one example's forward through every conv and linear layer and attention
+    projection (the cost that dominates; see ``layer_macs``), found with forward hooks."""
     total = 0
 
-    def conv_hook(module, inputs, output):
+    def hook(module, inputs, output):
         nonlocal total
-        per_output = module.weight[0].numel()  # (C_in / groups) · kh · kw
-        total += output.numel() // output.shape[0] * per_output
+        total += layer_macs(module, inputs, output)
 
-    def transposed_hook(module, inputs, output):
-        nonlocal total
-        x = inputs[0]
-        total += x.numel() // x.shape[0] * module.weight[0].numel()  # each input element hits C_out/groups·kh·kw
-
-    def linear_hook(module, inputs, output):
-        nonlocal total
-        total += output.numel() // output.shape[0] * module.in_features
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.ConvTranspose2d):
-            handles.append(m.register_forward_hook(transposed_hook))
-        elif isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MultiheadAttention))]
     try:
         with eval_mode(model):
             model(torch.zeros(1, *input_shape))

@@ -24,6 +24,7 @@ from fitnets.core.features import token_layout
 from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
 from fitnets.errors import FitNetsError
+from fitnets.tools.profile import layer_macs
 
 
 @dataclass
@@ -48,19 +49,6 @@ class Candidate:
                 f"{100 * self.guided.depth:.0f}% of the student's; {self.joins}")
 
 
-def _macs(module: nn.Module, output: torch.Tensor) -> int:
-    """Multiply-accumulates of one example through a leaf layer with weights (convolutions, linear layers,
-    attention projections); 0 for the rest."""
-    positions = output[0].numel() // output.shape[1] if output.dim() == 4 else (
-        output.shape[1] if output.dim() == 3 else 1)
-    if isinstance(module, nn.MultiheadAttention):
-        return module.in_proj_weight.numel() * positions if module.in_proj_weight is not None else 0
-    weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.dim() >= 2 and not list(module.children()):
-        return weight.numel() * positions
-    return 0
-
-
 def _is_candidate(path: str, modules: dict[str, nn.Module]) -> bool:
     """A top-level layer, or a block of a top-level Sequential / ModuleList stage."""
     if not path or path.count(".") > 1:
@@ -78,9 +66,9 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
     modules = dict(model.named_modules())
 
     def hook(module, inputs, output, path):
+        total[0] += layer_macs(module, inputs, output)
         out = output[0] if isinstance(output, (tuple, list)) and output else output
         if isinstance(out, torch.Tensor):
-            total[0] += _macs(module, out)
             seen.append((path, out, (entered.get(path, total[0]) + total[0]) / 2))
 
     for path, module in modules.items():
@@ -92,7 +80,7 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
     finally:
         for h in hooks:
             h.remove()
-    found, outputs = [], {}
+    outputs = {}
     image_hw = tuple(x.shape[-2:])
     for path, out, macs in seen:
         if not _is_candidate(path, modules) or out.dim() not in (3, 4):
@@ -108,8 +96,7 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
         layer = Layer(path, shape, macs / max(total[0], 1), out.dim() == 3)
         # the same tensor from a block and from its last layer: keep the block (it exits after)
         outputs[id(out)] = layer
-    found = list(outputs.values())
-    return [layer for layer in found if 0 < layer.depth < 1]
+    return [layer for layer in outputs.values() if 0 < layer.depth < 1]
 
 
 def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candidate]:
