@@ -60,14 +60,13 @@ def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000,
     fit §5 of the paper relies on stage 1 reaching)."""
     n = max(len(data), 1)
     sse = torch.zeros((), dtype=torch.float64, device=data.device)
-    total = sum_u = sum_u2 = None
+    sum_u = sum_u2 = None
     with eval_mode(fitnet.student, fitnet.regressor):
         for x, _, _ in batches(data, batch_size):
             x = inputs(x)
             hint = fitnet.hint_features(x).double().flatten(1)
             regressed = fitnet.regressor(fitnet.guided_features(x)).double().flatten(1)
-            err = (hint - regressed).pow(2).sum()
-            sse += err
+            sse += (hint - regressed).pow(2).sum()
             sum_u = hint.sum(0) if sum_u is None else sum_u + hint.sum(0)
             sum_u2 = hint.pow(2).sum(0) if sum_u2 is None else sum_u2 + hint.pow(2).sum(0)
     if sum_u is None:

@@ -33,6 +33,22 @@ class Step(nn.Module):
         return {}
 
 
+class _KDWeight:
+    """λ(epoch) of a step's KD term (§2.1): linear from ``kd.weight_start`` to ``kd.weight_end`` over
+    ``decay_epochs``; 0 without a ``kd`` config. Logged with each epoch's metrics."""
+
+    kd: KDConfig | None
+    decay_epochs: int
+
+    def kd_weight(self, epoch: int) -> float:
+        if self.kd is None:
+            return 0.0
+        return kd_weight_at(epoch, self.kd.weight_start, self.kd.weight_end, self.decay_epochs)
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        return {"kd_weight": self.kd_weight(epoch)} if self.kd is not None else {}
+
+
 class CEStep(Step):
     """Standard backprop: cross-entropy on the labels. ``forward_fn`` (e.g. ``torch.compile(student)``) replaces
     the student's own call when given; it must share the student's parameters. The logits are found in the
@@ -52,7 +68,7 @@ class CEStep(Step):
         return {"loss": loss, "task_loss": loss}, logits
 
 
-class KDStep(CEStep):
+class KDStep(_KDWeight, CEStep):
     """KD (§2.1): ``H(y, P_S) + λ(epoch)·H(P_T^τ, P_S^τ)``, λ from ``kd`` (linear from ``weight_start`` to
     ``weight_end`` over ``decay_epochs``, or over ``epochs`` when that is not set). The teacher is not asked at
     all when λ is 0."""
@@ -61,12 +77,6 @@ class KDStep(CEStep):
                  forward_fn: Callable | None = None, logits_key: str | None = None):
         super().__init__(student, forward_fn, logits_key)
         self.teacher, self.kd, self.decay_epochs = teacher, kd, kd.decay_epochs or epochs
-
-    def kd_weight(self, epoch: int) -> float:
-        return kd_weight_at(epoch, self.kd.weight_start, self.kd.weight_end, self.decay_epochs)
-
-    def epoch_metrics(self, epoch: int) -> dict[str, float]:
-        return {"kd_weight": self.kd_weight(epoch)}
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
         kd_weight = self.kd_weight(epoch)
@@ -89,7 +99,7 @@ class HintStep(Step):
         return {"loss": loss, "hint_loss": loss}, None
 
 
-class OneStageStep(Step):
+class OneStageStep(_KDWeight, Step):
     """The common one-stage "FitNet" of later toolkits (not the paper's method): CE + β·MSE, no KD term — or,
     with ``kd`` and the teacher's ``logits``, CE + β·MSE + λ(epoch)·H(P_T^τ, P_S^τ) ("FitNet + KD"), λ as in
     ``KDStep``."""
@@ -100,13 +110,7 @@ class OneStageStep(Step):
         self.student, self.regressor = fitnet.student, fitnet.regressor
         self.fitnet, self.beta, self.hints = fitnet, beta, hints
         self.kd, self.logits = kd, logits
-        self.decay_epochs = (kd.decay_epochs or epochs) if kd is not None else epochs
-
-    def kd_weight(self, epoch: int) -> float:
-        return kd_weight_at(epoch, self.kd.weight_start, self.kd.weight_end, self.decay_epochs) if self.kd else 0.0
-
-    def epoch_metrics(self, epoch: int) -> dict[str, float]:
-        return {"kd_weight": self.kd_weight(epoch)} if self.kd is not None else {}
+        self.decay_epochs = (kd.decay_epochs if kd is not None else None) or epochs
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
         losses, logits = self.fitnet.onestage_losses(x, y, self.hints(x, index), self.beta)
