@@ -27,7 +27,7 @@ def synthetic(n=96, seed=0, size=8):
 
 def stored(tiny, tmp_path, data=None, aug=Augmentation(1, True), dtype=torch.float32, teacher=None, **kw):
     teacher = teacher or FrozenTeacher(tiny(width=16))
-    outputs = StoredOutputs(teacher, teacher.module, None, data or synthetic(), aug, 10, dtype, tmp_path, **kw)
+    outputs = StoredOutputs(teacher, data or synthetic(), aug, 10, dtype, tmp_path, **kw)
     outputs.prepare()
     return teacher, outputs
 

@@ -183,8 +183,8 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
     store_dir = tempfile.TemporaryDirectory(prefix="fitnets-bench-store-")
 
     def filled_store(teacher, dtype):  # the steady state of a later seed: the views the timed steps draw are stored
-        outputs = StoredOutputs(teacher, teacher.module, teacher.dtype, data, Augmentation(**AUGMENTATION),
-                                num_classes, dtype, Path(store_dir.name), max_gb=64)
+        outputs = StoredOutputs(teacher, data, Augmentation(**AUGMENTATION), num_classes, dtype,
+                                Path(store_dir.name), max_gb=64)
         outputs.prepare()
         for x, _, key in batches(data, batch_size, shuffle=True, drop_last=True, **AUGMENTATION):
             outputs(x, key)  # the batches `_time_steps` draws (same seed and epoch), so every lookup hits

@@ -9,7 +9,6 @@ architecture) and ``results.json``.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -84,14 +83,17 @@ class Run:
 
     def stages(self, data: Data) -> list[Stage]:
         """The method's stages for this run, from its recipe (nothing is computed until the engine runs them)."""
-        c = self.config
-        outputs = functools.partial(teacher_outputs, data=data.train, cache=c.teacher_cache, pad=c.data.pad,
-                                    flip=c.data.flip, batch_size=c.data.eval_batch_size, dtype=DTYPES[c.cache_dtype],
-                                    spill_dir=self.run_dir, progress=self.progress)
-        parts = Parts(c, data, self.student, self.inputs, lambda: self.teacher_logits(data),
-                      lambda forward: outputs(forward, "teacher hints"), self.student_forward, self.teacher,
-                      self.fitnet)
+        parts = Parts(self.config, data, self.student, self.inputs, lambda: self.teacher_logits(data),
+                      lambda forward: self._cached_or_live(data, forward, "teacher hints"), self.student_forward,
+                      self.teacher, self.fitnet)
         return self.method.recipe(parts)
+
+    def _cached_or_live(self, data: Data, forward, desc: str) -> TeacherOutputs:
+        """Teacher outputs cached once per example when that is valid (no augmentation), else live."""
+        c = self.config
+        return teacher_outputs(forward, desc, data.train, cache=c.teacher_cache, pad=c.data.pad, flip=c.data.flip,
+                               batch_size=c.data.eval_batch_size, dtype=DTYPES[c.cache_dtype], spill_dir=self.run_dir,
+                               progress=self.progress)
 
     def teacher_logits(self, data: Data) -> TeacherOutputs:
         """Where the KD stages get the teacher's logits: under random augmentation, the teacher-output store
@@ -101,15 +103,13 @@ class Run:
         aug = Augmentation(c.data.pad, c.data.flip)
         if aug and c.store.enabled:
             if isinstance(data.train, ImageData):
-                return StoredOutputs(self.teacher, self.teacher.module, self.teacher.dtype, data.train, aug,
-                                     data.train.num_classes, DTYPES[c.cache_dtype] or torch.float32,
+                return StoredOutputs(self.teacher, data.train, aug, data.train.num_classes,
+                                     DTYPES[c.cache_dtype] or torch.float32,
                                      Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
                                      {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
             log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
                      "its content; the teacher runs live")
-        return teacher_outputs(self.teacher, "teacher logits", data.train, cache=c.teacher_cache, pad=c.data.pad,
-                               flip=c.data.flip, batch_size=c.data.eval_batch_size, dtype=DTYPES[c.cache_dtype],
-                               spill_dir=self.run_dir, progress=self.progress)
+        return self._cached_or_live(data, self.teacher, "teacher logits")
 
     def plan(self, data: Data) -> str:
         """What the run will do, stage by stage (``--dry-run`` prints it)."""
@@ -232,10 +232,11 @@ class Run:
                 ctx.started -= point.elapsed_s
                 ctx.finished = dict(point.finished)
             metrics = self.run_dir / "metrics.jsonl"
-            rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.is_file() else []
-            ctx.rows = len(rows)
+            lines = metrics.read_text().splitlines() if metrics.is_file() else []
+            ctx.rows = len(lines)
             if c.tensorboard and main:  # on resume: rewritten from the (trimmed) metrics of the earlier sessions
-                board = ctx.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", replay=rows)
+                board = ctx.tensorboard = TensorBoardLog(self.run_dir / "tensorboard",
+                                                         replay=[json.loads(line) for line in lines])
             torch.manual_seed(c.seed)
             for i, stage in enumerate(stages):
                 if point is not None and point.stage in names[i + 1:]:

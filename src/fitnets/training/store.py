@@ -43,10 +43,11 @@ from typing import Any
 
 import torch
 
+from fitnets.core.teacher import FrozenTeacher
 from fitnets.data.loader import Augmentation, ImageData, to_float
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
-from fitnets.training.teacher_outputs import Forward, TeacherOutputs
+from fitnets.training.teacher_outputs import TeacherOutputs
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def human_size(size: int) -> str:
 
 
 def _size_bytes(slots: int, width: int, dtype: torch.dtype) -> int:
-    return slots * (width * torch.empty((), dtype=dtype).element_size() + 8)
+    return slots * (width * dtype.itemsize + 8)
 
 
 class SlotFile:
@@ -148,8 +149,7 @@ class SlotFile:
         self.path, self.meta = path, meta
         self.slots, self.width, self.dtype = meta["slots"], meta["width"], _DTYPES[meta["dtype"]]
         values, check = path / "values.bin", path / "check.bin"
-        item = torch.empty((), dtype=self.dtype).element_size()
-        if (not values.is_file() or values.stat().st_size != self.slots * self.width * item
+        if (not values.is_file() or values.stat().st_size != self.slots * self.width * self.dtype.itemsize
                 or not check.is_file() or check.stat().st_size != self.slots * 8):
             raise ValueError("its files do not have the sizes its meta.json gives")
         self.values = torch.from_file(str(values), shared=True, size=self.slots * self.width,
@@ -170,8 +170,8 @@ class SlotFile:
     def filled(self, chunk: int = 1 << 22) -> int:
         return sum(int((self.check[i:i + chunk] != 0).sum()) for i in range(0, self.slots, chunk))
 
-    def empty_slots(self, start: int, stop: int) -> torch.Tensor:
-        return torch.arange(start, stop)[self.check[start:stop] == 0]
+    def empty_slots(self) -> torch.Tensor:
+        return torch.arange(self.slots)[self.check == 0]
 
 
 def _create(path: Path, meta: dict[str, Any]) -> None:
@@ -181,7 +181,7 @@ def _create(path: Path, meta: dict[str, Any]) -> None:
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     try:
-        item = torch.empty((), dtype=_DTYPES[meta["dtype"]]).element_size()
+        item = _DTYPES[meta["dtype"]].itemsize
         for name, size in (("values.bin", meta["slots"] * meta["width"] * item), ("check.bin", meta["slots"] * 8)):
             fd = os.open(tmp / name, os.O_CREAT | os.O_WRONLY, 0o644)
             try:
@@ -263,8 +263,7 @@ class StoredOutputs(TeacherOutputs):
     """Teacher logits from the store where a slot is filled, live (and then stored) where it is not.
 
     Args:
-        forward: the frozen teacher's logits forward.
-        teacher: the teacher module and its dtype, for the store's key.
+        teacher: the frozen teacher: its forward gives the logits, its module and dtype name the store.
         data: the training examples, indexed as the batches index them.
         aug: the run's augmentation (its views are the store's slots per example).
         width: logits per example (the number of classes).
@@ -272,10 +271,10 @@ class StoredOutputs(TeacherOutputs):
         root: the cache folder (``cache_root()`` when None); ``max_gb``: the largest store created.
     """
 
-    def __init__(self, forward: Forward, teacher: torch.nn.Module, teacher_dtype: torch.dtype | None,
-                 data: ImageData, aug: Augmentation, width: int, dtype: torch.dtype = torch.float32,
-                 root: Path | None = None, max_gb: float = 8.0, about: dict[str, Any] | None = None):
-        self.forward, self.teacher, self.teacher_dtype = forward, teacher, teacher_dtype
+    def __init__(self, teacher: FrozenTeacher, data: ImageData, aug: Augmentation, width: int,
+                 dtype: torch.dtype = torch.float32, root: Path | None = None, max_gb: float = 8.0,
+                 about: dict[str, Any] | None = None):
+        self.forward = teacher
         self.data, self.aug, self.width, self.dtype = data, aug, width, dtype
         self.root, self.max_gb, self.about = root, max_gb, about or {}
         self.slots: SlotFile | None = None
@@ -288,7 +287,7 @@ class StoredOutputs(TeacherOutputs):
     def prepare(self) -> None:
         if self.slots is not None or self.live:
             return
-        key = store_key(self.teacher, self.teacher_dtype, self.data, self.aug, self.dtype)
+        key = store_key(self.forward.module, self.forward.dtype, self.data, self.aug, self.dtype)
         meta = {"slots": len(self.data) * self.aug.views, "examples": len(self.data), "views": self.aug.views,
                 "width": self.width, "dtype": {v: k for k, v in _DTYPES.items()}[self.dtype],
                 "pad": self.aug.pad, "flip": self.aug.flip, **self.about}
@@ -345,8 +344,9 @@ def fill(outputs: StoredOutputs, batch_size: int = 1000, progress: bool = True) 
         raise StoreRefused("no teacher-output store for this run (the warning above says why)")
     store, aug, data = outputs.slots, outputs.aug, outputs.data
     world = distributed.current()
-    empty = store.empty_slots(0, store.slots)
-    todo = {v: empty[empty % aug.views == v] // aug.views for v in range(world.rank, aug.views, world.world_size)}
+    empty = store.empty_slots()
+    views = empty % aug.views
+    todo = {v: empty[views == v] // aug.views for v in range(world.rank, aug.views, world.world_size)}
     done = 0
     with tqdm(total=sum(len(e) for e in todo.values()), desc="store build", unit="img",
               disable=not progress or not world.is_main, mininterval=0.5) as bar:

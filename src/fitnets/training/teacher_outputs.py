@@ -66,7 +66,7 @@ def cache_blocker(pad: int, flip: bool) -> str | None:
 def _allocate(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, spill_dir, spill_bytes: int,
               desc: str) -> torch.Tensor:
     numel = math.prod(shape)
-    size = numel * torch.empty((), dtype=dtype).element_size()
+    size = numel * dtype.itemsize
     if spill_dir is None or device.type != "cpu" or size <= spill_bytes:
         return torch.empty(shape, dtype=dtype, device=device)
     path = Path(spill_dir) / f"{desc.replace(' ', '_')}.cache"
