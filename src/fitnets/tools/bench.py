@@ -301,8 +301,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input
                 speeds[label] = kd(label, teachers[label])
             student_options(max(speeds, key=speeds.get), ("channels_last", "compiled", "compiled + channels_last"))
         # The --fast preset as a run resolves it on this device (compiled parts last, as above).
-        teachers["fast"] = teachers.get("fast") or frozen(**defaults, dtype=torch.bfloat16,
-                                                          compile=bool(fast.get("compile")))
+        teachers["fast"] = frozen(**defaults, dtype=torch.bfloat16, compile=bool(fast.get("compile")))
         s = student(fast["channels_last"])
         forward = torch.compile(s) if fast.get("compile") else None
         add(names["fast_live"], kd_step(s, LiveOutputs(teachers["fast"]), forward), list(s.parameters()),
