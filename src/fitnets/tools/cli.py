@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="output folder (report.md and PNGs)")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-speed", action="store_true", help="skip the measured speed-up column")
+    p.add_argument("--by-name", action="store_true",
+                   help="one row per run name (its folder name without -seedN), e.g. for a search over one method")
     p.add_argument("--device", default="cpu")
     p = sub.add_parser("bench", help="measurements: `bench speed` (inference, paper's Table 5), `bench step` (training)")
     bench = p.add_subparsers(dest="bench", required=True)
@@ -389,7 +391,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from fitnets.tools.report import write_report
 
-    path = write_report(args.runs, args.out, figures=not args.no_figures, speed=not args.no_speed, device=args.device)
+    path = write_report(args.runs, args.out, figures=not args.no_figures, speed=not args.no_speed, device=args.device,
+                        by_name=args.by_name)
     print(path.read_text().split("\n![")[0].rstrip())
     print(f"\nwritten: {path}")
     return 0

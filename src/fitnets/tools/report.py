@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
 from fitnets.tools.profile import count_macs, count_parameters
+from fitnets.training.loading import DATASET_SHAPES, ModelRef
 from fitnets.tools.speed import inference_throughput
 
 
@@ -23,7 +25,30 @@ class RunRecord:
     run_dir: Path
     results: dict
     metrics: list[dict]
-    model_args: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+
+    @property
+    def model_args(self) -> dict:
+        return self.config.get("model_args") or {}
+
+    @property
+    def name(self) -> str:
+        """The run's name without its ``-seedN`` suffix: the runs of one configuration share it."""
+        return re.sub(r"-seed\d+$", "", self.run_dir.name)
+
+    def teacher_args(self) -> dict:
+        """The teacher's constructor arguments as the run built it: its run folder's, then ``teacher_args``;
+        a run that recorded neither gave the teacher the student's number of classes."""
+        ref = ModelRef.parse(self.results["teacher"])
+        args = {**ref.model_args, **(self.config.get("teacher_args") or {})}
+        if not args and "num_classes" in self.model_args:
+            args = {"num_classes": self.model_args["num_classes"]}
+        return args
+
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One example's shape as the run fed it: its ``input_shape``, else the student's, else the dataset's."""
+        shape = self.config.get("input_shape") or model_spec(self.results["student"]).input_shape
+        return tuple(shape) if shape else DATASET_SHAPES.get(self.results.get("dataset"))
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
@@ -36,7 +61,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
     import yaml
 
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    return RunRecord(run_dir, results, [json.loads(line) for line in lines], config.get("model_args") or {})
+    return RunRecord(run_dir, results, [json.loads(line) for line in lines], config or {})
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
@@ -52,15 +77,19 @@ class Group:
 
     @property
     def label(self) -> str:
-        dataset, method, student, teacher = self.key
+        dataset, method, student, teacher = self.key[:4]
         return f"{student} ({method})"
 
 
-def group_runs(runs: list[RunRecord]) -> list[Group]:
+def group_runs(runs: list[RunRecord], by_name: bool = False) -> list[Group]:
+    """Runs that differ only by seed form a group: same dataset, method, student and teacher — and, with
+    ``by_name``, the same run name (so that configurations of one method, e.g. a search, stay apart)."""
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for run in runs:
         r = run.results
-        groups[(r.get("dataset", "?"), r["method"], r["student"], (r.get("teacher") or "").partition(":")[0])].append(run)
+        teacher = ModelRef.parse(r["teacher"]).name if r.get("teacher") else ""
+        key = (r.get("dataset", "?"), r["method"], r["student"], teacher)
+        groups[key + ((run.name,) if by_name else ())].append(run)
     return [Group(k, sorted(v, key=lambda r: r.results.get("seed", 0))) for k, v in sorted(groups.items())]
 
 
@@ -68,9 +97,9 @@ def group_runs(runs: list[RunRecord]) -> list[Group]:
 # timed once per report, keyed by its name and constructor arguments.
 
 @functools.lru_cache(maxsize=None)
-def _counts(name: str, args_json: str) -> tuple[int, int]:
+def _counts(name: str, args_json: str, shape: tuple[int, ...]) -> tuple[int, int]:
     model = create_model(name, **json.loads(args_json))
-    return count_parameters(model), count_macs(model, model_spec(name).input_shape)
+    return count_parameters(model), count_macs(model, shape)
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,32 +112,46 @@ def _key(model_args: dict) -> str:
     return json.dumps(model_args, sort_keys=True)
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
 def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu") -> str:
-    """One row per (dataset, method, student, teacher): test accuracy mean ± std over seeds, the selected and the
-    last epoch, parameters, MACs, compression and measured inference speed-up over the teacher."""
-    rows = ["| dataset | method | student | teacher | seeds | test acc (%) | selected epoch | last epoch | params | "
-            "MACs | compression | speed-up |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """One row per group (see ``group_runs``): test accuracy mean ± std over seeds, the validation accuracy the
+    kept student was selected by, the selected and the last epoch, the training time of one run, parameters,
+    MACs, compression and measured inference speed-up over the teacher."""
+    by_name = any(len(g.key) > 4 for g in groups)
+    head = ["run"] if by_name else []
+    head += ["dataset", "method", "student", "teacher", "seeds", "test acc (%)", "val acc (%)", "selected epoch",
+             "last epoch", "time per run", "params", "MACs", "compression", "speed-up"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 9) + "---:|" * 9]
     for g in groups:
-        dataset, method, student, teacher = g.key
+        dataset, method, student, teacher = g.key[:4]
+        run = g.runs[0]
         accs = [r.results["test_acc"] for r in g.runs]
-        main = [[m for m in r.metrics if m["stage"] == "main"] for r in g.runs]
-        selected = [r.results.get("stages", {}).get("main", {}).get("best_epoch", 0) for r in g.runs]
-        last = [rows_[-1]["epoch"] if rows_ else 0 for rows_ in main]
-        s_args = _key(g.runs[0].model_args)
-        params, macs = _counts(student, s_args)
+        main = [r.results.get("stages", {}).get("main", {}) for r in g.runs]
+        vals = [m["best_score"] for m in main if "best_score" in m]
+        selected = [m.get("best_epoch", 0) for m in main]
+        last = [max((m["epoch"] for m in r.metrics if m["stage"] == "main"), default=0) for r in g.runs]
+        times = [r.results["train_time_s"] for r in g.runs if "train_time_s" in r.results]
+        shape = run.input_shape()
+        s_args = _key(run.model_args)
+        params, macs = _counts(student, s_args, shape)
         compression = speedup = "–"
         if teacher:
-            t_args = _key({"num_classes": g.runs[0].model_args["num_classes"]}
-                          if "num_classes" in g.runs[0].model_args else {})
-            t_params, _ = _counts(teacher, t_args)
+            t_args = _key(run.teacher_args())
+            t_params, _ = _counts(teacher, t_args, shape)
             compression = f"{t_params / params:.1f}×"
             if speed:
-                shape = model_spec(student).input_shape
                 ratio = _throughput(student, s_args, shape, device) / _throughput(teacher, t_args, shape, device)
                 speedup = f"{ratio:.2f}×"
         sel = statistics.mean(selected) if any(selected) else 0
-        rows.append(f"| {dataset} | {method} | {student} | {teacher or '–'} | {len(g.runs)} | {_mean_std(accs)} | "
-                    f"{sel:.0f} | {statistics.mean(last):.0f} | {params:,} | {macs / 1e6:.1f}M | {compression} | {speedup} |")
+        cells = [g.key[4]] if by_name else []
+        cells += [dataset, method, student, teacher or "–", str(len(g.runs)), _mean_std(accs),
+                  _mean_std(vals) if vals else "–", f"{sel:.0f}", f"{statistics.mean(last):.0f}",
+                  _minutes(statistics.mean(times)) if times else "–", f"{params:,}", f"{macs / 1e6:.1f}M",
+                  compression, speedup]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -158,7 +201,7 @@ def plot_tradeoff(groups: list[Group], path: Path) -> None:
     colours = {m: f"C{i}" for i, m in enumerate(methods)}
     markers = {s: "osD^v<>phX*"[i % 11] for i, s in enumerate(students)}
     for g in groups:
-        params, macs = _counts(g.key[2], _key(g.runs[0].model_args))
+        params, macs = _counts(g.key[2], _key(g.runs[0].model_args), g.runs[0].input_shape())
         accs = [100 * r.results["test_acc"] for r in g.runs]
         err = statistics.stdev(accs) if len(accs) > 1 else 0.0
         for ax, x in zip(axes, (params, macs)):
@@ -177,13 +220,13 @@ def plot_tradeoff(groups: list[Group], path: Path) -> None:
 
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path, figures: bool = True, speed: bool = True,
-                 device: str = "cpu") -> Path:
+                 device: str = "cpu", by_name: bool = False) -> Path:
     runs = [read_run(d) for d in run_dirs]
     if not runs:
         raise FitNetsError("no run folders given")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    groups = group_runs(runs)
+    groups = group_runs(runs, by_name)
     text = "# fitnets report\n\n" + markdown_table(groups, speed, device) + "\n"
     if figures:
         for run in runs:
