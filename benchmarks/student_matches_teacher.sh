@@ -10,7 +10,8 @@
 #
 #   1. search: each configuration below, seed 0, FitNets (stage 1 hints, stage 2 KD);
 #   2. the configuration with the best validation accuracy, seeds 1 and 2 (its seed 0 is the search's run);
-#   3. `fitnets report --by-name` over all of it: test and validation accuracy, time per run.
+#   3. for context, backprop and KD under the same protocol (its main-stage epochs and lr), seed 0;
+#   4. `fitnets report --by-name` over all of it: test and validation accuracy, time per run.
 #
 #   sh benchmarks/student_matches_teacher.sh            (OUT=runs/match by default; ~15 min per run, one thread)
 set -e
@@ -43,4 +44,8 @@ echo "best on the validation split: $BEST"
 flags=$(configs | sed -n "s/^$BEST: //p")
 # shellcheck disable=SC2086
 fitnets distill $FIT $flags --seeds 1,2 --name "search-$BEST"
-fitnets report "$OUT"/search-* --by-name --out "$OUT/report" --no-figures
+for method in ce kd; do
+    # shellcheck disable=SC2086
+    fitnets distill $FIT $flags --method $method --seeds 1 --name "context-$BEST-$method"
+done
+fitnets report "$OUT"/search-* "$OUT"/context-* --by-name --out "$OUT/report" --no-figures
