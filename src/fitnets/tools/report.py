@@ -124,7 +124,7 @@ def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu")
     head = ["run"] if by_name else []
     head += ["dataset", "method", "student", "teacher", "seeds", "test acc (%)", "val acc (%)", "selected epoch",
              "last epoch", "time per run", "params", "MACs", "compression", "speed-up"]
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 9) + "---:|" * 9]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * (len(head) - 10) + "---:|" * 10]  # numbers from "seeds" on
     for g in groups:
         dataset, method, student, teacher = g.key[:4]
         run = g.runs[0]
