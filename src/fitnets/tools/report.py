@@ -14,9 +14,11 @@ from pathlib import Path
 
 
 from fitnets.errors import FitNetsError
-from fitnets.models.registry import create_model, model_spec
+from fitnets.models.registry import create_model
 from fitnets.tools.profile import count_macs, count_parameters
-from fitnets.training.loading import DATASET_SHAPES, ModelRef
+from fitnets.training import loading
+from fitnets.training.config import RunConfig
+from fitnets.training.loading import ModelRef
 from fitnets.tools.speed import inference_throughput
 
 
@@ -25,11 +27,11 @@ class RunRecord:
     run_dir: Path
     results: dict
     metrics: list[dict]
-    config: dict = field(default_factory=dict)
+    config: RunConfig = field(default_factory=RunConfig)  # the resolved config the run was started with
 
     @property
     def model_args(self) -> dict:
-        return self.config.get("model_args") or {}
+        return self.config.model_args
 
     @property
     def name(self) -> str:
@@ -39,16 +41,14 @@ class RunRecord:
     def teacher_args(self) -> dict:
         """The teacher's constructor arguments as the run built it: its run folder's, then ``teacher_args``;
         a run that recorded neither gave the teacher the student's number of classes."""
-        ref = ModelRef.parse(self.results["teacher"])
-        args = {**ref.model_args, **(self.config.get("teacher_args") or {})}
+        args = {**ModelRef.parse(self.results["teacher"]).model_args, **self.config.teacher_args}
         if not args and "num_classes" in self.model_args:
             args = {"num_classes": self.model_args["num_classes"]}
         return args
 
-    def input_shape(self) -> tuple[int, ...] | None:
-        """One example's shape as the run fed it: its ``input_shape``, else the student's, else the dataset's."""
-        shape = self.config.get("input_shape") or model_spec(self.results["student"]).input_shape
-        return tuple(shape) if shape else DATASET_SHAPES.get(self.results.get("dataset"))
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape as the run fed it (the rule the run itself used)."""
+        return loading.input_shape(self.config)
 
 
 def read_run(run_dir: str | Path) -> RunRecord:
@@ -58,10 +58,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise FitNetsError(f"{run_dir} has no results.json: not a finished run folder")
     results = json.loads(path.read_text())
     lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
-    import yaml
-
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    return RunRecord(run_dir, results, [json.loads(line) for line in lines], config or {})
+    config = loading.config_of_run(run_dir) if (run_dir / "config.yaml").is_file() else RunConfig()
+    return RunRecord(run_dir, results, [json.loads(line) for line in lines], config)
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
