@@ -1,19 +1,18 @@
 """The recipes: which stages each method has, what each trains, constrains and saves — and a FitNet for every
 registered model's default hint or guided layer."""
 
-import functools
 
 import pytest
 import torch
 
 from fitnets import FitNet, FrozenTeacher, create_model, list_models, model_spec
 from fitnets.data.loader import ImageData
-from fitnets.training.config import METHODS as CONFIG_METHODS, load_config
+from fitnets.training.config import choices, load_config
 from fitnets.training.engine import RunContext, build_optimizer, run_stage
 from fitnets.training.loading import Data
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.steps import HintStep, KDStep, OneStageStep
-from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs, teacher_outputs
+from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs, teacher_source
 
 
 def synthetic(n=64, seed=0):
@@ -27,15 +26,18 @@ def parts(tiny, method="fitnet", cache=True, **overrides):
     data = Data(synthetic(), synthetic(32, 1), synthetic(32, 2))
     teacher, student = FrozenTeacher(tiny(width=16)), tiny(width=8)
     fitnet = FitNet(teacher, student, "block.0", "stem", torch.zeros(1, 1, 8, 8)) if METHODS[method].hints else None
-    outputs = functools.partial(teacher_outputs, data=data.train, cache=cache, progress=False)
+    config.teacher_cache = cache
     from fitnets.core.inputs import InputFormat
 
-    return Parts(config, data, student, InputFormat(), lambda: outputs(teacher, "teacher logits"),
-                 lambda forward: outputs(forward, "teacher hints"), None, teacher, fitnet)
+    logits = teacher_source(teacher, "logits", data.train, config, teacher, progress=False)
+    hints = teacher_source(fitnet.hint_features, "hints", data.train, config, teacher, progress=False) if fitnet else None
+    return Parts(config, data, student, InputFormat(), logits, hints, None, teacher, fitnet)
 
 
-def test_one_dispatch_table_for_every_method():
-    assert set(METHODS) == set(CONFIG_METHODS)
+def test_the_method_table_is_what_the_config_accepts():
+    assert choices("method") == tuple(METHODS)
+    with pytest.raises(Exception, match="method must be one of ce, kd"):
+        load_config(None, [("method", "hints-only")])
 
 
 def test_fitnets_is_hints_then_kd(tiny):

@@ -229,7 +229,7 @@ def test_store_build_list_and_clear_from_the_command_line(tmp_path, monkeypatch,
 
 @pytest.mark.parametrize("argv,needle", [
     (["store", "build", "--method", "kd", "--train-size", "50"], "no random augmentation"),
-    (["store", "build", "--method", "ce", "--set", "data.pad=1"], "method ce has no teacher"),
+    (["store", "build", "--method", "ce", "--set", "data.pad=1"], "method ce reads no teacher logits"),
     (["store", "clear", "0123"], "no teacher-output store '0123'"),
 ])
 def test_store_command_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, needle):

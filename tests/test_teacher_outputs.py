@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs, cache_blocker, teacher_outputs
+from fitnets.core.teacher import FrozenTeacher
 from fitnets.data import ImageData
+from fitnets.data.loader import Augmentation
+from fitnets.training.config import load_config
+from fitnets.training.teacher_outputs import (CachedOutputs, LiveOutputs, StoredOutputs, cache_blocker,
+                                              teacher_source)
 
 
 def data(n=50):
@@ -37,8 +41,8 @@ def test_bf16_cache_and_memory_mapped_spill(tmp_path):
 
 
 def test_blocker_explains_why():
-    assert cache_blocker(0, False) is None
-    assert "random augmentation" in cache_blocker(2, True)
+    assert cache_blocker(Augmentation()) is None
+    assert "random augmentation (pad=2, flip=True)" in cache_blocker(Augmentation(2, True))
 
 
 def test_cache_is_built_once_at_prepare_and_never_before():
@@ -57,11 +61,21 @@ def test_cache_is_built_once_at_prepare_and_never_before():
     assert calls == [20, 20, 10]            # one pass over the data, however often prepare is called
 
 
-def test_source_policy_live_under_augmentation():
+def test_one_choice_of_source_store_cache_or_live(tmp_path):
     d = data()
-    assert isinstance(teacher_outputs(teacher, "teacher logits", d, cache=True), CachedOutputs)
-    assert isinstance(teacher_outputs(teacher, "teacher logits", d, cache=False), LiveOutputs)
-    live = teacher_outputs(teacher, "teacher logits", d, cache=True, pad=1, flip=True)
+    frozen = FrozenTeacher(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10)))
+
+    def source(kind, *overrides):
+        config = load_config(None, [("store.dir", str(tmp_path)), *overrides])
+        return teacher_source(teacher, kind, d, config, frozen, progress=False)
+
+    assert isinstance(source("logits"), CachedOutputs)                       # no augmentation: once per example
+    assert isinstance(source("hints"), CachedOutputs)
+    assert isinstance(source("logits", ("teacher_cache", False)), LiveOutputs)
+    augmented = [("data.pad", 1), ("data.flip", True)]
+    assert isinstance(source("logits", *augmented), StoredOutputs)            # logits under augmentation: stored
+    live = source("hints", *augmented)                                         # hints are never stored
     assert isinstance(live, LiveOutputs)
+    assert isinstance(source("logits", *augmented, ("store.enabled", False)), LiveOutputs)
     x = torch.rand(3, 1, 4, 4)
-    assert torch.equal(live(x, torch.arange(3)), teacher(x))   # live: computed from the batch, not the index
+    assert torch.equal(live(x, torch.arange(3)), teacher(x))   # live: computed from the batch, not the key

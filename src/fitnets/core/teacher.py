@@ -72,3 +72,21 @@ class FrozenTeacher:
         outputs = [f.float() for f in tap(self._model, self._prepare(x), paths, stop=stop)]
         # A tap at a folded convolution gets the convolution's own output back, as if nothing were folded.
         return [self._folds[p].unfold_output(f) if p in self._folds else f for p, f in zip(paths, outputs)]
+
+
+class TeacherOutputs:
+    """What a training step asks for the teacher's outputs on a batch (logits for KD, hint features for FitNets'
+    stage 1): ``prepare()`` once before a stage trains, then ``source(x, key)`` for each batch, ``key`` being
+    each example's key (``fitnets.data.loader.batches``). ``fitnets.training.teacher_outputs`` picks which
+    source a run uses: live, cached, or the teacher-output store."""
+
+    def prepare(self) -> None:
+        """Do any work that must precede the first step (building a cache); cheap when already done."""
+
+    def __call__(self, x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def metrics(self) -> dict[str, float]:
+        """Figures about the epoch just trained, for its metrics row (the store's hit rate); called once per
+        epoch on every rank."""
+        return {}

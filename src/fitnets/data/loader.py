@@ -157,7 +157,11 @@ class Augmentation:
         return (2 * self.pad + 1) ** 2 * (2 if self.flip else 1)
 
     def __bool__(self) -> bool:
+        """Whether the augmentation is random (the one test of "is the data augmented?")."""
         return bool(self.pad or self.flip)
+
+    def __str__(self) -> str:
+        return f"pad={self.pad}, flip={self.flip}"
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` random view numbers (int64, CPU), drawn from ``generator``."""

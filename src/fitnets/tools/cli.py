@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from fitnets.training.config import METHODS, RunConfig, load_config, parse_override, resume_changes
+from fitnets.training.config import RunConfig, choices, load_config, parse_override, resume_changes
+from fitnets.training.recipes import METHODS
 from fitnets.errors import FitNetsError
 
 log = logging.getLogger("fitnets")
@@ -51,9 +52,8 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     if distill:
         p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder); NAME "
                                          "may be package.module:factory")
-        p.add_argument("--method", choices=list(METHODS),
-                       help="ce (standard backprop), kd, fitnet (the paper's two stages), fitnet-onestage (CE + β·MSE), "
-                            "fitnet-onestage-kd (CE + β·MSE + KD)")
+        p.add_argument("--method", choices=choices("method"),
+                       help="; ".join(f"{name}: {method.help}" for name, method in METHODS.items()))
         p.add_argument("--hint", help="teacher module path of the hint layer")
         p.add_argument("--guided", help="student module path of the guided layer")
         p.add_argument("--hint-epochs", type=int, help="epochs of FitNets' stage 1")
@@ -62,7 +62,7 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--epochs", type=int, help="epochs of the main stage")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop"])
+    p.add_argument("--optimizer", choices=choices("optim.name"))
     p.add_argument("--data", help="dataset: fashion-mnist or mnist")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
@@ -72,8 +72,8 @@ def _add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--seeds", help="run once per seed, e.g. 0,1,2 or 3 (= 0,1,2); one run folder each")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--channels-last", action="store_true", default=None, help="student in channels_last")
-    p.add_argument("--teacher-dtype", choices=["float32", "bfloat16"], help="the teacher's weights and forward")
-    p.add_argument("--student-dtype", choices=["float32", "bfloat16"], help="autocast the student's step")
+    p.add_argument("--teacher-dtype", choices=choices("teacher_dtype"), help="the teacher's weights and forward")
+    p.add_argument("--student-dtype", choices=choices("student_dtype"), help="autocast the student's step")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the forwards")
     p.add_argument("--fast", action="store_true", help="the speed options measured safe, for this hardware: bf16 "
                    "teacher and stored outputs, bf16 student where native, channels_last, compile where a compiler "
@@ -432,16 +432,16 @@ def cmd_store_build(args: argparse.Namespace) -> int:
     from fitnets.training.store import StoredOutputs, fill, human_size
 
     config = _config_from_args(args, None)
-    if config.method == "ce":
-        raise FitNetsError("method ce has no teacher: there is nothing to store")
-    if not (config.data.pad or config.data.flip):
+    if not METHODS[config.method].logits:
+        raise FitNetsError(f"method {config.method} reads no teacher logits: there is nothing to store")
+    if not config.data.augmentation():
         raise FitNetsError("this run has no random augmentation (data.pad, data.flip): it computes the teacher's "
                            "logits once per example at its start, no store is needed")
     if not config.store.enabled:
         raise FitNetsError("store.enabled is false in this config: the run would not read a store")
     run = Run(config, progress=not args.no_progress)
     data = run.load_data()
-    outputs = run.teacher_logits(data)
+    outputs = run.teacher_source(data, "logits")
     if not isinstance(outputs, StoredOutputs):
         raise FitNetsError("this run cannot use a store (the log above says why)")
     views, n, epochs = outputs.aug.views, len(data.train), config.epochs

@@ -26,13 +26,15 @@ from fitnets.models.registry import create_model, model_spec
 from fitnets.training.distributed import resolve_device
 from fitnets.training.fast import fast_options
 from fitnets.training.loading import load_data
+from fitnets.training.recipes import METHODS
 from fitnets.training.run import Run
 from fitnets.tools.speed import inference_throughput
 
 log = logging.getLogger(__name__)
 
 TEACHER, STUDENT = "paper-mnist-teacher", "paper-mnist-fitnet"
-METHODS = (("ce", "FitNet, standard backprop"), ("kd", "FitNet, KD"), ("fitnet", "FitNet, hints + KD (FitNets)"))
+# The paper's three trainings of one student (Table 4), from the method table.
+PAPER = {name: f"FitNet, {method.paper}" for name, method in METHODS.items() if method.paper}
 
 
 @dataclass
@@ -74,15 +76,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out) / time.strftime("demo-%Y%m%d-%H%M%S")
     device = resolve_device(args.device)
     start = time.perf_counter()
-    data = load_data(demo_config("ce", 0, protocol, args), device)
+    data = load_data(demo_config(next(iter(PAPER)), 0, protocol, args), device)
     teacher = create_model(TEACHER, pretrained=True).to(device)
     teacher_acc = evaluate_accuracy(teacher, data.test)["acc"]
     log.info("teacher %s: test accuracy %.4f; training the student 3 ways × %d seed(s) on %d images",
              TEACHER, teacher_acc, protocol.seeds, len(data.train))
 
-    accs: dict[str, list[float]] = {m: [] for m, _ in METHODS}
+    accs: dict[str, list[float]] = {m: [] for m in PAPER}
     for seed in range(protocol.seeds):
-        for method, label in METHODS:
+        for method, label in PAPER.items():
             log.info("— %s, seed %d", label, seed)
             run = Run(demo_config(method, seed, protocol, args), out / f"{method}-seed{seed}",
                       progress=not args.no_progress)
@@ -96,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     n_student = sum(p.numel() for p in student.parameters())
     rows = [("Teacher (maxout, 3 conv layers)", n_teacher, 1.0, 1.0, mean_std([teacher_acc]))]
     rows += [(label, n_student, n_teacher / n_student, student_speed / teacher_speed, mean_std(accs[m]))
-             for m, label in METHODS]
+             for m, label in PAPER.items()]
     table = ["| model | parameters | compression | speed-up | test accuracy (%) |",
              "|---|---:|---:|---:|---:|"]
     table += [f"| {name} | {params:,} | {comp:.1f}× | {speed:.2f}× | {acc} |" for name, params, comp, speed, acc in rows]

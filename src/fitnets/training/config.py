@@ -21,10 +21,18 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
+from fitnets.data.loader import Augmentation
 from fitnets.errors import FitNetsError, closest
+from fitnets.training.recipes import METHODS
 
 
-METHODS = ("ce", "kd", "fitnet", "fitnet-onestage", "fitnet-onestage-kd")
+def one_of(default: Any, choices: tuple) -> Any:
+    """A config field that takes one of ``choices``: validation and the command line's ``choices`` both read
+    them from here (``choices(key)``)."""
+    return field(default=default, metadata={"choices": tuple(choices)})
+
+
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -39,7 +47,7 @@ class DataConfig:
     test_size: int | None = None       # evaluate on a fixed random subset of the test set
     batch_size: int = 128              # the paper's batch size
     eval_batch_size: int = 1000
-    preprocess: str = "none"           # none (pixels / 255) | standardize | gcn_zca (the paper's CIFAR, §4.1)
+    preprocess: str = one_of("none", ("none", "standardize", "gcn_zca"))  # none (pixels / 255) | standardize | gcn_zca (the paper's CIFAR, §4.1)
     image_size: list[int] | None = None  # folder datasets: resize every image to [H, W]
     pad: int = 0                       # random translations of up to `pad` pixels (0: none)
     flip: bool = False                 # random horizontal flips
@@ -47,16 +55,20 @@ class DataConfig:
     memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
     workers: int = 4                   # DataLoader worker processes for streamed folders
 
+    def augmentation(self) -> Augmentation:
+        """The random augmentation these settings ask for (false when there is none)."""
+        return Augmentation(self.pad, self.flip)
+
 
 @dataclass
 class OptimConfig:
     """Optimizer of one training stage."""
 
-    name: str = "adam"                 # adam | sgd | rmsprop (the paper: RMSProp)
+    name: str = one_of("adam", ("adam", "sgd", "rmsprop"))  # adam | sgd | rmsprop (the paper: RMSProp)
     lr: float = 1e-3
     momentum: float = 0.9              # sgd momentum; rmsprop's decay (alpha) is 0.9 as in the paper
     weight_decay: float = 0.0
-    schedule: str = "cosine"           # cosine | constant | step (× gamma at each of `milestones` epochs)
+    schedule: str = one_of("cosine", ("cosine", "constant", "step"))  # cosine | constant | step (× gamma at each of `milestones` epochs)
     milestones: list[int] | None = None  # step schedule: epochs at which the learning rate is multiplied by gamma
     gamma: float = 0.1
     max_norm: float | None = None      # the paper's max-norm constraint on each filter / unit's weights
@@ -101,7 +113,7 @@ class StoreConfig:
 class RunConfig:
     """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
 
-    method: str = "fitnet"             # ce | kd | fitnet (the paper's two stages) | fitnet-onestage (CE + β·MSE) | fitnet-onestage-kd (+ KD)
+    method: str = one_of("fitnet", METHODS)  # a name of the method table (fitnets.training.recipes.METHODS)
     student: str = "paper-mnist-fitnet"   # registered model name (the network trained)
     teacher: str | None = "paper-mnist-teacher"  # NAME (shipped weights) or NAME:PATH; unused for ce
     hint: str | None = None            # teacher module path (default: the registry's hint layer)
@@ -113,7 +125,7 @@ class RunConfig:
     teacher_logits_key: str | None = None  # the teacher's (rule: tensor, mapping's / object's logits, tuple's first)
     epochs: int = 20                   # epochs of the main stage (ce, kd, or FitNet stage 2)
     patience: int | None = None        # early stopping on validation accuracy
-    keep: str = "best"                 # best (by validation accuracy) | last: the student the run ends with
+    keep: str = one_of("best", ("best", "last"))  # best (by validation accuracy) | last: the student the run ends with
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     hint_stage: HintStageConfig = field(default_factory=HintStageConfig)
@@ -125,9 +137,9 @@ class RunConfig:
     teacher_channels_last: bool = True # teacher in channels_last (faster forwards for most convnets; see the docs)
     teacher_fold_bn: bool = True       # fold the teacher's conv → batch-norm pairs (same outputs, less work)
     teacher_cache: bool = True         # compute teacher outputs once per example when valid (no augmentation)
-    teacher_dtype: str = "float32"     # float32 | bfloat16: the teacher's weights and forward
-    cache_dtype: str = "float32"       # float32 | bfloat16: how cached teacher outputs are stored
-    student_dtype: str = "float32"     # float32 | bfloat16: autocast for the student's forward and backward
+    teacher_dtype: str = one_of("float32", DTYPES)  # float32 | bfloat16: the teacher's weights and forward
+    cache_dtype: str = one_of("float32", DTYPES)  # float32 | bfloat16: how cached teacher outputs are stored
+    student_dtype: str = one_of("float32", DTYPES)  # float32 | bfloat16: autocast for the student's forward and backward
     compile: bool = False              # torch.compile the student's (and the live teacher's) forward
     out: str = "runs"                  # parent folder of run folders
     name: str | None = None            # run folder name (default: method-student-seed)
@@ -135,12 +147,14 @@ class RunConfig:
     tensorboard: bool = False          # also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard
 
     def validate(self) -> "RunConfig":
+        for key, allowed in _choice_fields(self):
+            value = _get(self, key)
+            if value not in allowed:
+                raise FitNetsError(f"bad config: {key} must be one of {', '.join(map(str, allowed))}, not {value!r}")
         checks = [
-            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
-            (self.method == "ce" or bool(self.teacher), f"method {self.method} needs a teacher"),
+            (not METHODS[self.method].teacher or bool(self.teacher), f"method {self.method} needs a teacher"),
             (self.epochs >= 0, f"epochs must be ≥ 0, got {self.epochs}"),
             (self.hint_stage.epochs >= 0, f"hint_stage.epochs must be ≥ 0, got {self.hint_stage.epochs}"),
-            (self.keep in ("best", "last"), f"keep must be best or last, not {self.keep!r}"),
             (self.kd.temperature > 0, f"kd.temperature must be > 0, got {self.kd.temperature}"),
             (self.data.batch_size > 0, f"data.batch_size must be > 0, got {self.data.batch_size}"),
             (self.data.val_size >= 0, f"data.val_size must be ≥ 0, got {self.data.val_size}"),
@@ -157,23 +171,16 @@ class RunConfig:
              f"hint_stage.patience must be ≥ 1 (or null), got {self.hint_stage.patience}"),
             (self.hint_stage.pretrained_lr_scale >= 0,
              f"hint_stage.pretrained_lr_scale must be ≥ 0, got {self.hint_stage.pretrained_lr_scale}"),
-            (self.data.preprocess in ("none", "standardize", "gcn_zca"),
-             f"data.preprocess must be none, standardize or gcn_zca, not {self.data.preprocess!r}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
             (self.input_shape is None or (len(self.input_shape) == 3 and min(self.input_shape) > 0),
              f"input_shape must be [C, H, W] with all > 0, got {self.input_shape}"),
             (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
             (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
             (self.store.max_gb > 0, f"store.max_gb must be > 0, got {self.store.max_gb}"),
-            *[(getattr(self, k) in ("float32", "bfloat16"), f"{k} must be float32 or bfloat16, not {getattr(self, k)!r}")
-              for k in ("teacher_dtype", "cache_dtype", "student_dtype")],
         ]
         for optim, where in ((self.optim, "optim"), (self.hint_stage.optim, "hint_stage.optim")):
             checks += [
-                (optim.name in ("adam", "sgd", "rmsprop"), f"{where}.name must be adam, sgd or rmsprop, not {optim.name!r}"),
                 (optim.lr > 0, f"{where}.lr must be > 0, got {optim.lr}"),
-                (optim.schedule in ("cosine", "constant", "step"),
-                 f"{where}.schedule must be cosine, constant or step, not {optim.schedule!r}"),
                 (optim.schedule != "step" or bool(optim.milestones), f"{where}.schedule step needs {where}.milestones"),
                 (optim.max_norm is None or optim.max_norm > 0, f"{where}.max_norm must be > 0, got {optim.max_norm}"),
             ]
@@ -181,6 +188,28 @@ class RunConfig:
             if not ok:
                 raise FitNetsError(f"bad config: {message}")
         return self
+
+
+def _choice_fields(obj, prefix: str = ""):
+    """``(dotted key, choices)`` of every field of ``obj`` (and its sections) declared with ``one_of``."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _choice_fields(value, f"{prefix}{f.name}.")
+        elif "choices" in f.metadata:
+            yield prefix + f.name, f.metadata["choices"]
+
+
+def _get(obj, key: str) -> Any:
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def choices(key: str) -> tuple | None:
+    """The values the config field at dotted ``key`` takes (``"optim.name"`` → ``("adam", "sgd", "rmsprop")``),
+    or ``None`` for a free field: the command line's ``choices`` read them here."""
+    return dict(_choice_fields(RunConfig())).get(key)
 
 
 def _field_type(cls, name: str):

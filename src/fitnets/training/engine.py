@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,13 +23,15 @@ from tqdm import tqdm
 
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.core.inputs import InputFormat
-from fitnets.data.loader import ImageData, batches
+from fitnets.data.loader import Augmentation, ImageData, batches
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
-from fitnets.training.config import OptimConfig
 from fitnets.training.evaluate import Validation
 from fitnets.training.steps import Step
 from fitnets.training.teacher_outputs import TeacherOutputs
+
+if TYPE_CHECKING:  # the config imports the method table, hence the engine
+    from fitnets.training.config import OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +107,7 @@ class Stage:
         teachers: the teacher-output sources the step reads (hints, logits), each prepared (a cache built)
             before the first epoch and asked for its figures (the store's hit rate) after each.
         about: one line for the plan: what the stage trains, on which loss.
+        summary: what the stage reports once trained, added to its summary (FitNets' stage 1: the hint fit).
     """
 
     name: str
@@ -118,6 +121,7 @@ class Stage:
     keep: str = "best"
     teachers: tuple[TeacherOutputs, ...] = ()
     about: str = ""
+    summary: Callable[[], dict[str, float]] | None = None
 
     def optimized(self) -> list[nn.Parameter]:
         return [p for group in self.optimize for p in group["params"]]
@@ -140,8 +144,7 @@ class RunContext:
     config: dict[str, Any]
     batch_size: int
     seed: int
-    pad: int = 0
-    flip: bool = False
+    aug: Augmentation = Augmentation()     # the random augmentation of the training batches
     inputs: InputFormat = InputFormat()   # the student's input format (channels_last)
     autocast: torch.dtype | None = None     # the student's forward/backward under autocast to this dtype
     log_every: int = 50
@@ -232,8 +235,8 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
             raise NonFiniteLoss(f"{where}, before any checkpoint was written — lower the learning rate and start "
                                 "the run again")
 
-    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.pad,
-                         flip=ctx.flip, rank=world.rank, world_size=world.world_size)
+    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.aug.pad,
+                         flip=ctx.aug.flip, rank=world.rank, world_size=world.world_size)
     distributed.report_progress(f"stage {stage.name}, epoch {epoch + 1}")
     for step in range(steps_per_epoch):
         fetch = time.perf_counter()
@@ -351,4 +354,5 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         if best_state is None:  # the best epoch came before a resume: read it back
             best_state, _ = load_checkpoint(best_path)
         stage.load(best_state)
-    return {"best_epoch": best_epoch + 1, "best_score": best}
+    summary = {"best_epoch": best_epoch + 1, "best_score": best}
+    return summary | (stage.summary() if stage.summary is not None else {})

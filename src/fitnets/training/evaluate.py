@@ -4,6 +4,7 @@ stage selects its weights by (``AccuracyEval``, ``HintEval``). Every batch goes 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from fitnets.core.inputs import InputFormat
 from fitnets.core.outputs import logits_of
 from fitnets.core.modes import eval_mode
 from fitnets.data.loader import ImageData, batches
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -106,3 +109,28 @@ class HintEval:
     def __call__(self) -> Validation:
         val = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs)
         return {"val_hint_loss": val["loss"], "val_hint_r2": val["r2"]}, -val["loss"]
+
+
+WEAK_FIT = 0.2  # a hint stage ending below this R² gets a warning
+
+
+@dataclass
+class HintFit:
+    """What FitNets' stage 1 reports once trained: the fit its selected weights reach on the validation split
+    (``val_hint_r2``), with a warning when it is weak — a student whose lower layers did not learn the hint
+    starts stage 2 from little (§5 of the paper relies on stage 1 fitting)."""
+
+    validate: HintEval
+    teacher: str   # as the run names them, for the advice
+    student: str
+
+    def __call__(self) -> dict[str, float]:
+        r2 = self.validate()[0]["val_hint_r2"]
+        log.info("hint stage: the regressor explains %.1f%% of the hint's variance on the validation split (R²)",
+                 100 * r2)
+        if r2 < WEAK_FIT:
+            fitnet = self.validate.fitnet
+            log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
+                        "guided layer, more hint epochs, or `fitnets suggest %s %s` to compare pairs", r2, WEAK_FIT,
+                        fitnet.hint, fitnet.guided, self.teacher, self.student)
+        return {"val_hint_r2": r2}

@@ -2,8 +2,9 @@
 stage's weights are selected — FitNets as in Algorithm 1 of the paper. A recipe only describes its stages
 (``fitnets.training.engine.Stage``); the engine trains them.
 
-``METHODS`` is the one dispatch table: a method's recipe and what it needs built (a teacher; hint and guided
-layers).
+``METHODS`` is the one method table: a method's name, recipe, one-line description and what it needs built (the
+teacher's logits; hint and guided layers). Config validation, the command line's choices and help, the demo and
+``Run`` all read it.
 """
 
 from __future__ import annotations
@@ -11,18 +12,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
-from fitnets.core.teacher import FrozenTeacher
-from fitnets.training.config import RunConfig
+from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.training.engine import Stage
-from fitnets.training.evaluate import AccuracyEval, HintEval
-from fitnets.training.loading import Data
+from fitnets.training.evaluate import AccuracyEval, HintEval, HintFit
 from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
-from fitnets.training.teacher_outputs import Forward, TeacherOutputs
+
+if TYPE_CHECKING:  # the config reads the method table: it imports this module
+    from fitnets.training.config import RunConfig
+    from fitnets.training.loading import Data
 
 
 @dataclass
@@ -32,17 +35,17 @@ class Parts:
     Attributes:
         student_forward: the student's forward as the CE/KD steps call it (``torch.compile(student)`` under
             ``--compile``), or ``None`` for the student's own call.
-        teacher_logits: the run's source of the teacher's logits (live, cached, or from the teacher-output
-            store under augmentation); ``teacher_hints(forward)``: of the teacher's hints (live, or cached when
-            there is no augmentation). Both give a ``TeacherOutputs`` (``fitnets.training.teacher_outputs``).
+        teacher_logits, teacher_hints: the run's sources of the teacher's logits and hint features, as
+            ``fitnets.training.teacher_outputs.teacher_source`` chose them (live, cached, or the store), or
+            ``None`` when the method does not read them.
     """
 
     config: RunConfig
     data: Data
     student: nn.Module
     inputs: InputFormat
-    teacher_logits: Callable[[], TeacherOutputs]
-    teacher_hints: Callable[[Forward], TeacherOutputs]
+    teacher_logits: TeacherOutputs | None = None
+    teacher_hints: TeacherOutputs | None = None
     student_forward: Callable | None = None
     teacher: FrozenTeacher | None = None
     fitnet: FitNet | None = None
@@ -62,7 +65,7 @@ class Parts:
 def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
     c = p.config
-    logits = p.teacher_logits()
+    logits = p.teacher_logits
     return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key), groups, {"model": p.student},
                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(logits,),
                  about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end}"
@@ -89,13 +92,14 @@ def fitnets(p: Parts) -> list[Stage]:
     # Stage 1 (§2.2): the student's layers up to the guided one (found by autograd: "layers 1..g") and the
     # regressor learn the teacher's hint, ½‖u_h(x) − r(v_g(x))‖². No labels; the teacher is frozen; both
     # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
-    hints = p.teacher_hints(fitnet.hint_features)
+    hints = p.teacher_hints
     stage1_params = fitnet.stage1_parameters()
     trained = fitnet.stage1_parameter_names()
+    validate = p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs))
     hint = Stage("hint", step=HintStep(fitnet, hints), optimize=[{"params": stage1_params}],
-                 saves={"model": p.student, "regressor": fitnet.regressor},
-                 validate=p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs)), keep="best",
+                 saves={"model": p.student, "regressor": fitnet.regressor}, validate=validate, keep="best",
                  epochs=c.hint_stage.epochs, optim=c.hint_stage.optim, patience=c.hint_stage.patience, teachers=(hints,),
+                 summary=HintFit(validate, c.teacher, c.student) if validate is not None else None,
                  about=f"{c.hint_stage.epochs} epochs, hint loss; trains {p.count(stage1_params):,} parameters: the "
                        f"student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
                        f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
@@ -116,8 +120,7 @@ def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
     regressed guided features and the hint, the whole student and the regressor together, no KD term — or,
     ``with_kd``, plus the KD term of §2.1 (λ decaying as in the paper's stage 2): "FitNet + KD" in one stage."""
     c, fitnet = p.config, p.fitnet
-    hints = p.teacher_hints(fitnet.hint_features)
-    logits = p.teacher_logits() if with_kd else None
+    hints, logits = p.teacher_hints, p.teacher_logits if with_kd else None
     params = list(p.student.parameters()) + list(fitnet.regressor.parameters())
     step = OneStageStep(fitnet, c.hint_stage.beta, hints, c.kd if with_kd else None, logits, c.epochs)
     kd = (f" + λ·KD (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end})" if with_kd else
@@ -131,15 +134,36 @@ def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
 
 @dataclass(frozen=True)
 class Method:
+    """One row of the method table.
+
+    Attributes:
+        recipe: the method's stages for a run's ``Parts``.
+        help: one line for ``--help`` and the docs.
+        logits: its steps read the teacher's logits (KD).
+        hints: it needs hint and guided layers (a ``FitNet``).
+        paper: its label among the paper's three trainings of one student (Table 4: standard backprop, KD,
+            FitNets), which the demo compares; ``None`` when the paper does not compare it.
+    """
+
     recipe: Callable[[Parts], list[Stage]]
-    teacher: bool   # needs a trained teacher
-    hints: bool     # needs hint and guided layers (a ``FitNet``)
+    help: str
+    logits: bool = False
+    hints: bool = False
+    paper: str | None = None
+
+    @property
+    def teacher(self) -> bool:
+        """It needs a trained teacher."""
+        return self.logits or self.hints
 
 
 METHODS: dict[str, Method] = {
-    "ce": Method(backprop, teacher=False, hints=False),
-    "kd": Method(knowledge_distillation, teacher=True, hints=False),
-    "fitnet": Method(fitnets, teacher=True, hints=True),
-    "fitnet-onestage": Method(fitnet_onestage, teacher=True, hints=True),
-    "fitnet-onestage-kd": Method(functools.partial(fitnet_onestage, with_kd=True), teacher=True, hints=True),
+    "ce": Method(backprop, "standard backprop: cross-entropy on the labels, no teacher", paper="standard backprop"),
+    "kd": Method(knowledge_distillation, "knowledge distillation (§2.1)", logits=True, paper="KD"),
+    "fitnet": Method(fitnets, "FitNets, the paper's two stages: hints (§2.2), then KD", logits=True, hints=True,
+                     paper="hints + KD (FitNets)"),
+    "fitnet-onestage": Method(fitnet_onestage, "one stage, CE + β·MSE on the hint (later toolkits' FitNet)",
+                              hints=True),
+    "fitnet-onestage-kd": Method(functools.partial(fitnet_onestage, with_kd=True),
+                                 "one stage, CE + β·MSE on the hint + the KD term", logits=True, hints=True),
 }

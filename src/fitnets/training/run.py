@@ -24,25 +24,24 @@ from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
 from fitnets.core.outputs import logits_of
 from fitnets.core.taps import dry_run
-from fitnets.data.loader import Augmentation, ImageData, to_float
+from fitnets.data.loader import to_float
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
 from fitnets.training import distributed
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
-from fitnets.training.evaluate import HintEval, evaluate_accuracy, evaluate_agreement
+from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, config_of_run, input_shape, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
 from fitnets.training.tensorboard import TensorBoardLog
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
-from fitnets.training.teacher_outputs import TeacherOutputs, teacher_outputs
+from fitnets.training.teacher_outputs import TeacherOutputs, teacher_source
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
-WEAK_FIT = 0.2  # a hint stage ending below this R² gets a warning
 
 
 class Run:
@@ -83,33 +82,16 @@ class Run:
 
     def stages(self, data: Data) -> list[Stage]:
         """The method's stages for this run, from its recipe (nothing is computed until the engine runs them)."""
-        parts = Parts(self.config, data, self.student, self.inputs, lambda: self.teacher_logits(data),
-                      lambda forward: self._cached_or_live(data, forward, "teacher hints"), self.student_forward,
-                      self.teacher, self.fitnet)
+        parts = Parts(self.config, data, self.student, self.inputs, self.teacher_source(data, "logits"),
+                      self.teacher_source(data, "hints"), self.student_forward, self.teacher, self.fitnet)
         return self.method.recipe(parts)
 
-    def _cached_or_live(self, data: Data, forward, desc: str) -> TeacherOutputs:
-        """Teacher outputs cached once per example when that is valid (no augmentation), else live."""
-        c = self.config
-        return teacher_outputs(forward, desc, data.train, cache=c.teacher_cache, pad=c.data.pad, flip=c.data.flip,
-                               batch_size=c.data.eval_batch_size, dtype=DTYPES[c.cache_dtype], spill_dir=self.run_dir,
-                               progress=self.progress)
-
-    def teacher_logits(self, data: Data) -> TeacherOutputs:
-        """Where the KD stages get the teacher's logits: under random augmentation, the teacher-output store
-        (``fitnets.training.store``) when it is on and the data can be keyed; else cached once per example when
-        there is no augmentation, or live."""
-        c = self.config
-        aug = Augmentation(c.data.pad, c.data.flip)
-        if aug and c.store.enabled:
-            if isinstance(data.train, ImageData):
-                return StoredOutputs(self.teacher, data.train, aug, data.train.num_classes,
-                                     DTYPES[c.cache_dtype] or torch.float32,
-                                     Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
-                                     {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
-            log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
-                     "its content; the teacher runs live")
-        return self._cached_or_live(data, self.teacher, "teacher logits")
+    def teacher_source(self, data: Data, kind: str) -> TeacherOutputs | None:
+        """The source of the teacher's ``"logits"`` or ``"hints"`` when the method reads them, else ``None``."""
+        if not (self.method.logits if kind == "logits" else self.method.hints):
+            return None
+        forward = self.teacher if kind == "logits" else self.fitnet.hint_features
+        return teacher_source(forward, kind, data.train, self.config, self.teacher, self.run_dir, self.progress)
 
     def plan(self, data: Data) -> str:
         """What the run will do, stage by stage (``--dry-run`` prints it)."""
@@ -162,19 +144,6 @@ class Run:
                                    f" KD needs the same classes (set teacher_args.num_classes={outputs}, or give a "
                                    "teacher trained on this dataset)")
 
-    def _hint_fit(self, validate: HintEval) -> dict[str, float]:
-        """The fit the hint stage ended with (its selected weights, on the validation split), with a warning
-        when it is weak: a student whose lower layers did not learn the hint starts stage 2 from little."""
-        r2 = validate()[0]["val_hint_r2"]
-        log.info("hint stage: the regressor explains %.1f%% of the hint's variance on the validation split (R²)",
-                 100 * r2)
-        if r2 < WEAK_FIT:
-            fitnet = self.fitnet
-            log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
-                        "guided layer, more hint epochs, or `fitnets suggest %s %s` to compare pairs", r2, WEAK_FIT,
-                        fitnet.hint, fitnet.guided, ModelRef.parse(self.config.teacher).name, self.config.student)
-        return {"val_hint_r2": r2}
-
     def _open_folder(self, resume: bool) -> ResumePoint | None:
         """The resume point when ``resume`` (the config checked against the saved one first); else the folder,
         claimed for this run alone."""
@@ -226,8 +195,8 @@ class Run:
                 (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
                 if point is not None:
                     trim_metrics(self.run_dir / "metrics.jsonl", point, names)
-            ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.pad,
-                             c.data.flip, self.inputs, DTYPES[c.student_dtype], c.log_every, self.progress)
+            ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.augmentation(),
+                             self.inputs, DTYPES[c.student_dtype], c.log_every, self.progress)
             if point is not None:
                 ctx.started -= point.elapsed_s
                 ctx.finished = dict(point.finished)
@@ -242,8 +211,6 @@ class Run:
                 if point is not None and point.stage in names[i + 1:]:
                     continue  # finished before the interruption: its result is in the checkpoint's weights
                 ctx.finished[stage.name] = run_stage(stage, ctx, point)
-                if isinstance(stage.validate, HintEval):
-                    ctx.finished[stage.name].update(self._hint_fit(stage.validate))
         except BaseException:
             if point is None and main and not (self.run_dir / "last.safetensors").exists():
                 release_folder(self.run_dir)  # nothing was saved: the name is free again

@@ -43,11 +43,10 @@ from typing import Any
 
 import torch
 
-from fitnets.core.teacher import FrozenTeacher
+from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.loader import Augmentation, ImageData, to_float
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
-from fitnets.training.teacher_outputs import TeacherOutputs
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,16 @@
 """The teacher's output for a batch of training examples — the one place a training step gets it from.
 
-``outputs(x, key)`` answers "what does the teacher give for these examples": logits for KD, hint features
-for FitNets' stage 1. Two sources answer it the same way:
+A source (``fitnets.core.teacher.TeacherOutputs``) answers ``source(x, key)``, "what does the teacher give for
+these examples": logits for KD, hint features for FitNets' stage 1. Three sources answer it the same way:
 
 * ``LiveOutputs`` runs the frozen teacher (cut after the hint layer for hints) on the batch;
 * ``CachedOutputs`` runs it once per training example, before the stage's first step, and then looks the
-  outputs up by index. Valid only when the teacher sees the same input for an example in every epoch: no
-  random augmentation (the teacher itself is deterministic: eval mode, no dropout).
+  outputs up by key. Valid only when the teacher sees the same input for an example in every epoch: no
+  random augmentation (the teacher itself is deterministic: eval mode, no dropout);
+* ``StoredOutputs`` (``fitnets.training.store``): logits per augmented view, kept on disk across runs.
 
-Under augmentation, teacher logits come from the store (``fitnets.training.store``), keyed by the view.
-
-``teacher_outputs(...)`` picks the source for a run and says in the log why the teacher runs live.
+``teacher_source(...)`` is the one place that picks a stage's source, and says in the log why the teacher runs
+live.
 """
 
 from __future__ import annotations
@@ -19,30 +19,23 @@ import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
 
-from fitnets.data.loader import ImageData, batches
+from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
+from fitnets.data.loader import Augmentation, ImageData, batches
+from fitnets.training.store import StoredOutputs
+
+if TYPE_CHECKING:  # the config imports the method table, hence the engine and this module
+    from fitnets.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # a frozen teacher's forward (to its logits or its hint)
 
-
-class TeacherOutputs:
-    """The interface: ``prepare()`` once before a stage trains, then ``outputs(x, index)`` for each batch."""
-
-    def prepare(self) -> None:
-        """Do any work that must precede the first step (building a cache); cheap when already done."""
-
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def metrics(self) -> dict[str, float]:
-        """Figures about the epoch just trained, for its metrics row (the store's hit rate); called once per
-        epoch on every rank."""
-        return {}
+__all__ = ["CachedOutputs", "Forward", "LiveOutputs", "StoredOutputs", "TeacherOutputs", "teacher_source"]
 
 
 class LiveOutputs(TeacherOutputs):
@@ -51,15 +44,15 @@ class LiveOutputs(TeacherOutputs):
     def __init__(self, forward: Forward):
         self.forward = forward
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
 
-def cache_blocker(pad: int, flip: bool) -> str | None:
+def cache_blocker(aug: Augmentation) -> str | None:
     """Why a cache of teacher outputs cannot be valid for this data pipeline, or ``None`` when it can."""
-    if pad or flip:
-        return (f"random augmentation (pad={pad}, flip={flip}) changes the teacher's input every epoch, so its "
-                "outputs cannot be cached; the teacher runs live")
+    if aug:
+        return (f"random augmentation ({aug}) changes the teacher's input every epoch, so its outputs cannot be "
+                "cached; the teacher runs live")
     return None
 
 
@@ -76,7 +69,8 @@ def _allocate(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, 
 
 
 class CachedOutputs(TeacherOutputs):
-    """Teacher outputs computed once per training example and looked up by the examples' indices.
+    """Teacher outputs computed once per training example and looked up by the examples' keys (without
+    augmentation, their indices).
 
     Args:
         forward: the frozen teacher's forward (to its logits, or to its hint layer).
@@ -100,29 +94,44 @@ class CachedOutputs(TeacherOutputs):
         if self.values is not None:
             return
         data, size = self.data, self.batch_size
-        for x, _, index in tqdm(batches(data, size), total=-(-len(data) // size), desc=self.desc, leave=False,
+        for x, _, key in tqdm(batches(data, size), total=-(-len(data) // size), desc=self.desc, leave=False,
                                 disable=not self.progress):
             out = self.forward(x)
             if self.values is None:
                 self.values = _allocate((len(data), *out.shape[1:]), self.dtype or out.dtype, out.device,
                                         self.spill_dir, self.spill_bytes, self.desc)
-            self.values[index] = out.to(self.values.dtype)
+            self.values[key] = out.to(self.values.dtype)
         log.info("%s: %d examples, %s, %.1f MB", self.desc, len(data), tuple(self.values.shape[1:]),
                  self.values.numel() * self.values.element_size() / 2**20)
 
-    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         if self.values is None:
             raise RuntimeError(f"{self.desc}: prepare() was not called before the first lookup")
-        return self.values[index].float()
+        return self.values[key].float()
 
 
-def teacher_outputs(forward: Forward, desc: str, data: ImageData, *, cache: bool, pad: int = 0, flip: bool = False,
-                    batch_size: int = 1000, dtype: torch.dtype | None = None, spill_dir: str | Path | None = None,
-                    progress: bool = True) -> TeacherOutputs:
-    """The source of a run's teacher outputs: cached when ``cache`` is asked for and valid, else live."""
-    blocker = cache_blocker(pad, flip)
-    if cache and blocker is None:
-        return CachedOutputs(forward, data, batch_size, desc, progress, dtype, spill_dir)
-    if cache:
+def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunConfig, teacher: FrozenTeacher,
+                   spill_dir: str | Path | None = None, progress: bool = True) -> TeacherOutputs:
+    """Where a stage's teacher outputs come from (``kind``: ``"logits"`` or ``"hints"``), decided here only:
+
+    * logits under random augmentation: the teacher-output store when ``store.enabled`` and the training data
+      are in memory (their content keys the store); hints are not stored;
+    * without augmentation, with ``teacher_cache``: computed once per example (``CachedOutputs``);
+    * else live.
+    """
+    c, desc = config, f"teacher {kind}"
+    aug = c.data.augmentation()
+    if kind == "logits" and aug and c.store.enabled:
+        if isinstance(train, ImageData):
+            return StoredOutputs(teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
+                                 Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
+                                 {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
+        log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
+                 "its content; the teacher runs live")
+    blocker = cache_blocker(aug)
+    if c.teacher_cache and blocker is None:
+        return CachedOutputs(forward, train, c.data.eval_batch_size, desc, progress, getattr(torch, c.cache_dtype),
+                             spill_dir)
+    if c.teacher_cache:
         log.info("no %s cache: %s", desc, blocker)
     return LiveOutputs(forward)
