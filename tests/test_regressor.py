@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from fitnets.errors import FitNetsError
-from fitnets.models.maxout import Maxout, MaxoutConv2d
+from fitnets.core.maxout import Maxout, MaxoutConv2d
 from fitnets.core.regressor import Resample, build_regressor, describe_regressor, hint_activation, output_activation
 
 dims = st.integers(1, 9)

@@ -29,7 +29,7 @@ import copy
 from torch import nn
 
 from fitnets.errors import FitNetsError
-from fitnets.models.maxout import Maxout, MaxoutConv2d
+from fitnets.core.maxout import Maxout, MaxoutConv2d
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                 nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, Maxout)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fitnets.data.images import ImageData
 from fitnets.errors import FitNetsError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -124,8 +125,6 @@ def open_folder(root: Path, split: str, size: tuple[int, int] | None = None, str
                 memory_gb: float = 4.0, workers: int = 4, progress: bool = True):
     """The split as an in-memory ``ImageData`` or as a ``FolderStream``: ``stream=None`` streams when the
     decoded images would take more than ``memory_gb`` GiB."""
-    from fitnets.data.loader import ImageData
-
     files, labels, classes = list_folder(root, split)
     if stream is not False:
         h, w = size or image_size(files[0])

@@ -10,49 +10,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from fitnets.data.folder import FolderStream, open_folder
 from fitnets.data.idx import read_idx
+from fitnets.data.images import ImageData
 from fitnets.data.sources import SPLIT_FILES, download, locate, search_roots, source
 from fitnets.errors import FitNetsError, closest
-
-if TYPE_CHECKING:
-    from fitnets.data.folder import FolderStream
-
-
-@dataclass
-class ImageData:
-    """Images ``(N, C, H, W)`` — uint8 pixels, or float32 after a preprocessing — and labels ``(N,)`` int64."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    num_classes: int
-
-    def __post_init__(self):
-        if self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4:
-            raise ValueError(f"images must be uint8 or float32 (N, C, H, W), got {self.images.dtype} "
-                             f"{tuple(self.images.shape)}")
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, index: torch.Tensor) -> "ImageData":
-        return ImageData(self.images[index], self.labels[index], self.num_classes)
-
-    def to(self, device: torch.device | str) -> "ImageData":
-        return ImageData(self.images.to(device), self.labels.to(device), self.num_classes)
-
-    @property
-    def device(self) -> torch.device:
-        return self.images.device
-
-    def head(self, n: int) -> torch.Tensor:
-        """The first ``n`` images."""
-        return self.images[:n]
 
 
 def load_idx_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None,
@@ -118,8 +83,6 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     elif name == "folder":
         if data_dir is None:
             raise FitNetsError("dataset 'folder' needs --data-dir ROOT (with ROOT/train/<class>/... and ROOT/test/...)")
-        from fitnets.data.folder import open_folder
-
         return open_folder(Path(data_dir), split, image_size, stream, memory_gb, workers)
     else:
         raise FitNetsError(f"unknown dataset {name!r}.{closest(name, DATASETS)} Known: {', '.join(DATASETS)}")

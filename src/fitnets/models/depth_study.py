@@ -20,7 +20,7 @@ import functools
 import torch
 from torch import nn
 
-from fitnets.models.maxout import MaxoutConv2d
+from fitnets.core.maxout import MaxoutConv2d
 from fitnets.models.paper_cifar import MaxoutLinear
 from fitnets.models.registry import register_model
 

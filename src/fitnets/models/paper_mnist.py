@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fitnets.models.maxout import MaxoutConv2d
+from fitnets.core.maxout import MaxoutConv2d
 from fitnets.models.registry import register_model
 
 
