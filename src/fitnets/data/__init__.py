@@ -2,7 +2,8 @@
 
 from fitnets.data.folder import FolderStream
 from fitnets.data.idx import read_idx, write_idx
-from fitnets.data.loader import (ImageData, augment, batches, load_dataset, load_idx_dataset, split_validation,
+from fitnets.data.augment import augment
+from fitnets.data.loader import (ImageData, batches, load_dataset, load_idx_dataset, split_validation,
                                  take)
 from fitnets.data.preprocess import ZCA, Preprocess, global_contrast_normalize
 from fitnets.data.sources import SOURCES, download, locate

@@ -90,10 +90,18 @@ class FolderStream(torch.utils.data.Dataset):
     data. Images are resized to ``size`` when ``resize``; otherwise each must already have that size.
     """
 
+    view = normalize = None  # as ImageData's
+    fixed = True
+
     def __init__(self, files: list[str], labels: torch.Tensor, num_classes: int, size: tuple[int, int],
                  resize: bool = True, workers: int = 4, device: torch.device | str = "cpu"):
         self.files, self.labels, self.num_classes = files, labels, num_classes
         self.size, self.resize, self.workers, self._device = tuple(size), resize, workers, torch.device(device)
+
+    def _copy(self, **changes) -> "FolderStream":
+        new = object.__new__(FolderStream)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
 
     def __len__(self) -> int:
         return len(self.files)
@@ -110,11 +118,13 @@ class FolderStream(torch.utils.data.Dataset):
         return self._device
 
     def subset(self, index: torch.Tensor) -> "FolderStream":
-        return FolderStream([self.files[i] for i in index.tolist()], self.labels[index], self.num_classes,
-                            self.size, self.resize, self.workers, self._device)
+        return self._copy(files=[self.files[i] for i in index.tolist()], labels=self.labels[index])
 
     def to(self, device: torch.device | str) -> "FolderStream":
-        return FolderStream(self.files, self.labels, self.num_classes, self.size, self.resize, self.workers, device)
+        return self._copy(_device=torch.device(device))
+
+    def with_view(self, view=None, normalize=None) -> "FolderStream":
+        return self._copy(view=view, normalize=normalize)
 
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` images, uint8 on the device."""

@@ -3,7 +3,8 @@ is one index into it (no Dataset objects, no worker processes, nothing to wait f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -15,6 +16,9 @@ class ImageData:
     images: torch.Tensor
     labels: torch.Tensor
     num_classes: int
+    fixed = True  # an example's input is the same in every epoch, before the engine's augmentation (a class fact)
+    view: Callable | None = None        # a fixed transform of every batch (the evaluation crop)
+    normalize: Callable | None = None   # (x − mean) / std once the pixels are floats
 
     def __post_init__(self):
         if self.images.dtype not in (torch.uint8, torch.float32) or self.images.dim() != 4:
@@ -27,10 +31,13 @@ class ImageData:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> "ImageData":
-        return ImageData(self.images[index], self.labels[index], self.num_classes)
+        return replace(self, images=self.images[index], labels=self.labels[index])
 
     def to(self, device: torch.device | str) -> "ImageData":
-        return ImageData(self.images.to(device), self.labels.to(device), self.num_classes)
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+
+    def with_view(self, view=None, normalize=None) -> "ImageData":
+        return replace(self, view=view, normalize=normalize)
 
     @property
     def device(self) -> torch.device:

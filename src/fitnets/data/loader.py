@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from fitnets.data.augment import Augmentation, to_float
+from fitnets.data.datasets import DatasetSplit
 from fitnets.data.folder import FolderStream, open_folder
 from fitnets.data.idx import read_idx
 from fitnets.data.images import ImageData
@@ -105,86 +106,21 @@ def take(data: ImageData, n: int | None, seed: int = 0) -> ImageData:
     return data.subset(order[:n])
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """The engine's random augmentation: zero-pad by ``pad`` and crop back at a random offset, then flip
-    horizontally at random. Each example has a finite set of *views*, ``(2·pad + 1)² × (2 if flip else 1)`` of
-    them (162 for pad 4 with flips), numbered ``(dy·(2·pad + 1) + dx)·2 + flipped`` (without flips: no last
-    factor), so that the teacher-output store can keep one slot per view."""
-
-    pad: int = 0
-    flip: bool = False
-
-    @property
-    def views(self) -> int:
-        return (2 * self.pad + 1) ** 2 * (2 if self.flip else 1)
-
-    def __bool__(self) -> bool:
-        """Whether the augmentation is random (the one test of "is the data augmented?")."""
-        return bool(self.pad or self.flip)
-
-    def __str__(self) -> str:
-        return f"pad={self.pad}, flip={self.flip}"
-
-    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """``n`` random view numbers (int64, CPU), drawn from ``generator``."""
-        side = 2 * self.pad + 1
-        view = torch.zeros(n, dtype=torch.long)
-        if self.pad:
-            dy = torch.randint(0, side, (n,), generator=generator)
-            dx = torch.randint(0, side, (n,), generator=generator)
-            view = dy * side + dx
-        if self.flip:
-            view = view * 2 + (torch.rand(n, generator=generator) < 0.5).long()
-        return view
-
-    def apply(self, images: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        """The views ``view`` (one per image) of a uint8 or float batch ``(B, C, H, W)``, as whole tensors."""
-        b, c, h, w = images.shape
-        dev = images.device
-        view = view.to(dev)
-        flipped = None
-        if self.flip:
-            view, flipped = view // 2, (view % 2).bool()
-        if self.pad:
-            side = 2 * self.pad + 1
-            dy, dx = view // side, view % side
-            padded = torch.nn.functional.pad(images, (self.pad,) * 4)
-            rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]   # (B, 1, H, 1)
-            cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]   # (B, 1, 1, W)
-            batch = torch.arange(b, device=dev)[:, None, None, None]
-            chans = torch.arange(c, device=dev)[None, :, None, None]
-            images = padded[batch, chans, rows, cols]                               # (B, C, H, W)
-        if flipped is not None:
-            images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
-        return images
-
-
-def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 0, flip: bool = False) -> torch.Tensor:
-    """Random translations (zero-pad by ``pad``, crop back at a random offset) and horizontal flips of a whole
-    uint8 batch ``(B, C, H, W)`` at once."""
-    aug = Augmentation(pad, flip)
-    return aug.apply(images, aug.draw(len(images), generator))
-
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels to floats in [0, 1] (the paper trains its MNIST nets on raw pixels, §4.2); images that
-    are already float (preprocessed) pass through."""
-    return images.float().div_(255) if images.dtype == torch.uint8 else images
-
-
-def batches(data: "ImageData | FolderStream", batch_size: int, *, shuffle: bool = False, seed: int = 0,
-            epoch: int = 0, pad: int = 0, flip: bool = False, drop_last: bool = False,
+def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *, shuffle: bool = False, seed: int = 0,
+            epoch: int = 0, pad: int = 0, flip: bool = False, aug=None, drop_last: bool = False,
             rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Float image batches, labels and the examples' keys: their indices in ``data`` — with augmentation, the
-    indices of the views the batch holds, ``example × views + view`` (``Augmentation``), which is what teacher
-    outputs are looked up by (the example is ``key // views``).
+    """Float image batches, labels and the examples' keys: their indices in ``data`` — with an augmentation of
+    finitely many views (pad-flip), the indices of the views the batch holds, ``example × views + view``
+    (``Augmentation``), which is what teacher outputs are looked up by (the example is ``key // views``).
 
-    The order and augmentation of an epoch depend only on ``(seed, epoch)``, so a resumed run sees exactly the
-    batches an uninterrupted one would, and a ``FolderStream`` gives the batches its in-memory form would.
-    With ``world_size > 1`` each rank gets its interleaved share of every global batch."""
+    ``aug`` is the random augmentation (``fitnets.data.augment``; default: ``Augmentation(pad, flip)``): drawn
+    per batch from the epoch's generator for data in memory or a folder, per item from the item's own seed for a
+    user's ``DatasetSplit``. Either way the order and augmentation of an epoch depend only on ``(seed, epoch)``,
+    so a resumed run sees exactly the batches an uninterrupted one would, and a ``FolderStream`` gives the
+    batches its in-memory form would. The split's ``view`` (the evaluation crop) and ``normalize`` (mean/std)
+    come last. With ``world_size > 1`` each rank gets its interleaved share of every global batch."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    aug = Augmentation(pad, flip)
+    aug = aug if aug is not None else Augmentation(pad, flip)
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     in_memory = isinstance(data, ImageData)
@@ -192,14 +128,31 @@ def batches(data: "ImageData | FolderStream", batch_size: int, *, shuffle: bool 
         order = order.to(data.device)
     stop = n - n % batch_size if drop_last else n
     shares = [order[start:start + batch_size][rank::world_size] for start in range(0, stop, batch_size)]
+    if isinstance(data, DatasetSplit):  # read, augmented and normalised item by item in the DataLoader's workers
+        for index, (x, labels) in zip(shares, data.load(shares, seed, epoch, aug)):
+            yield x, labels, index.to(data.device)
+        return
     loaded = ((data.images[i], data.labels[i]) for i in shares) if in_memory else _stream(data, shares)
     for index, (images, labels) in zip(shares, loaded):
         key = index.to(data.device)
+        if data.view is not None:
+            images = data.view(images)
         if aug:  # drawn from the same generator in the same order for in-memory and streamed data
-            view = aug.draw(len(images), generator)
-            images = aug.apply(images, view)
-            key = key * aug.views + view.to(key.device)
-        yield to_float(images), labels, key
+            params = aug.draw(len(images), generator)
+            images = aug.apply(images, params)
+            if aug.views:
+                key = key * aug.views + params.to(key.device)
+        x = to_float(images)
+        yield (data.normalize(x) if data.normalize is not None else x), labels, key
+
+
+def example(data: "ImageData | FolderStream | DatasetSplit", n: int = 2, aug=None) -> torch.Tensor:
+    """The first ``n`` inputs as training reads them (augmented by ``aug``, normalised): what the models are
+    checked and the FitNet's layers measured on."""
+    head = data.subset(torch.arange(min(n, len(data)), device=data.device if isinstance(data, ImageData) else None))
+    if isinstance(head, DatasetSplit):
+        head = head._copy(workers=0)  # two items: no worker processes to start
+    return next(batches(head, n, aug=aug))[0]
 
 
 def _stream(data: "FolderStream", shares: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

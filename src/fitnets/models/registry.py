@@ -11,6 +11,8 @@ from importlib import resources
 from torch import nn
 
 from fitnets.errors import FitNetsError, closest
+from fitnets import imports
+from fitnets.imports import cause, import_callable
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,6 @@ class ModelSpec:
     paper_kwargs: dict | None = None
 
 
-def _cause(err: BaseException) -> str:
-    """``"ValueError: its first line"``: an exception as one line of a user-facing message."""
-    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-
-
 _REGISTRY: dict[str, ModelSpec] = {}
 _PLUGINS_LOADED = False
 _BROKEN_PLUGINS: dict[str, str] = {}  # entry-point name -> why it failed to load
@@ -68,7 +65,7 @@ def _load_plugins() -> None:
         try:
             entry.load()
         except Exception as err:
-            _BROKEN_PLUGINS[entry.name] = f"{entry.value}: {_cause(err)}"
+            _BROKEN_PLUGINS[entry.name] = f"{entry.value}: {cause(err)}"
             log.warning("skipped the fitnets.models plugin %r (%s)", entry.name, _BROKEN_PLUGINS[entry.name])
 
 
@@ -91,7 +88,7 @@ def _external_spec(name: str) -> ModelSpec:
     try:
         module = __import__(library)
     except Exception as err:  # torchvision can fail to import beside a mismatched torch build, not only be absent
-        raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({_cause(err)}); "
+        raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({cause(err)}); "
                            f"pip install {library}") from None
     if library == "torchvision":
         from torchvision import models as tv_models
@@ -108,11 +105,8 @@ EXTERNAL_LIBRARIES = ("torchvision", "timm")
 def is_import_path(spec: str) -> bool:
     """Whether ``spec`` starts ``package.module:factory`` — a callable to import that returns the model (the
     convention of uvicorn and gunicorn) — rather than a registered ``NAME`` (possibly ``NAME:PATH``)."""
-    module, sep, rest = spec.partition(":")
-    attr = rest.partition(":")[0]
-    if not sep or module in EXTERNAL_LIBRARIES or not attr.isidentifier():
-        return False
-    if not all(part.isidentifier() for part in module.split(".")):
+    module = spec.partition(":")[0]
+    if not imports.is_import_path(spec) or module in EXTERNAL_LIBRARIES:
         return False
     _load_plugins()
     return module not in _REGISTRY  # `NAME:dir` with a registered NAME stays a weights path
@@ -121,17 +115,8 @@ def is_import_path(spec: str) -> bool:
 def _import_spec(name: str) -> ModelSpec:
     """``package.module:factory``: the user's own callable, imported; it must return an ``nn.Module``. The
     input shape comes from the run's data or ``input_shape`` (the spec's is empty)."""
-    import importlib
-
     module_name, _, attr = name.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:
-        raise FitNetsError(f"cannot import {module_name!r} for the model {name!r} ({_cause(err)}); "
-                           "is its package installed or on PYTHONPATH?") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise FitNetsError(f"module {module_name!r} has no callable {attr!r} (for the model {name!r})")
+    factory = import_callable(name, "the model")
 
     @functools.wraps(factory)
     def build(**kwargs) -> nn.Module:
@@ -139,7 +124,7 @@ def _import_spec(name: str) -> ModelSpec:
             model = factory(**kwargs)
         except Exception as err:
             raise FitNetsError(f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
-                               f"{_cause(err)}") from None
+                               f"{cause(err)}") from None
         if not isinstance(model, nn.Module):
             raise FitNetsError(f"{name} returned a {type(model).__name__}, not an nn.Module")
         return model

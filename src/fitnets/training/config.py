@@ -21,7 +21,7 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-from fitnets.data.loader import Augmentation
+from fitnets.data.augment import Augmentation, CentreCrop, ResizedCrop
 from fitnets.errors import FitNetsError, closest
 from fitnets.training.recipes import METHODS
 
@@ -37,27 +37,45 @@ DTYPES = ("float32", "bfloat16")
 
 @dataclass
 class DataConfig:
-    """Dataset and batching."""
+    """Dataset, augmentation and batching."""
 
-    name: str = "fashion-mnist"        # fashion-mnist | mnist | cifar10 | cifar100 | svhn | folder
+    name: str = "fashion-mnist"        # fashion-mnist | mnist | cifar10 | cifar100 | svhn | folder | package.module:factory (yours)
     dir: str | None = None             # folder holding the files (then $FITNETS_DATA, /usr/share/datasets/NAME)
     download: bool = False             # fetch the official files (checksums verified) when none are found
-    val_size: int = 5000               # held out from the training set for model selection / early stopping
+    val_size: int = 5000               # held out from the training set for model selection (unless a val split is given)
     train_size: int | None = None      # train on a fixed random subset of this many examples
     test_size: int | None = None       # evaluate on a fixed random subset of the test set
     batch_size: int = 128              # the paper's batch size
     eval_batch_size: int = 1000
     preprocess: str = one_of("none", ("none", "standardize", "gcn_zca"))  # none (pixels / 255) | standardize | gcn_zca (the paper's CIFAR, §4.1)
-    image_size: list[int] | None = None  # folder datasets: resize every image to [H, W]
-    pad: int = 0                       # random translations of up to `pad` pixels (0: none)
-    flip: bool = False                 # random horizontal flips
+    image_size: list[int] | None = None  # folders: resize every image to [H, W]; random-resized-crop: the output size
+    augment: str = one_of("pad-flip", ("none", "pad-flip", "random-resized-crop"))  # the engine's random augmentation
+    pad: int = 0                       # pad-flip: random translations of up to `pad` pixels (0: none)
+    flip: bool = False                 # pad-flip and random-resized-crop: random horizontal flips
+    crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])   # random-resized-crop: area share
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 4 / 3])  # random-resized-crop: aspect ratio
+    eval_crop: float = 0.875           # random-resized-crop: evaluation shows the centre share, resized (ImageNet's 224/256)
+    mean: list[float] | None = None    # per channel: inputs become (x − mean) / std after pixels / 255
+    std: list[float] | None = None
+    input_key: str = "pixel_values"    # your Dataset's dict items: the input's key
+    label_key: str = "labels"          # ... and the label's
     stream: bool | None = None         # folders: read from disk through a DataLoader (null: when > memory_gb)
     memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
-    workers: int = 4                   # DataLoader worker processes for streamed folders
+    workers: int = 4                   # DataLoader worker processes (streamed folders, your Datasets)
 
-    def augmentation(self) -> Augmentation:
-        """The random augmentation these settings ask for (false when there is none)."""
-        return Augmentation(self.pad, self.flip)
+    def augmentation(self):
+        """The random augmentation of the training batches (false when there is none): the one place the
+        settings become one."""
+        size = tuple(self.image_size) if self.image_size else None
+        if self.augment == "random-resized-crop":
+            return ResizedCrop(size, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip)
+        return Augmentation(self.pad, self.flip) if self.augment == "pad-flip" else Augmentation()
+
+    def eval_view(self) -> CentreCrop | None:
+        """The fixed view evaluation sees: the centre crop under random-resized-crop, else the image as it is."""
+        if self.augment != "random-resized-crop":
+            return None
+        return CentreCrop(tuple(self.image_size) if self.image_size else None, self.eval_crop)
 
 
 @dataclass
@@ -164,6 +182,15 @@ class RunConfig:
              f"data.test_size must be ≥ 1 (or null: all), got {self.data.test_size}"),
             (self.data.eval_batch_size > 0, f"data.eval_batch_size must be > 0, got {self.data.eval_batch_size}"),
             (self.data.pad >= 0, f"data.pad must be ≥ 0, got {self.data.pad}"),
+            (len(self.data.crop_scale) == 2 and 0 < self.data.crop_scale[0] <= self.data.crop_scale[1] <= 1,
+             f"data.crop_scale must be [low, high] with 0 < low ≤ high ≤ 1, got {self.data.crop_scale}"),
+            (len(self.data.crop_ratio) == 2 and 0 < self.data.crop_ratio[0] <= self.data.crop_ratio[1],
+             f"data.crop_ratio must be [low, high] with 0 < low ≤ high, got {self.data.crop_ratio}"),
+            (0 < self.data.eval_crop <= 1, f"data.eval_crop must be in (0, 1], got {self.data.eval_crop}"),
+            ((self.data.mean is None) == (self.data.std is None) and (self.data.mean is None or (
+                len(self.data.mean) == len(self.data.std) and min(self.data.std) > 0)),
+             f"data.mean and data.std go together, one value per channel, std > 0; got {self.data.mean} and "
+             f"{self.data.std}"),
             (self.data.image_size is None or (len(self.data.image_size) == 2 and min(self.data.image_size) > 0),
              f"data.image_size must be [H, W] with both > 0, got {self.data.image_size}"),
             (self.patience is None or self.patience >= 1, f"patience must be ≥ 1 (or null), got {self.patience}"),

@@ -23,7 +23,9 @@ from tqdm import tqdm
 
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.core.inputs import InputFormat
-from fitnets.data.loader import Augmentation, ImageData, batches
+from fitnets.data.augment import Augmentation
+from fitnets.data.images import ImageData
+from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
 from fitnets.training.evaluate import Validation

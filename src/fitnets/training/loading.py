@@ -3,6 +3,7 @@ config, and a config's data splits."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +12,18 @@ import yaml
 from torch import nn
 
 from fitnets.checkpoint import load_weights
-from fitnets.data.loader import ImageData, load_dataset, split_validation, take
+from fitnets.data.datasets import DatasetSplit, Normalize
+from fitnets.data.folder import FolderStream
+from fitnets.data.images import ImageData
+from fitnets.data.loader import load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
 from fitnets.errors import FitNetsError
+from fitnets import imports
+from fitnets.imports import cause, import_callable
 from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_import_path, model_spec
 from fitnets.training.config import RunConfig, from_dict
+
+log = logging.getLogger(__name__)
 
 
 def config_of_run(run_dir: str | Path) -> RunConfig:
@@ -81,6 +89,13 @@ def load_model(spec: str | ModelRef, trained: bool = False, flag: str = "--teach
     return load_weights(create_model(ref.name, **kwargs), ref.weights)
 
 
+def default_name(config: RunConfig) -> str:
+    """A run folder's default name: method, student, seed (a ``package.module:factory`` or ``python:...``
+    student by its last part)."""
+    student = config.student.rpartition(":")[2].rpartition(".")[2] if ":" in config.student else config.student
+    return f"{config.method}-{student}-seed{config.seed}"
+
+
 DATASET_SHAPES = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32),
                   "cifar100": (3, 32, 32), "svhn": (3, 32, 32)}
 
@@ -103,18 +118,25 @@ def input_shape(config: RunConfig) -> tuple[int, ...]:
 
 @dataclass
 class Data:
-    """The three splits of a run, on its device."""
+    """The three splits of a run, on its device: each an ``ImageData`` (in memory), a ``FolderStream`` or a
+    ``DatasetSplit`` (your Dataset) — the engine does not care which."""
 
-    train: ImageData
-    val: ImageData
-    test: ImageData
+    train: ImageData | FolderStream | DatasetSplit
+    val: ImageData | FolderStream | DatasetSplit
+    test: ImageData | FolderStream | DatasetSplit
 
 
 def load_data(config: RunConfig, device: torch.device) -> Data:
     """The run's training, validation and test splits: the validation split is the same draw for every seed
-    and method; preprocessing is fitted on the training split only."""
+    and method; preprocessing is fitted on the training split only. ``data.name`` may be
+    ``package.module:factory``: a callable returning ``{"train": Dataset, "test": Dataset}`` and optionally
+    ``"val"`` and ``"num_classes"``."""
     cfg = config.data
-    size = tuple(cfg.image_size) if cfg.image_size else None
+    if imports.is_import_path(cfg.name):
+        return user_data(config, device, **_call_data_factory(cfg.name))
+    size = tuple(cfg.image_size) if cfg.image_size and cfg.augment != "random-resized-crop" else None
+    if cfg.augment == "random-resized-crop" and cfg.name == "folder" and cfg.image_size:
+        size = tuple(cfg.image_size)  # a folder's images are read at one size; the crop then resizes to it too
     train, test = (load_dataset(cfg.name, split, cfg.dir, cfg.download, size, cfg.stream, cfg.memory_gb, cfg.workers)
                    for split in ("train", "test"))
     train, val = split_validation(train, cfg.val_size, seed=0)
@@ -125,4 +147,64 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)
         train, val, test = (ImageData(prep(d.images), d.labels, d.num_classes) for d in (train, val, test))
-    return Data(train.to(device), val.to(device), test.to(device))
+    return _finish(cfg, device, train, val, test)
+
+
+def _finish(cfg, device: torch.device, train, val, test) -> Data:
+    """The splits with their evaluation view and normalisation, on ``device``."""
+    normalize = Normalize(cfg.mean, cfg.std) if cfg.mean is not None else None
+    view = cfg.eval_view()
+    return Data(train.with_view(None, normalize).to(device), val.with_view(view, normalize).to(device),
+                test.with_view(view, normalize).to(device))
+
+
+DATA_KEYS = ("train", "val", "test", "num_classes")
+
+
+def _call_data_factory(spec: str) -> dict:
+    """``{"train": ..., "test": ..., "val": ..., "num_classes": ...}`` from the user's data factory, checked."""
+    factory = import_callable(spec, "the data")
+    try:
+        splits = factory()
+    except Exception as err:
+        raise FitNetsError(f"{spec}() raised {cause(err)}") from None
+    if not isinstance(splits, dict):
+        raise FitNetsError(f"{spec} returned a {type(splits).__name__}; it must return a dict "
+                           "{'train': Dataset, 'test': Dataset} (optionally 'val' and 'num_classes')")
+    unknown = [k for k in splits if k not in DATA_KEYS]
+    missing = [k for k in ("train", "test") if splits.get(k) is None]
+    if unknown or missing:
+        raise FitNetsError(f"{spec} returned a dict " + (f"without {', '.join(map(repr, missing))}" if missing else
+                           f"with unknown keys {', '.join(map(repr, unknown))}") + f"; keys: {', '.join(DATA_KEYS)}")
+    return splits
+
+
+def user_data(config: RunConfig, device: torch.device, train, test=None, val=None,
+              num_classes: int | None = None) -> Data:
+    """Your ``Dataset`` objects as a run's splits (``DatasetSplit``): the validation split is ``val`` or
+    ``data.val_size`` examples held out of ``train`` (the same draw for every seed and method); without ``test``
+    the test figures are the validation split's (logged). ``num_classes``: counted from the labels if not
+    given."""
+    cfg = config.data
+    if cfg.preprocess != "none":
+        raise FitNetsError(f"data.preprocess={cfg.preprocess} is fitted on images held in memory; for your Dataset, "
+                           "normalise with data.mean / data.std or in its transform")
+
+    def split(dataset, name: str, classes: int | None):
+        if isinstance(dataset, DatasetSplit):
+            return dataset
+        return DatasetSplit(dataset, classes, keys=(cfg.input_key, cfg.label_key), workers=cfg.workers, name=name)
+
+    train = split(train, "the training set", num_classes)
+    num_classes = train.num_classes
+    if val is None:
+        train, val = split_validation(train, cfg.val_size, seed=0)
+    else:
+        val = split(val, "the validation set", num_classes)
+    train = take(train, cfg.train_size)
+    if test is None:
+        log.info("no test set given: the test figures are the validation split's")
+        test = val
+    else:
+        test = take(split(test, "the test set", num_classes), cfg.test_size)
+    return _finish(cfg, device, train, val, test)

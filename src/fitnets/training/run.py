@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
 from fitnets.checkpoint import save_checkpoint
 from fitnets.core.fitnet import FitNet
@@ -24,7 +25,7 @@ from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
 from fitnets.core.outputs import logits_of
 from fitnets.core.taps import dry_run
-from fitnets.data.loader import to_float
+from fitnets.data.loader import example
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
@@ -32,7 +33,7 @@ from fitnets.training import distributed
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
-from fitnets.training.loading import Data, ModelRef, config_of_run, input_shape, load_data, load_model
+from fitnets.training.loading import Data, ModelRef, config_of_run, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
 from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
 from fitnets.training.tensorboard import TensorBoardLog
@@ -51,34 +52,57 @@ class Run:
         >>> results = Run(load_config("configs/demo-fitnet.yaml")).execute()
     """
 
-    def __init__(self, config: RunConfig, run_dir: Path | None = None, progress: bool = True):
+    def __init__(self, config: RunConfig, run_dir: Path | None = None, progress: bool = True, *,
+                 student: nn.Module | None = None, teacher: nn.Module | None = None):
+        """Build the run's models: by the names in ``config``, or the ``student`` / trained ``teacher`` objects
+        given (``fitnets.distill``; the config then names their classes, ``python:module.Class``). The student
+        object is trained in place."""
         self.config = c = config
         self.device = distributed.setup(c.device)
-        self.run_dir = Path(run_dir) if run_dir else Path(c.out) / (c.name or f"{c.method}-{c.student}-seed{c.seed}")
+        self.run_dir = Path(run_dir) if run_dir else Path(c.out) / (c.name or default_name(c))
         self.progress = progress
         self.method = METHODS[c.method]
         torch.manual_seed(c.seed)
-        self.student = create_model(c.student, **c.model_args).to(self.device)
+        self.student = (student if student is not None else create_model(c.student, **c.model_args)).to(self.device)
         self.teacher = self.fitnet = None
+        self._teacher_ref = ModelRef.parse(c.teacher) if teacher is None and self.method.teacher else None
         if self.method.teacher:
-            self.teacher = FrozenTeacher(load_model(c.teacher, trained=True, **c.teacher_args).to(self.device),
-                                         dtype=DTYPES[c.teacher_dtype], channels_last=c.teacher_channels_last,
-                                         compile=c.compile, fold_bn=c.teacher_fold_bn,
-                                         logits_key=c.teacher_logits_key)
+            module = teacher if teacher is not None else load_model(self._teacher_ref, trained=True, **c.teacher_args)
+            self.teacher = FrozenTeacher(module.to(self.device), dtype=DTYPES[c.teacher_dtype],
+                                         channels_last=c.teacher_channels_last, compile=c.compile,
+                                         fold_bn=c.teacher_fold_bn, logits_key=c.teacher_logits_key)
         if self.method.hints:
-            hint = c.hint or model_spec(ModelRef.parse(c.teacher).name).hint
-            guided = c.guided or model_spec(c.student).guided
-            if not hint or not guided:
+            self.hint = c.hint or (model_spec(self._teacher_ref.name).hint if self._teacher_ref else None)
+            self.guided = c.guided or (model_spec(c.student).guided if student is None else None)
+            if not self.hint or not self.guided:
                 raise FitNetsError(f"method {c.method} needs --hint and --guided (module paths; see `fitnets layers`)")
-            example = torch.zeros(2, *input_shape(c), device=self.device)
-            self.fitnet = FitNet(self.teacher, self.student, hint, guided, example,
-                                 c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key,
-                                 c.hint_stage.hint_extra_tokens, c.hint_stage.guided_extra_tokens)
         self.inputs = InputFormat(channels_last=c.channels_last)
         self.inputs.apply_to(self.student)
         # The CE/KD steps call the student through torch.compile when asked; the hint stages keep the eager
         # forward, whose layer hooks (the taps) a compiled graph would not run.
         self.student_forward = torch.compile(self.student) if c.compile else None
+
+    def _attach(self, data: Data) -> None:
+        """Before anything trains, on a batch as training reads it: the student takes the data's inputs and has
+        one output per class, the teacher as many; the FitNet (hint, guided, regressor) is built for them."""
+        c = self.config
+        x = example(data.train, 2, c.data.augmentation())
+        with torch.no_grad(), eval_mode(self.student), dry_run(self.student, x):
+            outputs = logits_of(self.student(self.inputs(x)), c.logits_key).shape[-1]
+        if outputs != data.train.num_classes:
+            raise FitNetsError(f"{c.student} has {outputs} outputs but {c.data.name} has {data.train.num_classes} "
+                               f"classes; set model_args.num_classes={data.train.num_classes}")
+        if self.teacher is not None:
+            with dry_run(self.teacher.module, x):
+                teacher_outputs = self.teacher(x).shape[-1]
+            if teacher_outputs != outputs:
+                raise FitNetsError(f"the teacher {c.teacher} has {teacher_outputs} outputs and the student {outputs}:"
+                                   f" KD needs the same classes (set teacher_args.num_classes={outputs}, or give a "
+                                   "teacher trained on this dataset)")
+        if self.method.hints and self.fitnet is None:
+            self.fitnet = FitNet(self.teacher, self.student, self.hint, self.guided, x,
+                                 c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key,
+                                 c.hint_stage.hint_extra_tokens, c.hint_stage.guided_extra_tokens)
 
     def stages(self, data: Data) -> list[Stage]:
         """The method's stages for this run, from its recipe (nothing is computed until the engine runs them)."""
@@ -123,26 +147,8 @@ class Run:
 
     def load_data(self) -> Data:
         data = load_data(self.config, self.device)
-        self._check_classes(data)
+        self._attach(data)
         return data
-
-    @torch.no_grad()
-    def _check_classes(self, data: Data) -> None:
-        """Before anything trains: the student takes the data's images and has one output per class, and the
-        teacher (when there is one) has as many."""
-        c, x = self.config, to_float(data.train.head(2))
-        with eval_mode(self.student), dry_run(self.student, x):
-            outputs = logits_of(self.student(self.inputs(x)), c.logits_key).shape[-1]
-        if outputs != data.train.num_classes:
-            raise FitNetsError(f"{c.student} has {outputs} outputs but {c.data.name} has {data.train.num_classes} "
-                               f"classes; set model_args.num_classes={data.train.num_classes}")
-        if self.teacher is not None:
-            with dry_run(self.teacher.module, x):
-                teacher_outputs = self.teacher(x).shape[-1]
-            if teacher_outputs != outputs:
-                raise FitNetsError(f"the teacher {c.teacher} has {teacher_outputs} outputs and the student {outputs}:"
-                                   f" KD needs the same classes (set teacher_args.num_classes={outputs}, or give a "
-                                   "teacher trained on this dataset)")
 
     def _open_folder(self, resume: bool) -> ResumePoint | None:
         """The resume point when ``resume`` (the config checked against the saved one first); else the folder,
@@ -185,7 +191,7 @@ class Run:
             if data is None:
                 data = self.load_data()
             else:
-                self._check_classes(data)
+                self._attach(data)
             stages = self.stages(data)
             names = [stage.name for stage in stages]
             if point is not None:

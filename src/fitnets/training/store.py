@@ -44,7 +44,8 @@ from typing import Any
 import torch
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
-from fitnets.data.loader import Augmentation, ImageData, to_float
+from fitnets.data.augment import Augmentation, to_float
+from fitnets.data.images import ImageData
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
 

@@ -25,7 +25,9 @@ import torch
 from tqdm import tqdm
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
-from fitnets.data.loader import Augmentation, ImageData, batches
+from fitnets.data.augment import Augmentation
+from fitnets.data.images import ImageData
+from fitnets.data.loader import batches
 from fitnets.training.store import StoredOutputs
 
 if TYPE_CHECKING:  # the config imports the method table, hence the engine and this module
@@ -48,8 +50,11 @@ class LiveOutputs(TeacherOutputs):
         return self.forward(x)
 
 
-def cache_blocker(aug: Augmentation) -> str | None:
+def cache_blocker(aug: Augmentation, train=None) -> str | None:
     """Why a cache of teacher outputs cannot be valid for this data pipeline, or ``None`` when it can."""
+    if train is not None and not train.fixed:
+        return ("your Dataset's transforms may draw at random, so an example's input may change from epoch to "
+                "epoch and the teacher's outputs cannot be cached; the teacher runs live")
     if aug:
         return (f"random augmentation ({aug}) changes the teacher's input every epoch, so its outputs cannot be "
                 "cached; the teacher runs live")
@@ -114,21 +119,23 @@ def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunCon
                    spill_dir: str | Path | None = None, progress: bool = True) -> TeacherOutputs:
     """Where a stage's teacher outputs come from (``kind``: ``"logits"`` or ``"hints"``), decided here only:
 
-    * logits under random augmentation: the teacher-output store when ``store.enabled`` and the training data
-      are in memory (their content keys the store); hints are not stored;
-    * without augmentation, with ``teacher_cache``: computed once per example (``CachedOutputs``);
+    * logits under random pad-flip augmentation: the teacher-output store when ``store.enabled`` and the
+      training data are in memory (their content keys the store, each view a slot); hints are not stored;
+    * without augmentation, on data whose examples do not change (not your Dataset's transforms), with
+      ``teacher_cache``: computed once per example (``CachedOutputs``);
     * else live.
     """
     c, desc = config, f"teacher {kind}"
     aug = c.data.augmentation()
     if kind == "logits" and aug and c.store.enabled:
-        if isinstance(train, ImageData):
+        if isinstance(train, ImageData) and aug.views:
             return StoredOutputs(teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
                                  Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
                                  {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
-        log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
-                 "its content; the teacher runs live")
-    blocker = cache_blocker(aug)
+        why = ("a streamed folder is not held in memory, so it cannot be keyed by its content"
+               if train.fixed and aug.views else f"{aug} draws more views than the store can keep a slot for")
+        log.info("no teacher-output store: %s; the teacher runs live", why)
+    blocker = cache_blocker(aug, train)
     if c.teacher_cache and blocker is None:
         return CachedOutputs(forward, train, c.data.eval_batch_size, desc, progress, getattr(torch, c.cache_dtype),
                              spill_dir)
