@@ -9,9 +9,11 @@ from fitnets.core.taps import tap, trace
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.training.config import RunConfig, load_config
 from fitnets.training.run import Run
+from fitnets.api import distill, train
+from fitnets.checkpoint import load_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["FitNet", "FitNetsError", "FrozenTeacher", "build_regressor", "create_model", "hint_loss",
-           "kd_loss", "kd_weight_at", "list_models", "load_config", "model_spec", "register_model", "Run", "RunConfig",
+__all__ = ["FitNet", "FitNetsError", "FrozenTeacher", "build_regressor", "create_model", "distill", "hint_loss",
+           "kd_loss", "load_weights", "train", "kd_weight_at", "list_models", "load_config", "model_spec", "register_model", "Run", "RunConfig",
            "soft_cross_entropy", "tap", "trace"]

@@ -153,8 +153,9 @@ class DatasetSplit:
         if labels is None:
             labels = getattr(self.dataset, "labels", None)
         if labels is None or isinstance(labels, (str, Mapping)):
-            labels = [as_label(unpack(self.dataset[i], self.keys, f"item {i} of {self.name}")[1], f"label {i}")
-                      for i in range(len(self.dataset))]
+            with seeded(0):  # the items' transforms draw: not from the training process's random states
+                labels = [as_label(unpack(self.dataset[i], self.keys, f"item {i} of {self.name}")[1], f"label {i}")
+                          for i in range(len(self.dataset))]
         return int(max(int(v) for v in labels)) + 1
 
     def _copy(self, **changes) -> "DatasetSplit":
@@ -182,7 +183,10 @@ class DatasetSplit:
         cuda = self._device.type == "cuda"
         requests = [[(int(i), item_seed(seed, epoch, self.source_index(int(i)))) for i in share] for share in shares]
         loader = torch.utils.data.DataLoader(_Items(self, aug), batch_sampler=requests, num_workers=self.workers,
-                                             pin_memory=cuda, collate_fn=_collate)
+                                             pin_memory=cuda, collate_fn=_collate,
+                                             # its own generator: the loader's base seed is not drawn from (and
+                                             # does not move) the training process's global one
+                                             generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         try:
             for x, y in loader:
                 yield x.to(self._device, non_blocking=cuda), y.to(self._device, non_blocking=cuda)

@@ -93,7 +93,8 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
 def split_validation(data: ImageData, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
     """Hold out ``val_size`` examples (a fixed random draw given ``seed``) for model selection."""
     if not 0 <= val_size < len(data):
-        raise FitNetsError(f"validation size {val_size} must be in [0, {len(data)})")
+        raise FitNetsError(f"data.val_size = {val_size} is not below the {len(data)} training examples; set a "
+                           "smaller val_size (--val-size, val_size=) or give a validation split")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return data.subset(order[val_size:]), data.subset(order[:val_size])
 

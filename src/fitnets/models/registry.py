@@ -135,6 +135,10 @@ def _import_spec(name: str) -> ModelSpec:
 def model_spec(name: str) -> ModelSpec:
     """The registry entry of ``name`` (or of ``torchvision:NAME``, ``timm:NAME``, ``package.module:factory``); a
     clear error naming the closest names when it is unknown."""
+    if name.startswith("python:"):
+        raise FitNetsError(f"the model {name} was given to fitnets.distill/train as a Python object and has no name "
+                           "to build it by: build it in Python and load its weights with fitnets.load_weights(model, "
+                           "RUN_DIR/student.safetensors)")
     if name.startswith(tuple(f"{lib}:" for lib in EXTERNAL_LIBRARIES)):
         return _external_spec(name)
     if is_import_path(name):

@@ -26,6 +26,19 @@ from fitnets.errors import FitNetsError, closest
 from fitnets.training.recipes import METHODS
 
 
+# The command line's flags that set one config key each (``--hint-epochs 2`` → ``hint_stage.epochs``); the keyword
+# flags of ``fitnets.distill`` are the same names.
+FLAG_KEYS = {
+    "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
+    "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
+    "lr": "optim.lr", "optimizer": "optim.name", "data": "data.name", "data_dir": "data.dir",
+    "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
+    "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
+    "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
+    "student_dtype": "student_dtype", "compile": "compile", "tensorboard": "tensorboard",
+}
+
+
 def one_of(default: Any, choices: tuple) -> Any:
     """A config field that takes one of ``choices``: validation and the command line's ``choices`` both read
     them from here (``choices(key)``)."""

@@ -237,8 +237,7 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
             raise NonFiniteLoss(f"{where}, before any checkpoint was written — lower the learning rate and start "
                                 "the run again")
 
-    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, pad=ctx.aug.pad,
-                         flip=ctx.aug.flip, rank=world.rank, world_size=world.world_size)
+    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, aug=ctx.aug, rank=world.rank, world_size=world.world_size)
     distributed.report_progress(f"stage {stage.name}, epoch {epoch + 1}")
     for step in range(steps_per_epoch):
         fetch = time.perf_counter()

@@ -130,7 +130,9 @@ class HintFit:
                  100 * r2)
         if r2 < WEAK_FIT:
             fitnet = self.validate.fitnet
+            named = not any(m.startswith("python:") for m in (self.teacher, self.student))
             log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
-                        "guided layer, more hint epochs, or `fitnets suggest %s %s` to compare pairs", r2, WEAK_FIT,
-                        fitnet.hint, fitnet.guided, self.teacher, self.student)
+                        "guided layer, more hint epochs, or %s to compare pairs", r2, WEAK_FIT, fitnet.hint,
+                        fitnet.guided, f"`fitnets suggest {self.teacher} {self.student}`" if named else
+                        "fitnets.tools.suggest.rank on your models")
         return {"val_hint_r2": r2}

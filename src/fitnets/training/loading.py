@@ -55,6 +55,8 @@ class ModelRef:
 
     @classmethod
     def parse(cls, spec: str) -> "ModelRef":
+        if spec.startswith("python:"):  # a model given as an object (fitnets.distill): nothing to build it by
+            return cls(spec)
         if ":" not in spec and Path(spec).is_dir():
             run = config_of_run(spec)
             return cls(run.student, Path(spec) / "student.safetensors", dict(run.model_args), run)

@@ -1,0 +1,100 @@
+"""``fitnets.distill`` and ``fitnets.train``: your models and your data in the whole engine, in one call.
+
+The same engine as the command line, into the same run folder (``out/name``): both stages, checkpoints and a
+bit-identical ``resume``, early stopping, the teacher-output store, DDP under ``torchrun``, ``metrics.jsonl``
+and ``results.json`` for ``fitnets report``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from fitnets.errors import FitNetsError, closest
+from fitnets.training.config import FLAG_KEYS, RunConfig, load_config
+from fitnets.training.loading import user_data
+from fitnets.training.run import Run
+
+PYTHON = "python:"  # how a run's config names a model given as an object: python:module.Class
+
+
+def _model_name(model: nn.Module | str, role: str) -> str:
+    if isinstance(model, str):
+        return model
+    if not isinstance(model, nn.Module):
+        raise FitNetsError(f"the {role} is a {type(model).__name__}: give an nn.Module or a model name")
+    return f"{PYTHON}{type(model).__module__}.{type(model).__qualname__}"
+
+
+def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, flags: dict[str, Any],
+            fixed: list[tuple[str, Any]]) -> RunConfig:
+    unknown = [f for f in flags if f not in FLAG_KEYS]
+    if unknown:
+        raise FitNetsError(f"unknown flag {unknown[0]!r}.{closest(unknown[0], FLAG_KEYS)} The flags are the command "
+                           "line's (fitnets.training.config.FLAG_KEYS); any config key goes in "
+                           "overrides={'data.workers': 2}")
+    pairs = [(FLAG_KEYS[f], v) for f, v in flags.items() if v is not None]
+    pairs += list((overrides or {}).items()) + fixed
+    if isinstance(config, RunConfig):
+        return load_config(None, pairs, base=config)
+    return load_config(config, pairs)
+
+
+def distill(teacher: nn.Module | str, student: nn.Module | str, train, *, val=None, test=None,
+            method: str = "fitnet", hint: str | None = None, guided: str | None = None,
+            config: RunConfig | str | None = None, overrides: dict[str, Any] | None = None,
+            num_classes: int | None = None, resume: bool = False, progress: bool = True,
+            **flags) -> dict[str, Any]:
+    """Train ``student`` from the trained ``teacher`` on your data — FitNets' two stages by default.
+
+    Args:
+        teacher: the trained teacher, an ``nn.Module`` (or a model name as the CLI takes it). It is wrapped
+            frozen (eval mode, no gradients); its weights are not changed.
+        student: the network to train, an ``nn.Module`` (trained in place; its initial weights are yours, so
+            seeds differ only in data order and augmentation) or a registered name.
+        train, val, test: map-style ``Dataset`` objects; items ``(input, label)`` or dicts (``pixel_values`` /
+            ``labels``; other keys: ``overrides={"data.input_key": ...}``). Without ``val``, ``data.val_size``
+            examples of ``train`` are held out; without ``test``, the test figures are the validation split's.
+        method: a name of the method table (``fitnets.training.recipes.METHODS``): ``fitnet``, ``kd``, ...
+        hint, guided: the teacher's and the student's layers for the hint (module paths, as
+            ``named_modules()`` gives them; ``fitnets suggest`` ranks pairs).
+        config: a ``RunConfig`` or a config file to start from.
+        overrides: dotted config keys, as ``--set`` takes them: ``{"data.workers": 2, "optim.lr": 0.01}``.
+        num_classes: the number of classes (default: counted from the training labels).
+        resume: continue the run in ``out/name`` from its last checkpoint (a bit-identical student).
+        **flags: the command line's flags as keywords: ``epochs``, ``hint_epochs``, ``lr``, ``batch_size``,
+            ``seed``, ``out``, ``name``, ...
+
+    Returns:
+        The results dict of ``Run.execute()`` (``test_acc``, ``teacher_agreement``, per-stage summaries...),
+        also written to ``out/name/results.json``.
+
+    Raises:
+        FitNetsError: a mistake in the arguments or the data, in one line.
+
+    Example:
+        >>> results = fitnets.distill(teacher, student, train_set, hint="layer2", guided="block3",
+        ...                           epochs=6, hint_epochs=2, name="my-fitnet")
+    """
+    fixed = [("method", method), ("teacher", _model_name(teacher, "teacher")),
+             ("student", _model_name(student, "student")), ("hint", hint), ("guided", guided)]
+    return _run(_config(config, overrides, flags, [(k, v) for k, v in fixed if v is not None]), train, val, test,
+                num_classes, resume, progress, student, teacher)
+
+
+def train(student: nn.Module | str, train, *, val=None, test=None, config: RunConfig | str | None = None,
+          overrides: dict[str, Any] | None = None, num_classes: int | None = None, resume: bool = False,
+          progress: bool = True, **flags) -> dict[str, Any]:
+    """Train ``student`` with cross-entropy alone (standard backprop; e.g. a teacher). Arguments as
+    ``distill``'s."""
+    config = _config(config, overrides, flags, [("method", "ce"), ("student", _model_name(student, "student"))])
+    return _run(config, train, val, test, num_classes, resume, progress, student, None)
+
+
+def _run(config: RunConfig, train, val, test, num_classes, resume, progress, student, teacher) -> dict[str, Any]:
+    config.data.name = f"{PYTHON}{type(train).__module__}.{type(train).__qualname__}"
+    run = Run(config, progress=progress, student=student if isinstance(student, nn.Module) else None,
+              teacher=teacher if isinstance(teacher, nn.Module) else None)
+    data = user_data(config, run.device, train, test, val, num_classes)
+    return run.execute(resume=resume, data=data)
