@@ -27,18 +27,18 @@ from torch import nn
 
 class Noisy(torch.utils.data.Dataset):
     """Random transforms from torch, Python's random and NumPy; dict items when asked."""
-    def __init__(self, n=240, source="all", dict_items=False, seed=0, delay=0.0):
+    def __init__(self, n=240, source="all", dict_items=False, seed=0, delay=0.0, scale=0.1):
         g = torch.Generator().manual_seed(seed)
         self.x = torch.rand(n, 1, 10, 10, generator=g)
         self.y = torch.randint(0, 4, (n,), generator=g)
-        self.source, self.dict_items, self.delay = source, dict_items, delay
+        self.source, self.dict_items, self.delay, self.scale = source, dict_items, delay, scale
     def __len__(self):
         return len(self.y)
     def __getitem__(self, i):
         time.sleep(self.delay)
         x = self.x[i].clone()
         if self.source in ("all", "torch"):
-            x = x + 0.1 * torch.randn_like(x)
+            x = x + self.scale * torch.randn_like(x)
         if self.source in ("all", "random"):
             x = x.roll(random.randint(-2, 2), dims=-1)
         if self.source in ("all", "numpy"):
@@ -58,11 +58,11 @@ def student():
 def splits():
     return {"train": Noisy(dict_items=True), "test": Noisy(60, seed=1)}
 
-def run(out, name, resume=False, delay=0.0, **flags):
+def run(out, name, resume=False, delay=0.0, scale=0.1, overrides=(), **flags):
     import fitnets
-    return fitnets.distill(teacher(), student(), Noisy(delay=delay), test=Noisy(60, seed=1), hint="2", guided="2",
-                           out=out, name=name, resume=resume, val_size=40, batch_size=40, progress=False,
-                           overrides={"data.workers": 2, "log_every": 1}, **flags)
+    return fitnets.distill(teacher(), student(), Noisy(delay=delay, scale=scale), test=Noisy(60, seed=1), hint="2",
+                           guided="2", out=out, name=name, resume=resume, val_size=40, batch_size=40, progress=False,
+                           overrides={"data.workers": 2, "log_every": 1, **dict(overrides)}, **flags)
 
 if __name__ == "__main__":
     import sys
@@ -92,7 +92,7 @@ def test_each_random_source_is_seeded_by_seed_epoch_and_index(user, source):
     for (xa, ya, ka), (xb, yb, kb) in zip(a, b):       # the same draws with 0 or 2 worker processes
         assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ka, kb)
     assert not torch.equal(torch.cat([x for x, _, _ in a]), torch.cat([x for x, _, _ in c]))  # a new epoch redraws
-    raw = data.x[torch.cat([k for _, _, k in a])]
+    raw = data.x[torch.cat([k for _, _, k in a]) % len(data)]   # keys: epoch × n + index
     assert not torch.equal(torch.cat([x for x, _, _ in a]), raw)   # the transform did draw
     assert item_seed(0, 1, 5) != item_seed(0, 1, 6) != item_seed(1, 1, 5)
 
@@ -214,3 +214,36 @@ def test_two_ranks_under_torchrun_follow_one(user, tmp_path):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=2e-4), (a["stage"], key)
     assert json.loads((tmp_path / "two" / "results.json").read_text())["processes"] == 2
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_store_keeps_your_datasets_views_for_the_runs_of_one_seed(user, tmp_path, monkeypatch, caplog):
+    """store.per_epoch: the first KD run fills a slot per (epoch, example); a second method under the same seed
+    reads them all; the students equal those of runs with the teacher live."""
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    on = {"store.per_epoch": True}
+    first = user.run(str(tmp_path), "kd", method="kd", epochs=2, overrides=on)
+    fitnet = user.run(str(tmp_path), "fitnet", epochs=2, hint_epochs=1, overrides=on)
+    assert [r["store_hit_rate"] for r in _rows(tmp_path / "kd")] == [0.0, 0.0]
+    assert [r.get("store_hit_rate") for r in _rows(tmp_path / "fitnet")] == [None, 1.0, 1.0]  # hint stage: no logits
+    live = user.run(str(tmp_path), "kd-live", method="kd", epochs=2, overrides={"store.enabled": False})
+    assert live["test_loss"] == pytest.approx(first["test_loss"], rel=1e-5)  # stored values: fp32, as computed
+    assert fitnet["test_acc"] >= 0 and "does not match" not in caplog.text
+
+
+def test_a_changed_transform_under_the_same_name_drops_the_store(user, tmp_path, monkeypatch, caplog):
+    """The store cannot hash a transform: a parameter changed under the same class name gives the same key; the
+    audit recomputes stored slots, finds the mismatch before any is used, deletes the store and runs live."""
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    on = {"store.per_epoch": True}
+    user.run(str(tmp_path), "before", method="kd", epochs=2, overrides=on)
+    caplog.clear()
+    changed = user.run(str(tmp_path), "after", method="kd", epochs=2, scale=0.5, overrides=on)
+    warnings = [r.getMessage() for r in caplog.records if "does not match this run's data" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not any((tmp_path / "cache" / "stores").iterdir())
+    live = user.run(str(tmp_path), "after-live", method="kd", epochs=2, scale=0.5, overrides={"store.enabled": False})
+    assert changed["test_loss"] == live["test_loss"]   # nothing stale was ever used

@@ -110,9 +110,11 @@ def take(data: ImageData, n: int | None, seed: int = 0) -> ImageData:
 def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *, shuffle: bool = False, seed: int = 0,
             epoch: int = 0, pad: int = 0, flip: bool = False, aug=None, drop_last: bool = False,
             rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Float image batches, labels and the examples' keys: their indices in ``data`` — with an augmentation of
-    finitely many views (pad-flip), the indices of the views the batch holds, ``example × views + view``
-    (``Augmentation``), which is what teacher outputs are looked up by (the example is ``key // views``).
+    """Float image batches, labels and the examples' keys, which teacher outputs are looked up by: their indices
+    in ``data`` — with an augmentation of finitely many views (pad-flip), the indices of the views the batch
+    holds, ``example × views + view`` (``Augmentation``; the example is ``key // views``); where the view is drawn
+    (your Dataset's transforms, random-resized-crop), ``epoch × len(data) + example``, which names it given the
+    seed.
 
     ``aug`` is the random augmentation (``fitnets.data.augment``; default: ``Augmentation(pad, flip)``): drawn
     per batch from the epoch's generator for data in memory or a folder, per item from the item's own seed for a
@@ -131,7 +133,7 @@ def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *,
     shares = [order[start:start + batch_size][rank::world_size] for start in range(0, stop, batch_size)]
     if isinstance(data, DatasetSplit):  # read, augmented and normalised item by item in the DataLoader's workers
         for index, (x, labels) in zip(shares, data.load(shares, seed, epoch, aug)):
-            yield x, labels, index.to(data.device)
+            yield x, labels, (epoch * n + index).to(data.device)   # a drawn view: keyed by (epoch, example)
         return
     loaded = ((data.images[i], data.labels[i]) for i in shares) if in_memory else _stream(data, shares)
     for index, (images, labels) in zip(shares, loaded):
@@ -143,6 +145,8 @@ def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *,
             images = aug.apply(images, params)
             if aug.views:
                 key = key * aug.views + params.to(key.device)
+            else:  # views drawn from a continuum (random-resized-crop): keyed by (epoch, example) under the seed
+                key = epoch * n + key
         x = to_float(images)
         yield (data.normalize(x) if data.normalize is not None else x), labels, key
 

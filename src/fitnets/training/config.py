@@ -138,6 +138,7 @@ class StoreConfig:
     enabled: bool = True               # KD stages under random augmentation use (and fill) a matching store
     dir: str | None = None             # cache folder (default: $FITNETS_CACHE, else ~/.cache/fitnets)
     max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
+    per_epoch: bool = False            # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
 
 
 @dataclass
@@ -381,7 +382,7 @@ RESUME_MAY_CHANGE = frozenset([
     "epochs", "patience", "keep", "log_every", "tensorboard", "out", "name", "device", "compile", "channels_last",
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "data.dir", "data.download", "data.eval_batch_size",
-    "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb",
+    "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb", "store.per_epoch",
     *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
 
 

@@ -45,6 +45,7 @@ import torch
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.augment import Augmentation, to_float
+from fitnets.data.folder import FolderStream
 from fitnets.data.images import ImageData
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
@@ -80,17 +81,34 @@ def _hash_tensor(h, t: torch.Tensor) -> None:
     h.update(t.numpy().tobytes() if t.numel() else b"")
 
 
-def store_key(teacher: torch.nn.Module, teacher_dtype: torch.dtype | None, data: ImageData, aug: Augmentation,
-              dtype: torch.dtype) -> str:
+def _hash_data(h, data) -> None:
+    """What the training examples are, for the key: the images themselves when in memory; a folder's files; your
+    Dataset's class, size and selection (its transforms cannot be hashed: the audit catches a changed one)."""
+    if isinstance(data, ImageData):
+        _hash_tensor(h, data.images)
+    elif isinstance(data, FolderStream):
+        h.update(json.dumps([data.files, list(data.size), data.resize]).encode())
+    else:
+        dataset = data.dataset
+        h.update(json.dumps([type(dataset).__module__, type(dataset).__qualname__, len(dataset), list(data.keys)]).encode())
+        if data.indices is not None:
+            _hash_tensor(h, data.indices)
+    for part in (data.view, data.normalize):
+        h.update(repr(vars(part) if part is not None else None).encode())
+
+
+def store_key(teacher: torch.nn.Module, teacher_dtype: torch.dtype | None, data, aug, dtype: torch.dtype,
+              drawn: dict[str, int] | None = None) -> str:
     """The name of the store for these outputs: a hash of the teacher's weights (and buffers) and dtype, the
-    training images in order, the augmentation and the stored dtype."""
+    training examples (``_hash_data``), the augmentation, the stored dtype — and, for drawn views, the seed and
+    epochs they were drawn for."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps({"format": FORMAT, "teacher_dtype": str(teacher_dtype), "pad": aug.pad, "flip": aug.flip,
-                         "dtype": str(dtype), "teacher_class": type(teacher).__name__}).encode())
+    h.update(json.dumps({"format": FORMAT, "teacher_dtype": str(teacher_dtype), "aug": str(aug), "dtype": str(dtype),
+                         "teacher_class": type(teacher).__name__, "drawn": drawn}).encode())
     for name, t in teacher.state_dict().items():
         h.update(name.encode())
         _hash_tensor(h, t)
-    _hash_tensor(h, data.images)
+    _hash_data(h, data)
     return h.hexdigest()
 
 
@@ -262,35 +280,51 @@ def clear_stores(root: Path | None = None, key: str | None = None) -> list[Path]
 class StoredOutputs(TeacherOutputs):
     """Teacher logits from the store where a slot is filled, live (and then stored) where it is not.
 
+    Two layouts. Pad-flip views are enumerable: one slot per (example, view), shared by every seed. Drawn views
+    (your Dataset's transforms, random-resized-crop) are not: with ``epochs`` given, one slot per (epoch,
+    example) of a run seeded ``seed`` — the draw is seeded by (seed, epoch, index), so the key names the view —
+    shared by the runs of that seed (a method comparison, a sweep).
+
+    Never stale: the first ``AUDITS`` batches of each epoch each have one stored slot, picked at random,
+    recomputed by the teacher before it is used; a mismatch (the data changed under the same name — a
+    transform's parameter, say) deletes the store with one warning and the teacher runs live from then on.
+
     Args:
         teacher: the frozen teacher: its forward gives the logits, its module and dtype name the store.
         data: the training examples, indexed as the batches index them.
-        aug: the run's augmentation (its views are the store's slots per example).
+        aug: the run's augmentation (pad-flip: its views are the store's slots per example).
         width: logits per example (the number of classes).
         dtype: stored dtype; lookups return float32.
         root: the cache folder (``cache_root()`` when None); ``max_gb``: the largest store created.
+        epochs, seed: drawn views: the epochs to keep slots for and the run's seed.
     """
 
-    def __init__(self, teacher: FrozenTeacher, data: ImageData, aug: Augmentation, width: int,
+    AUDITS = 3
+
+    def __init__(self, teacher: FrozenTeacher, data, aug, width: int,
                  dtype: torch.dtype = torch.float32, root: Path | None = None, max_gb: float = 8.0,
-                 about: dict[str, Any] | None = None):
+                 about: dict[str, Any] | None = None, *, epochs: int | None = None, seed: int = 0):
         self.forward = teacher
         self.data, self.aug, self.width, self.dtype = data, aug, width, dtype
         self.root, self.max_gb, self.about = root, max_gb, about or {}
+        self.drawn = {"seed": seed, "epochs": epochs} if epochs is not None else None
+        self.views = epochs if epochs is not None else aug.views
         self.slots: SlotFile | None = None
-        self.live = False   # the store was refused: the teacher runs live
+        self.live = False   # the store was refused or dropped: the teacher runs live
         self.hits = self.lookups = 0
+        self.audits = 0     # slots recomputed this epoch
+        self._pick = torch.Generator().manual_seed(seed)
 
     def size_bytes(self) -> int:
-        return _size_bytes(len(self.data) * self.aug.views, self.width, self.dtype)
+        return _size_bytes(len(self.data) * self.views, self.width, self.dtype)
 
     def prepare(self) -> None:
         if self.slots is not None or self.live:
             return
-        key = store_key(self.forward.module, self.forward.dtype, self.data, self.aug, self.dtype)
-        meta = {"slots": len(self.data) * self.aug.views, "examples": len(self.data), "views": self.aug.views,
+        key = store_key(self.forward.module, self.forward.dtype, self.data, self.aug, self.dtype, self.drawn)
+        meta = {"slots": len(self.data) * self.views, "examples": len(self.data), "views": self.views,
                 "width": self.width, "dtype": {v: k for k, v in _DTYPES.items()}[self.dtype],
-                "pad": self.aug.pad, "flip": self.aug.flip, **self.about}
+                "augmentation": str(self.aug), **({"drawn": self.drawn} if self.drawn else {}), **self.about}
         try:
             self.slots, created = open_slots(self.root, key, meta, self.max_gb)
         except StoreRefused as err:
@@ -302,20 +336,45 @@ class StoredOutputs(TeacherOutputs):
             log.info("teacher logits from the store %s: %.1f%% of its %s slots filled", self.slots.path,
                      100 * filled / self.slots.slots, f"{self.slots.slots:,}")
 
+    def _matches(self, x: torch.Tensor, stored: torch.Tensor) -> bool:
+        """Whether the teacher, run now on ``x`` (one image), gives the ``stored`` logits (up to the float
+        rounding of another batch size and of the stored dtype)."""
+        fresh = self.forward(x).to("cpu", self.dtype).float()
+        loose = self.dtype != torch.float32 or self.forward.dtype is not None
+        tol = 5e-2 if loose else 1e-3
+        return bool(torch.allclose(fresh, stored.float(), rtol=tol, atol=tol))
+
+    def _drop(self) -> None:
+        log.warning("the teacher-output store %s does not match this run's data: a stored slot differs from what "
+                    "the teacher gives now (did a transform change under the same name?); the store is deleted "
+                    "and the teacher runs live", self.slots.path)
+        shutil.rmtree(self.slots.path, ignore_errors=True)
+        self.slots, self.live = None, True
+
     def __call__(self, x: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         if self.live:
             return self.forward(x)
         if self.slots is None:
             raise RuntimeError("teacher-output store: prepare() was not called before the first lookup")
         slots = key.cpu()
-        values, hit = self.slots.read(slots)
+        inside = slots < self.slots.slots   # an extended run's later epochs have no slots: live
+        values, hit = self.slots.read(slots.clamp(max=self.slots.slots - 1))
+        hit &= inside
+        if self.audits < self.AUDITS and bool(hit.any()):
+            self.audits += 1
+            hits = hit.nonzero()[:, 0]
+            i = int(hits[torch.randint(len(hits), (1,), generator=self._pick)])
+            if not self._matches(x[i:i + 1], values[i:i + 1]):
+                self._drop()
+                return self.forward(x)
         out = values.float()
         self.lookups += len(slots)
         self.hits += int(hit.sum())
         if not bool(hit.all()):
             miss = ~hit
             live = self.forward(x[miss.to(x.device)]).to("cpu", self.dtype)
-            self.slots.write(slots[miss], live)
+            write = inside[miss]
+            self.slots.write(slots[miss][write], live[write])
             # The step gets the stored value (rounded to the stored dtype) whether the slot was filled or not,
             # so a slot gives every run, and a resumed one, the value first written to it.
             out[miss] = live.float()
@@ -326,7 +385,7 @@ class StoredOutputs(TeacherOutputs):
         device = self.data.device
         hits, lookups = distributed.all_reduce_sum([torch.tensor(float(self.hits), device=device),
                                                     torch.tensor(float(self.lookups), device=device)])
-        self.hits = self.lookups = 0
+        self.hits = self.lookups = self.audits = 0
         return {"store_hit_rate": float(hits) / float(lookups)} if float(lookups) else {}
 
 
@@ -339,6 +398,9 @@ def fill(outputs: StoredOutputs, batch_size: int = 1000, progress: bool = True) 
     written stays written. Returns (slots this process filled, slots in the store)."""
     from tqdm import tqdm
 
+    if outputs.drawn:
+        raise StoreRefused("this store keeps views drawn per (seed, epoch, example) — your Dataset's transforms or "
+                           "random-resized-crop —: they are filled by the runs that draw them, not ahead of time")
     outputs.prepare()
     if outputs.live:
         raise StoreRefused("no teacher-output store for this run (the warning above says why)")

@@ -15,6 +15,7 @@ live.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -120,21 +121,30 @@ def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunCon
     """Where a stage's teacher outputs come from (``kind``: ``"logits"`` or ``"hints"``), decided here only:
 
     * logits under random pad-flip augmentation: the teacher-output store when ``store.enabled`` and the
-      training data are in memory (their content keys the store, each view a slot); hints are not stored;
-    * without augmentation, on data whose examples do not change (not your Dataset's transforms), with
-      ``teacher_cache``: computed once per example (``CachedOutputs``);
+      training data are in memory (their content keys the store, each view a slot);
+    * logits of drawn views (your Dataset's transforms, random-resized-crop), with ``store.per_epoch`` too: the
+      store keyed by (seed, epoch, example);
+    * hints are never stored; without augmentation, on data whose examples do not change (not your Dataset's
+      transforms), with ``teacher_cache``: computed once per example (``CachedOutputs``);
     * else live.
     """
     c, desc = config, f"teacher {kind}"
     aug = c.data.augmentation()
-    if kind == "logits" and aug and c.store.enabled:
-        if isinstance(train, ImageData) and aug.views:
-            return StoredOutputs(teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
-                                 Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
-                                 {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
-        why = ("a streamed folder is not held in memory, so it cannot be keyed by its content"
-               if train.fixed and aug.views else f"{aug} draws more views than the store can keep a slot for")
-        log.info("no teacher-output store: %s; the teacher runs live", why)
+    if kind == "logits" and (aug or not train.fixed) and c.store.enabled:
+        store = functools.partial(StoredOutputs, teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
+                                  Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
+                                  {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
+        if train.fixed and aug.views:
+            if isinstance(train, ImageData):
+                return store()
+            log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
+                     "its content; the teacher runs live")
+        elif c.store.per_epoch:
+            return store(epochs=c.epochs, seed=c.seed)
+        else:
+            log.info("no teacher-output store: %s are drawn, not enumerable; with store.per_epoch=true the store "
+                     "keeps them per (seed, epoch, example) for the runs of this seed; the teacher runs live",
+                     "your Dataset's views" if not train.fixed else f"the views of {aug}")
     blocker = cache_blocker(aug, train)
     if c.teacher_cache and blocker is None:
         return CachedOutputs(forward, train, c.data.eval_batch_size, desc, progress, getattr(torch, c.cache_dtype),
