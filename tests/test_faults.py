@@ -240,8 +240,12 @@ def test_damaged_and_foreign_weights_files(tmp_path):
     torch.save(model.state_dict(), tmp_path / "plain.pt")        # a valid PyTorch state_dict is read, not refused
     assert all(torch.equal(a, b) for a, b in zip(load_weights(create_model("paper-mnist-fitnet"), tmp_path / "plain.pt")
                                                  .state_dict().values(), model.state_dict().values()))
-    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
-    load_weights(create_model("paper-mnist-fitnet"), tmp_path / "wrapped.pth")
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")  # a training-loop wrapper
+    fresh = create_model("paper-mnist-fitnet")
+    assert not torch.equal(fresh.classifier.weight, model.classifier.weight)  # another init: a load shows
+    loaded = load_weights(fresh, tmp_path / "wrapped.pth").state_dict()     # its state_dict is taken out, and read
+    assert loaded.keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(FitNetsError, match="holds a list, not weights"):
         load_weights(model, tmp_path / "list.pt")
