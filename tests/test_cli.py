@@ -176,6 +176,26 @@ def test_seeds_and_run_file(capsys, tmp_path):
     assert out.count("method   kd") == 2 and "exp-seed0" in out and "exp-seed1" in out
 
 
+def protocol_store_build_share() -> float:
+    """Teacher forwards to fill a store over those a live KD run of the CIFAR-100 protocol spends, worked out
+    without the bench's constants or ``Augmentation.views``: the protocol (epochs, pad, flip) read from its KD
+    configs, and its views counted as the distinct images its random augmentation makes of one image."""
+    import glob
+    from pathlib import Path
+
+    from fitnets.data import augment
+    from fitnets.training.config import load_config
+
+    configs = sorted(glob.glob(str(Path(__file__).resolve().parents[1] / "configs" / "cifar100" / "*-kd.yaml")))
+    protocol = {(c.epochs, c.data.pad, c.data.flip) for c in map(load_config, configs)}
+    assert len(configs) >= 5 and len(protocol) == 1, protocol
+    ((epochs, pad, flip),) = protocol
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(1, 256, (1, 1, 8, 8), dtype=torch.uint8, generator=g)  # no zero pixel: shifts differ
+    views = augment(image.expand(20_000, -1, -1, -1), g, pad, flip).flatten(1).unique(dim=0)  # ≫ views draws
+    return len(views) / epochs
+
+
 def test_bench_step_json(capsys):
     code, out, _ = run_cli(capsys, "bench", "step", "--steps", "2", "--warmup", "1", "--batch-size", "16",
                            "--device", "cpu", "--json", "--no-compile", "--rounds", "2")
@@ -190,7 +210,7 @@ def test_bench_step_json(capsys):
                                      "fastest_teacher_option", "fastest_student_option", "kd_store_cost",
                                      "kd_fast_store_speedup", "store_build_share"}
     assert 0 <= result["ratios"]["data_wait_share"] < 1
-    assert result["ratios"]["store_build_share"] == 162 / 240  # views of pad 4 + flips / the protocol's epochs
+    assert result["ratios"]["store_build_share"] == protocol_store_build_share()
     assert {"KD step, teacher-output store, augmented batches",
             "--fast, KD step, teacher-output store, augmented batches"} <= set(names)
     assert result["ratios"]["fastest_teacher_option"].startswith("teacher ")

@@ -5,11 +5,10 @@ weights file, every model/data mismatch is one line — never a traceback."""
 import dataclasses
 import gzip
 import json
-import random
+import math
 import signal
 import subprocess
 import sys
-import time
 import typing
 
 import numpy as np
@@ -41,37 +40,84 @@ def one_line_error(capsys, argv, *needles, after_logs=False):
 
 # ---------------------------------------------------------------- kill -9, then resume
 
-RUN = ["-m", "fitnets", "distill", "--method", "fitnet", "--epochs", "2", "--hint-epochs", "2",
-       "--train-size", "800", "--val-size", "200", "--set", "data.test_size=200", "--no-progress"]
+ARGS = ["distill", "--method", "fitnet", "--epochs", "2", "--hint-epochs", "2", "--train-size", "800", "--val-size",
+        "200", "--set", "data.test_size=200", "--no-progress"]
+STEPS = math.ceil(800 / RunConfig().data.batch_size)  # training steps per epoch
+
+# `python -c KILLER POINT N ARGS...` runs `fitnets ARGS...` and SIGKILLs itself right after the N-th call that
+# POINT names returns: at a known place, so each case interrupts the run where it is meant to, never too early
+# (before any checkpoint) or too late (after the run ended), whatever the machine's speed.
+KILLER = """
+import os, signal, sys
+import fitnets.checkpoint as checkpoint
+from fitnets.training import engine
+from fitnets.tools.cli import main
+
+point, n, calls = sys.argv[1], int(sys.argv[2]), [0]
+
+
+def kill_after(owner, name, counts=lambda *args: True, then=lambda *args: None):
+    real = getattr(owner, name)
+
+    def hooked(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if counts(*args):
+            calls[0] += 1
+            if calls[0] == n:
+                then(*args)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return out
+
+    setattr(owner, name, hooked)
+
+
+def torn(tensors, filename):  # as if killed mid-write: the file being written is cut in half
+    os.truncate(filename, os.path.getsize(filename) // 2)
+
+
+if point == "step":    # the N-th training step of the run has just finished: mid-epoch
+    kill_after(engine, "train_step")
+elif point == "row":   # the N-th epoch's metrics row is written, its checkpoint not yet
+    kill_after(engine.RunContext, "write_metrics")
+elif point == "write":  # the N-th last.safetensors is being written
+    kill_after(checkpoint, "save_file", lambda tensors, filename: "last.safetensors" in filename, torn)
+sys.exit(main(sys.argv[3:]))
+"""
+
+# (where it is killed, N, the checkpoint it resumes from: (stage, epochs done), metric rows on disk at the kill)
+KILLS = [("write", 2, ("hint", 1), 2),            # writing the hint stage's second checkpoint: the first is kept
+         ("row", 3, ("hint", 2), 3),              # between the main stage's first row and its checkpoint
+         ("step", 3 * STEPS + 3, ("main", 1), 3)]  # mid-way through the last epoch
 
 
 @pytest.mark.slow
 def test_kill_9_anywhere_then_resume_gives_the_uninterrupted_student(tmp_path, fashion_dir):
-    whole = subprocess.run([sys.executable, *RUN, "--out", str(tmp_path), "--name", "whole"], capture_output=True,
-                           text=True)
+    whole = subprocess.run([sys.executable, "-m", "fitnets", *ARGS, "--out", str(tmp_path), "--name", "whole"],
+                           capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-1500:]
     reference, _ = load_checkpoint(tmp_path / "whole" / "student.safetensors")
-    rng = random.Random(0)
-    for i in range(3):  # kill times drawn at random over the run's length (the seed fixes them)
-        name = f"killed{i}"
-        proc = subprocess.Popen([sys.executable, *RUN, "--out", str(tmp_path), "--name", name],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 9.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    resumed = 0
+    for point, n, (stage, done), rows in KILLS:
+        name, case = f"killed-{point}", f"kill after {point} {n}"
         folder = tmp_path / name
-        if (folder / "last.safetensors").exists():
-            again = [sys.executable, "-m", "fitnets", "distill", "--resume", str(folder), "--no-progress"]
-        else:  # killed before its first checkpoint: starting again is the way (the dead run's claim is taken over)
-            again = [sys.executable, *RUN, "--out", str(tmp_path), "--name", name]
-        if (folder / "results.json").exists():
-            continue  # it finished before the kill
-        done = subprocess.run(again, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-1500:]
+        killed = subprocess.run([sys.executable, "-c", KILLER, point, str(n), *ARGS, "--out", str(tmp_path),
+                                 "--name", name], capture_output=True, text=True)
+        assert killed.returncode == -signal.SIGKILL, f"{case}: not killed mid-run\n{killed.stderr[-1500:]}"
+        assert not (folder / "results.json").exists() and not (folder / "student.safetensors").exists(), case
+        _, meta = load_checkpoint(folder / "last.safetensors")   # intact, and the one the case expects
+        assert (meta["stage"], meta["epoch"] + 1) == (stage, done), case
+        assert len((folder / "metrics.jsonl").read_text().splitlines()) == rows, case
+        again = subprocess.run([sys.executable, "-m", "fitnets", "distill", "--resume", str(folder), "--no-progress"],
+                               capture_output=True, text=True)
+        assert again.returncode == 0, f"{case}: {again.stderr[-1500:]}"
+        assert f"resuming stage {stage} after epoch {done}" in again.stderr, f"{case}: {again.stderr[-1500:]}"
         student, _ = load_checkpoint(folder / "student.safetensors")
-        assert all(torch.equal(student[k], reference[k]) for k in reference), f"kill {i} changed the student"
+        assert student.keys() == reference.keys(), case
+        assert all(torch.equal(student[k], reference[k]) for k in reference), f"{case}: the student changed"
         epochs = [(r["stage"], r["epoch"]) for r in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())]
-        assert epochs == [("hint", 1), ("hint", 2), ("main", 1), ("main", 2)]
+        assert epochs == [("hint", 1), ("hint", 2), ("main", 1), ("main", 2)], case  # none lost, none twice
+        resumed += 1
+    assert resumed == len(KILLS) == 3  # every case was killed mid-run and resumed from a checkpoint
 
 
 # ---------------------------------------------------------------- a full disk
@@ -194,8 +240,12 @@ def test_damaged_and_foreign_weights_files(tmp_path):
     torch.save(model.state_dict(), tmp_path / "plain.pt")        # a valid PyTorch state_dict is read, not refused
     assert all(torch.equal(a, b) for a, b in zip(load_weights(create_model("paper-mnist-fitnet"), tmp_path / "plain.pt")
                                                  .state_dict().values(), model.state_dict().values()))
-    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")
-    load_weights(create_model("paper-mnist-fitnet"), tmp_path / "wrapped.pth")
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, tmp_path / "wrapped.pth")  # a training-loop wrapper
+    fresh = create_model("paper-mnist-fitnet")
+    assert not torch.equal(fresh.classifier.weight, model.classifier.weight)  # another init: a load shows
+    loaded = load_weights(fresh, tmp_path / "wrapped.pth").state_dict()     # its state_dict is taken out, and read
+    assert loaded.keys() == model.state_dict().keys()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(FitNetsError, match="holds a list, not weights"):
         load_weights(model, tmp_path / "list.pt")

@@ -177,8 +177,13 @@ def test_a_second_run_reads_what_the_first_filled(tmp_path, monkeypatch):
     assert [r["store_hit_rate"] for r in rows(tmp_path, "first")][0] == 0
     assert [r["store_hit_rate"] for r in rows(tmp_path, "second")] == [1.0, 1.0, 1.0]
     assert first["test_acc"] == second["test_acc"]  # the same seed, the same teacher outputs
-    other_seed = run(tmp_path, "seed1", seed=1).execute(data=data)
-    assert 0 < rows(tmp_path, "seed1")[0]["store_hit_rate"] < 1 and other_seed
+    run(tmp_path, "seed1", seed=1).execute(data=data)  # another seed: other views, some of them already stored
+    assert 0 < rows(tmp_path, "seed1")[0]["store_hit_rate"] < 1
+    # what it read from the store shared with seed 0 is what the teacher gives: the student of a live run
+    run(tmp_path, "seed1-live", seed=1, **{"store.enabled": False}).execute(data=data)
+    assert "store_hit_rate" not in rows(tmp_path, "seed1-live")[0]  # no store: the teacher ran live
+    shared, live = (load_checkpoint(tmp_path / "runs" / n / "student.safetensors")[0] for n in ("seed1", "seed1-live"))
+    assert shared.keys() == live.keys() and all(torch.equal(shared[k], live[k]) for k in live)
 
 
 def test_an_interrupted_run_resumed_from_a_half_filled_store_gives_the_uninterrupted_student(tmp_path, monkeypatch):
