@@ -35,11 +35,29 @@ def commands() -> list[list[str]]:
     return found
 
 
+def test_readme_your_data_example_runs(tmp_path, monkeypatch):
+    """The first thing a Python user sees: a Dataset with a random transform and two nn.Module objects through
+    fitnets.distill, into a run folder."""
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks()[0], "README.md", "exec"), namespace)
+    results, run_dir = namespace["results"], tmp_path / "runs" / "my-fitnet"
+    assert json.loads((run_dir / "results.json").read_text())["test_acc"] == results["test_acc"]
+    assert [json.loads(line)["stage"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()] == \
+        ["hint", "main", "main"]
+    import torch
+
+    from fitnets.checkpoint import read_weights
+
+    saved = read_weights(run_dir / "student.safetensors")   # the trained object, as saved: plain keys
+    assert all(torch.equal(saved[k], v) for k, v in namespace["student"].state_dict().items())
+
+
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert blocks(), "the README has no python example"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks()[0], "README.md", "exec"), namespace)
+    exec(compile(blocks()[1], "README.md", "exec"), namespace)
     student = namespace["student"]
     assert (tmp_path / "student.pt").is_file()
     import torch
@@ -52,7 +70,7 @@ def test_readme_engine_example_runs(tmp_path, monkeypatch, fashion_dir):
     (tmp_path / "configs").symlink_to(README.parent / "configs")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks()[1], "README.md", "exec"), namespace)
+    exec(compile(blocks()[2], "README.md", "exec"), namespace)
     assert namespace["results"]["test_acc"] > 0.4  # chance: 0.1
     # `out` is the parent of run folders; the folder's default name is method-student-seed (as the README's
     # `fitnets distill --resume runs/fitnet-paper-mnist-fitnet-seed0` has it)
@@ -92,7 +110,7 @@ def test_readme_bring_your_own_models_example_runs(monkeypatch, tmp_path):
     """The third python block: a ViT with an output object, a CNN returning a dict, joined by FitNet."""
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks()[2], "README.md", "exec"), namespace)
+    exec(compile(blocks()[3], "README.md", "exec"), namespace)
     fitnet = namespace["fitnet"]
     assert fitnet.guided_layout is not None and fitnet.guided_shape == (32, 7, 7) and fitnet.hint_shape == (64, 4, 4)
     assert "Resample(to 4×4)" in fitnet.describe()
