@@ -374,12 +374,12 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # The resume rule. A resumed run continues the *same* training: what the checkpoint's weights, optimizer state
-# and data order were made with cannot change. What may change is how long it trains and how it steps from
+# and data order were made with cannot change, nor the folder's name (out, name). What may change is how long it trains and how it steps from
 # here (epochs, patience, learning rate and its schedule, max-norm, weight decay), where the data is read from,
 # logging, and the speed options (device, memory formats, dtypes, compile, caching, the store).
 _SCHEDULE = ("lr", "schedule", "milestones", "gamma", "weight_decay", "max_norm")
 RESUME_MAY_CHANGE = frozenset([
-    "epochs", "patience", "keep", "log_every", "tensorboard", "out", "name", "device", "compile", "channels_last",
+    "epochs", "patience", "keep", "log_every", "tensorboard", "device", "compile", "channels_last",
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "data.dir", "data.download", "data.eval_batch_size",
     "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb", "store.per_epoch",
@@ -392,14 +392,25 @@ def resume_changes(saved: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any
     Raises:
         FitNetsError: a change the resume rule refuses (``RESUME_MAY_CHANGE`` lists what may change).
     """
-    old, now = flatten(to_dict(saved)), flatten(to_dict(new))
-    changed = {k: (old[k], now[k]) for k in old if old[k] != now[k]}
-    refused = [k for k in changed if k not in RESUME_MAY_CHANGE]
+    changed = config_changes(saved, new)
+    refused = identity_changes(changed)
     if refused:
-        shown = ", ".join(f"{k} ({changed[k][0]!r} → {changed[k][1]!r})" for k in refused[:3])
-        raise FitNetsError(f"a resume cannot change {shown}{' and more' if len(refused) > 3 else ''}: the checkpoint "
-                           "was trained with the saved value; start a new run (another --name) to change it")
+        raise FitNetsError(f"a resume cannot change {refused}: the checkpoint was trained with the saved value; start "
+                           "a new run (another --name) to change it")
     return changed
+
+
+def config_changes(old: RunConfig, new: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (old, new)}`` for every setting that differs."""
+    before, after = flatten(to_dict(old)), flatten(to_dict(new))
+    return {k: (before[k], after.get(k)) for k in before if before[k] != after.get(k)}
+
+
+def identity_changes(changed: dict[str, tuple[Any, Any]]) -> str:
+    """The changes among ``changed`` that the resume rule refuses, as text (``""`` when none)."""
+    refused = [k for k in changed if k not in RESUME_MAY_CHANGE]
+    shown = ", ".join(f"{k} ({changed[k][0]!r} → {changed[k][1]!r})" for k in refused[:3])
+    return shown + (" and more" if len(refused) > 3 else "")
 
 
 def from_dict(values: dict[str, Any]) -> RunConfig:

@@ -177,13 +177,14 @@ class ResumePoint:
     optimizer: dict[str, Any]
     finished: dict[str, Any] = field(default_factory=dict)  # summaries of the stages finished before it
     elapsed_s: float = 0.0                                   # training time up to this checkpoint
+    config: dict[str, Any] = field(default_factory=dict)     # the config it was trained with
 
     @classmethod
     def read(cls, path: Path) -> "ResumePoint":
         tensors, meta = load_checkpoint(path)
         try:
             return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], tensors,
-                       meta["optimizer"], meta.get("finished", {}), meta.get("elapsed_s", 0.0))
+                       meta["optimizer"], meta.get("finished", {}), meta.get("elapsed_s", 0.0), meta.get("config", {}))
         except KeyError as err:
             raise FitNetsError(f"{path} is not a run checkpoint (no {err} in its metadata)") from None
 
@@ -355,5 +356,5 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         if best_state is None:  # the best epoch came before a resume: read it back
             best_state, _ = load_checkpoint(best_path)
         stage.load(best_state)
-    summary = {"best_epoch": best_epoch + 1, "best_score": best}
+    summary = {"best_epoch": best_epoch + 1, "best_score": best, "epochs": stage.epochs}
     return summary | (stage.summary() if stage.summary is not None else {})

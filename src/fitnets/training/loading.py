@@ -27,11 +27,26 @@ log = logging.getLogger(__name__)
 
 
 def config_of_run(run_dir: str | Path) -> RunConfig:
-    """The resolved config a run folder was started with."""
+    """The resolved config a run folder was started with (its ``config.yaml``).
+
+    Raises:
+        FitNetsError: no ``config.yaml``, or one that is not a readable mapping of config keys (one line).
+    """
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FitNetsError(f"{run_dir} is not a run folder (no config.yaml)")
-    return from_dict(yaml.safe_load(path.read_text()))
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise FitNetsError(f"cannot read {path}: {str(err).splitlines()[0]} — it was damaged or edited by hand; "
+                           "restore it (a run's checkpoint keeps the config it was trained with)") from None
+    if not isinstance(values, dict):
+        raise FitNetsError(f"{path} holds {'nothing' if values is None else 'a ' + type(values).__name__}, not the "
+                           "run's config (a mapping of config keys); restore it")
+    try:
+        return from_dict(values)
+    except FitNetsError as err:
+        raise FitNetsError(f"{path}: {err}") from None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,11 @@ from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
 from fitnets.training import distributed
 from fitnets.training.config import RunConfig, resume_changes, to_dict
-from fitnets.training.engine import ResumePoint, RunContext, Stage, run_stage
+from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
-from fitnets.training.loading import Data, ModelRef, config_of_run, default_name, load_data, load_model
+from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
-from fitnets.training.run_folder import claim_folder, release_folder, trim_metrics
+from fitnets.training.run_folder import claim_folder, read_metrics, release_folder, resume_point, trim_metrics
 from fitnets.training.tensorboard import TensorBoardLog
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
 from fitnets.training.teacher_outputs import TeacherOutputs, teacher_source
@@ -151,27 +152,29 @@ class Run:
         return data
 
     def _open_folder(self, resume: bool) -> ResumePoint | None:
-        """The resume point when ``resume`` (the config checked against the saved one first); else the folder,
-        claimed for this run alone."""
-        last = self.run_dir / "last.safetensors"
+        """Claim the folder for this run alone — a fresh start and a resume alike, so that two processes never
+        train into one folder — and return the resume point when ``resume`` (the folder's config, its checkpoint
+        and this run's config checked against each other first)."""
+        main = distributed.current().is_main
+        point = None
         if resume:
-            changes = resume_changes(config_of_run(self.run_dir), self.config)
-            if not last.is_file():
-                raise FitNetsError(f"nothing to resume in {self.run_dir}: no epoch had finished (no last.safetensors);"
-                                   " start the run again")
+            saved, point = resume_point(self.run_dir)
+            changes = resume_changes(saved, self.config)
             if changes:
                 log.info("resuming with %s", ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()))
-            return ResumePoint.read(last)
-        if distributed.current().is_main:  # only rank 0 lays out the folder
-            if last.exists() or (self.run_dir / "results.json").exists():
-                raise FitNetsError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
-                                   "or choose another --name")
+        elif main and ((self.run_dir / "last.safetensors").exists() or (self.run_dir / "results.json").exists()):
+            raise FitNetsError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                               "or choose another --name")
+        if main:  # only rank 0 lays out the folder
             claim_folder(self.run_dir)
-            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        return None
+            if point is None:
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return point
 
     def _check_point(self, stages: list[Stage], point: ResumePoint) -> None:
-        """Refuse a checkpoint that does not fit this run's stages, before anything in the folder changes."""
+        """Refuse, before anything in the folder changes, a checkpoint that does not fit this run's stages and
+        models, and what a resume cannot honour: a finished stage's length changed, a stage shorter than what it
+        has trained, a finished run with nothing left to train."""
         stage = next((s for s in stages if s.name == point.stage), None)
         if stage is None:
             raise FitNetsError(f"the checkpoint in {self.run_dir} is from a stage {point.stage!r} that method "
@@ -181,6 +184,40 @@ class Run:
         except RuntimeError as err:
             raise FitNetsError(f"the checkpoint in {self.run_dir} does not fit this run's models: "
                                f"{str(err).splitlines()[0]}") from None
+        for earlier in stages[:stages.index(stage)]:
+            done = point.finished.get(earlier.name, {}).get("epochs", earlier.epochs)
+            if done != earlier.epochs:
+                raise FitNetsError(f"stage {earlier.name} of {self.run_dir} finished after {done} epochs; a resume "
+                                   f"cannot make it {earlier.epochs}: start a new run (another --name) for that")
+        trained = point.epoch + 1
+        if stage.epochs < trained:
+            raise FitNetsError(f"stage {stage.name} of {self.run_dir} has trained {trained} epochs; a resume cannot "
+                               f"shorten it to {stage.epochs}: give at least {trained} (its selected weights are "
+                               f"in {stage.name}_best.safetensors)")
+        stopped = stage.patience is not None and point.stale >= stage.patience
+        if stage is stages[-1] and (stage.epochs == trained or stopped):
+            raise FitNetsError(f"{self.run_dir} has finished ({'stopped early after ' if stopped else ''}{trained} "
+                               f"epochs of stage {stage.name}): nothing to resume; give more epochs to extend it")
+
+    def extension(self, stages: list[Stage], point: ResumePoint, steps_per_epoch: int) -> str | None:
+        """What continuing ``point``'s stage past the length it was trained for does to its schedules (a resume
+        with more epochs, ``--dry-run`` prints it): the learning-rate schedule and λ's decay are laid over the new
+        length, so both jump at the first new epoch."""
+        stage = next(s for s in stages if s.name == point.stage)
+        rows = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if r.get("stage") == stage.name]
+        planned = {r["epoch"] for r in rows}
+        old = point.config.get("epochs") if stage.name == stages[-1].name else None
+        if not rows or old is None or stage.epochs <= old or max(planned) != point.epoch + 1:
+            return None
+        step = (point.epoch + 1) * steps_per_epoch
+        lr = stage.optim.lr * lr_factor(stage.optim, step, stage.epochs * steps_per_epoch, steps_per_epoch)
+        text = (f"extending stage {stage.name} from {old} to {stage.epochs} epochs lays its {stage.optim.schedule} "
+                f"learning-rate schedule over the new length: epoch {point.epoch + 2} starts at lr {lr:.3g} "
+                f"(epoch {point.epoch + 1} ended at {rows[-1].get('lr', float('nan')):.3g})")
+        weight = stage.step.epoch_metrics(point.epoch + 1).get("kd_weight")
+        if weight is not None and "kd_weight" in rows[-1]:
+            text += f", and λ goes from {rows[-1]['kd_weight']:.3g} to {weight:.3g}"
+        return text
 
     def execute(self, resume: bool = False, data: Data | None = None) -> dict[str, Any]:
         """Train every stage (continuing from ``last.safetensors`` when ``resume``), test, write results."""
@@ -196,6 +233,9 @@ class Run:
             names = [stage.name for stage in stages]
             if point is not None:
                 self._check_point(stages, point)
+                note = self.extension(stages, point, math.ceil(len(data.train) / c.data.batch_size))
+                if note:
+                    log.warning("%s", note)
             # Only now, with the resume known to be valid, does anything in the folder change.
             if main:
                 (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
@@ -206,24 +246,20 @@ class Run:
             if point is not None:
                 ctx.started -= point.elapsed_s
                 ctx.finished = dict(point.finished)
-            metrics = self.run_dir / "metrics.jsonl"
-            lines = metrics.read_text().splitlines() if metrics.is_file() else []
-            ctx.rows = len(lines)
+            rows = read_metrics(self.run_dir / "metrics.jsonl")
+            ctx.rows = len(rows)
             if c.tensorboard and main:  # on resume: rewritten from the (trimmed) metrics of the earlier sessions
-                board = ctx.tensorboard = TensorBoardLog(self.run_dir / "tensorboard",
-                                                         replay=[json.loads(line) for line in lines])
+                board = ctx.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", replay=rows)
             torch.manual_seed(c.seed)
             for i, stage in enumerate(stages):
                 if point is not None and point.stage in names[i + 1:]:
                     continue  # finished before the interruption: its result is in the checkpoint's weights
                 ctx.finished[stage.name] = run_stage(stage, ctx, point)
-        except BaseException:
-            if point is None and main and not (self.run_dir / "last.safetensors").exists():
-                release_folder(self.run_dir)  # nothing was saved: the name is free again
-            raise
         finally:
             if board is not None:
                 board.close()
+            if main:
+                release_folder(self.run_dir)  # the folder is free again: for a resume, or a new run if nothing was saved
         test = evaluate_accuracy(self.student, data.test, c.data.eval_batch_size, self.inputs, c.logits_key)
         if self.teacher is not None:  # how closely the student follows its teacher, on the test set
             agreement = evaluate_agreement(self.student, self.teacher, data.test, c.data.eval_batch_size, self.inputs,

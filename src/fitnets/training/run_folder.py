@@ -9,7 +9,9 @@ import socket
 from pathlib import Path
 
 from fitnets.errors import FitNetsError
+from fitnets.training.config import RunConfig, config_changes, from_dict, identity_changes
 from fitnets.training.engine import ResumePoint
+from fitnets.training.loading import config_of_run
 
 CLAIM = ".claimed"
 
@@ -53,11 +55,57 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a run's ``metrics.jsonl`` (none when it does not exist).
+
+    Raises:
+        FitNetsError: a line that is not a JSON object (damaged or edited), naming the file and the line.
+    """
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise FitNetsError(f"line {number} of {path} is not a metrics row (damaged or edited by hand): "
+                               f"{line[:60]!r}; delete that line to go on")
+        rows.append(row)
+    return rows
+
+
 def trim_metrics(path: Path, point: ResumePoint, order: list[str]) -> None:
     """Drop the metric rows written after the checkpoint ``point`` (a crash between the two writes), so that no
     epoch appears twice once the resumed run writes it again. ``order``: the run's stage names, in order."""
     if not path.is_file():
         return
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(path)
     keep = [r for r in rows if (order.index(r["stage"]), r["epoch"]) <= (order.index(point.stage), point.epoch + 1)]
     path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def resume_point(run_dir: Path) -> tuple[RunConfig, ResumePoint]:
+    """What a resume of ``run_dir`` continues: the folder's ``config.yaml`` — the run's identity — and its last
+    checkpoint, which must have been trained with that identity (seed, method, models, data...).
+
+    Raises:
+        FitNetsError: nothing to resume, or a ``config.yaml`` edited by hand so that it no longer says what the
+            checkpoint was trained with (one line, naming the edited keys).
+    """
+    run_dir = Path(run_dir)
+    saved = config_of_run(run_dir)
+    last = run_dir / "last.safetensors"
+    if not last.is_file():
+        raise FitNetsError(f"nothing to resume in {run_dir}: no epoch had finished (no last.safetensors); start the "
+                           "run again")
+    point = ResumePoint.read(last)
+    if point.config:
+        edited = identity_changes(config_changes(from_dict(point.config), saved))
+        if edited:
+            raise FitNetsError(f"{run_dir / 'config.yaml'} no longer says what its checkpoint was trained with: "
+                               f"{edited} (edited by hand?); put it back, or start a new run to change it")
+    return saved, point
