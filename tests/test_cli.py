@@ -164,7 +164,7 @@ def test_bench_speed_small_pair(capsys):
 
 
 def test_seeds_and_run_file(capsys, tmp_path):
-    from fitnets.tools.cli import parse_seeds
+    from fitnets.tools.commands.flags import parse_seeds
 
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds("5,") == [5]
     with pytest.raises(Exception, match="bad --seeds"):
