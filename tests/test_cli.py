@@ -1,5 +1,6 @@
 """Every user mistake: one clear line on stderr, exit code 2, nothing saved is lost."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from fitnets.checkpoint import load_checkpoint, save_checkpoint
-from fitnets.tools.cli import main
+from fitnets.tools.cli import build_parser, main
 from fitnets.models import create_model
 from fitnets.models.registry import _REGISTRY, register_model
 
@@ -95,6 +96,53 @@ def test_layers_and_models(capsys):
     assert code == 0 and "paper-mnist-fitnet" in out and "shipped weights" in out
     code, _, err = run_cli(capsys, "layers", "paper-mnist-fitnet", "--input-shape", "1x28")
     assert code == 2 and "bad --input-shape" in err
+
+
+def test_every_flag_and_command_has_help():
+    seen, missing = set(), []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                missing.extend(f"{path} {command.dest}" for command in action._choices_actions if not command.help)
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+                continue
+            name = f"{path} {'/'.join(action.option_strings) or action.dest}"
+            seen.add(name)
+            if not (action.help or "").strip():
+                missing.append(name)
+
+    walk(build_parser(), "fitnets")
+    assert {"fitnets store build --lr", "fitnets bench step --warmup", "fitnets demo --device", "fitnets layers model"} <= seen
+    assert not missing, f"no help text: {', '.join(missing)}"
+
+
+def subparser(*names: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_run_flags_help_names_what_they_set():
+    from fitnets.data.loader import DATASETS
+
+    flags = {a.dest: a.help for a in subparser("distill")._actions}
+    assert "optim.lr" in flags["lr"] and "optim.name" in flags["optimizer"]  # the main stage's, not stage 1's
+    assert all(name in flags["data"] for name in DATASETS)
+
+
+def test_flag_choices_are_read_from_the_config_fields():
+    from fitnets.tools.commands.flags import FLAG_KEYS
+    from fitnets.training.config import choices
+
+    checked = 0
+    for action in subparser("distill")._actions:
+        if action.dest in FLAG_KEYS:  # a flag that sets one config key offers exactly that field's choices
+            assert tuple(action.choices or ()) == (choices(FLAG_KEYS[action.dest]) or ()), action.dest
+            checked += bool(action.choices)
+    assert checked >= 4  # method, optimizer, the two dtypes
 
 
 class BlowsUp(nn.Module):

@@ -9,7 +9,7 @@ import json
 import torch
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands.flags import parse_shape
+from fitnets.tools.commands.flags import DEVICE_HELP, parse_shape
 
 
 def add_parser(sub) -> None:
@@ -18,23 +18,24 @@ def add_parser(sub) -> None:
     p = bench.add_parser("speed", help="inference speed-up and compression of students over their teacher")
     p.add_argument("--teacher", help="teacher model (default: the paper's CIFAR and MNIST teachers)")
     p.add_argument("--student", action="append", help="student model (repeatable)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="images per timed batch (default %(default)s)")
     p.add_argument("--repeats", type=int, default=20, help="timed batches per model (after 3 warm-up ones)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=run)
     p = bench.add_parser("step", help="training throughput of each step kind and speed option, with ratios")
-    p.add_argument("--teacher", default="paper-mnist-teacher")
-    p.add_argument("--student", default="paper-mnist-fitnet")
+    p.add_argument("--teacher", default="paper-mnist-teacher", help="teacher model (default %(default)s)")
+    p.add_argument("--student", default="paper-mnist-fitnet", help="student model (default %(default)s)")
     p.add_argument("--hint", help="teacher layer (default: the registry's)")
     p.add_argument("--guided", help="student layer (default: the registry's)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="examples per step (default %(default)s)")
     p.add_argument("--input-shape", help="C,H,W (default: the student's)")
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=int, default=10,
+                   help="classes of the synthetic labels and of the models' outputs (default %(default)s)")
     p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
     p.add_argument("--rounds", type=int, default=3, help="measure everything this many times, keep each best")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variants (no compiler)")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--warmup", type=int, default=10, help="untimed steps before the timed ones (default %(default)s)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
     p.set_defaults(func=run)
 

@@ -24,6 +24,7 @@ from fitnets.training.config import RunConfig, load_config
 from fitnets.training.distributed import resolve_device
 from fitnets.training.fast import fast_options
 from fitnets.training.recipes import METHODS
+from fitnets.tools.commands.flags import DEVICE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,12 @@ def add_parser(sub) -> None:
     p.add_argument("--epochs", type=int, help="epochs per method (stage 2 for FitNet)")
     p.add_argument("--hint-epochs", type=int, help="FitNet stage-1 epochs")
     p.add_argument("--train-size", type=int, help="training examples")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
     p.add_argument("--no-download", dest="download", action="store_false", help="never fetch the dataset")
     p.add_argument("--out", default="runs", help="parent folder of the demo's run folders")
     p.add_argument("--fast", action="store_true", help="train with the --fast preset (see `fitnets distill --help`)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import argparse
 import copy
 
+from fitnets.data.loader import DATASETS
 from fitnets.errors import FitNetsError
 from fitnets.training.config import RunConfig, choices, load_config, parse_override, resume_changes
 from fitnets.training.recipes import METHODS
+
+DATASETS_HELP = ", ".join(DATASETS)  # the --data choices, as help text
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
 
 # flag -> config key, for the flags that simply set one config value
 FLAG_KEYS = {
@@ -40,17 +44,19 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument("--temperature", type=float, help="KD temperature τ (paper: 3)")
         p.add_argument("--tau-squared", action="store_true", default=None, help="Hinton's τ² factor on the KD term")
     p.add_argument("--epochs", type=int, help="epochs of the main stage")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=choices("optim.name"))
-    p.add_argument("--data", help="dataset: fashion-mnist or mnist")
+    p.add_argument("--batch-size", type=int, help="examples per training batch (sets data.batch_size)")
+    p.add_argument("--lr", type=float, help="learning rate of the main stage (sets optim.lr; FitNets' stage 1 "
+                                            "keeps hint_stage.optim.lr)")
+    p.add_argument("--optimizer", choices=choices("optim.name"),
+                   help="optimizer of the main stage (sets optim.name; FitNets' stage 1 keeps hint_stage.optim.name)")
+    p.add_argument("--data", help=f"dataset: {DATASETS_HELP} (folder: an image folder tree at --data-dir)")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
     p.add_argument("--train-size", type=int, help="train on a fixed random subset")
     p.add_argument("--val-size", type=int, help="examples held out for validation")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed: initialisation, data order and augmentation")
     p.add_argument("--seeds", help="run once per seed, e.g. 0,1,2 or 3 (= 0,1,2); one run folder each")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--channels-last", action="store_true", default=None, help="student in channels_last")
     p.add_argument("--teacher-dtype", choices=choices("teacher_dtype"), help="the teacher's weights and forward")
     p.add_argument("--student-dtype", choices=choices("student_dtype"), help="autocast the student's step")

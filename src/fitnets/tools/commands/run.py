@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fitnets.errors import FitNetsError
 from fitnets.tools.commands.flags import add_run_flags, config_from_args, parse_seeds
+from fitnets.training.recipes import METHODS
 
 log = logging.getLogger("fitnets")
 
@@ -18,7 +19,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a network with cross-entropy (e.g. a teacher)")
     add_run_flags(p, False)
     p.set_defaults(func=run)
-    p = sub.add_parser("distill", help="train a student with ce, kd or fitnet (two stages)")
+    p = sub.add_parser("distill", help=f"train a student by one of the methods: {', '.join(METHODS)} (--method)")
     add_run_flags(p, True)
     p.set_defaults(func=run)
     p = sub.add_parser("run", help="run an experiment file: fitnets run FILE [flags] = fitnets distill --config FILE")
