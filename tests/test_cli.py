@@ -246,20 +246,43 @@ def test_bench_step_json(capsys):
     assert code == 2 and "--rounds" in err
 
 
-def test_teacher_from_a_run_folder_uses_its_model_args(capsys, tmp_path, fashion_dir):
-    args = ["train", "--student", "paper-mnist-fitnet", "--epochs", "1", "--out", str(tmp_path), "--name", "t",
-            "--set", "model_args={num_classes: 10, pieces_last: 2}", *SMALL]
-    assert run_cli(capsys, *args)[0] == 0
-    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", f"paper-mnist-fitnet:{tmp_path / 't'}",
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fashion_dir):
+    """A trained run whose student has a constructor argument of its own (pieces_last=2: a smaller conv5)."""
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--student", "paper-mnist-fitnet", "--epochs", "1", "--out", str(out), "--name", "t",
+                 "--set", "model_args={num_classes: 10, pieces_last: 2}", *SMALL]) == 0
+    return out / "t"
+
+
+def test_teacher_from_a_run_folder_uses_its_model_args(capsys, run_dir):
+    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", f"paper-mnist-fitnet:{run_dir}",
                              "--dry-run")
     assert code == 0, err
     n = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).parameters())
-    assert n != 36_226 and f"teacher  paper-mnist-fitnet:{tmp_path / 't'} ({n:,} parameters" in out
+    assert n != 36_226 and f"teacher  paper-mnist-fitnet:{run_dir} ({n:,} parameters" in out
     # the run folder alone names the teacher too (RUN_DIR): its model, its arguments, its registry entry
-    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", str(tmp_path / "t"), "--dry-run")
+    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", str(run_dir), "--dry-run")
     assert code == 0 and f"({n:,} parameters" in out, err
-    code, _, err = run_cli(capsys, "distill", "--method", "fitnet", "--teacher", str(tmp_path / "t"), "--dry-run")
+    code, _, err = run_cli(capsys, "distill", "--method", "fitnet", "--teacher", str(run_dir), "--dry-run")
     assert code == 2 and "needs --hint and --guided" in last_line(err)  # paper-mnist-fitnet has no default hint
+
+
+def test_every_command_that_takes_a_model_takes_a_run_folder(capsys, run_dir):
+    conv5 = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).conv5.conv.parameters())
+    assert conv5 != sum(p.numel() for p in create_model("paper-mnist-fitnet").conv5.conv.parameters())
+    for spec in (str(run_dir), f"paper-mnist-fitnet:{run_dir}"):  # RUN_DIR and NAME:PATH: the run's own model
+        code, out, err = run_cli(capsys, "layers", spec)
+        assert code == 0, err
+        assert next(line for line in out.splitlines() if line.startswith("conv5.conv ")).split()[2] == f"{conv5:,}"
+    code, out, err = run_cli(capsys, "suggest", "paper-mnist-teacher", str(run_dir), "--top", "3")
+    assert code == 0 and "The registry's default pair (conv2 → conv4)" in out, err  # found through the run's model
+    code, out, err = run_cli(capsys, "bench", "step", "--student", str(run_dir), "--steps", "1", "--warmup", "0",
+                             "--rounds", "1", "--no-compile", "--batch-size", "8", "--device", "cpu", "--json")
+    assert code == 0 and json.loads(out)["student"] == str(run_dir), err
+    code, out, err = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher", "--student", str(run_dir),
+                             "--batch-size", "4", "--repeats", "1", "--device", "cpu")
+    assert code == 0 and "| paper-mnist-fitnet |" in out, err
 
 
 def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monkeypatch):

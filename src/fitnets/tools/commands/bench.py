@@ -5,32 +5,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 import torch
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands.flags import DEVICE_HELP, parse_shape
+from fitnets.tools.commands.flags import DEVICE_HELP, MODEL_FORMS, model_input_shape
+from fitnets.training.loading import ModelRef
+
+log = logging.getLogger("fitnets")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measurements: `bench speed` (inference, paper's Table 5), `bench step` (training)")
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser("speed", help="inference speed-up and compression of students over their teacher")
-    p.add_argument("--teacher", help="teacher model (default: the paper's CIFAR and MNIST teachers)")
-    p.add_argument("--student", action="append", help="student model (repeatable)")
+    p.add_argument("--teacher", help=f"teacher model: {MODEL_FORMS}; weights are not needed (default: the paper's "
+                                     "CIFAR and MNIST teachers)")
+    p.add_argument("--student", action="append", help="student model, in the same forms (repeatable)")
     p.add_argument("--batch-size", type=int, default=128, help="images per timed batch (default %(default)s)")
     p.add_argument("--repeats", type=int, default=20, help="timed batches per model (after 3 warm-up ones)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=run)
     p = bench.add_parser("step", help="training throughput of each step kind and speed option, with ratios")
-    p.add_argument("--teacher", default="paper-mnist-teacher", help="teacher model (default %(default)s)")
-    p.add_argument("--student", default="paper-mnist-fitnet", help="student model (default %(default)s)")
+    p.add_argument("--teacher", default="paper-mnist-teacher",
+                   help=f"teacher model: {MODEL_FORMS}; weights are not needed (default %(default)s)")
+    p.add_argument("--student", default="paper-mnist-fitnet",
+                   help="student model, in the same forms (default %(default)s)")
     p.add_argument("--hint", help="teacher layer (default: the registry's)")
     p.add_argument("--guided", help="student layer (default: the registry's)")
     p.add_argument("--batch-size", type=int, default=64, help="examples per step (default %(default)s)")
-    p.add_argument("--input-shape", help="C,H,W (default: the student's)")
-    p.add_argument("--num-classes", type=int, default=10,
-                   help="classes of the synthetic labels and of the models' outputs (default %(default)s)")
+    p.add_argument("--input-shape", help="C,H,W (default: the student's run folder's, else the student's)")
+    p.add_argument("--num-classes", type=int,
+                   help="classes of the synthetic labels and of the models' outputs (default: the run folders' "
+                        "model_args.num_classes, else 10)")
     p.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
     p.add_argument("--rounds", type=int, default=3, help="measure everything this many times, keep each best")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variants (no compiler)")
@@ -46,16 +54,31 @@ def _hardware(device: torch.device) -> str:
     return f"CPU, {torch.get_num_threads()} threads"
 
 
+def _timed(spec: str, flag: str) -> ModelRef:
+    """The model ``spec`` names, in any form ``ModelRef`` parses. A bench times an architecture, so the weights
+    are not read; bench.py builds its models by registry name with ``num_classes`` only, so a run folder's other
+    ``model_args`` (say a width) are left out, and said so."""
+    ref = ModelRef.parse(spec)
+    others = {k: v for k, v in ref.model_args.items() if k != "num_classes"}
+    if others:
+        log.warning("%s %s: timed as %s without its model_args %s", flag, spec, ref.name, others)
+    return ref
+
+
 def run(args: argparse.Namespace) -> int:
     from fitnets.tools.bench import DEFAULT_PAIRS, bench_speed, bench_step, format_speed_table
     from fitnets.training.distributed import resolve_device
 
     if args.bench == "step":
-        if min(args.rounds, args.steps, args.batch_size, args.num_classes) < 1 or args.warmup < 0:
+        teacher, student = _timed(args.teacher, "--teacher"), _timed(args.student, "--student")
+        num_classes = args.num_classes
+        if num_classes is None:
+            num_classes = student.model_args.get("num_classes") or teacher.model_args.get("num_classes") or 10
+        if min(args.rounds, args.steps, args.batch_size, num_classes) < 1 or args.warmup < 0:
             raise FitNetsError("--rounds, --steps, --batch-size and --num-classes must be ≥ 1, --warmup ≥ 0")
         device = resolve_device(args.device)
-        shape = parse_shape(args.input_shape)
-        rows, ratios = bench_step(args.teacher, args.student, args.batch_size, shape, args.num_classes, args.steps,
+        shape = model_input_shape(student, args.input_shape)
+        rows, ratios = bench_step(teacher.name, student.name, args.batch_size, shape, num_classes, args.steps,
                                   args.warmup, device, args.hint, args.guided, compile=not args.no_compile,
                                   rounds=args.rounds, progress=not args.json)
         context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
@@ -91,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         raise FitNetsError("--batch-size and --repeats must be ≥ 1")
     if bool(args.teacher) != bool(args.student):
         raise FitNetsError("give both --teacher and --student, or neither (the paper's pairs)")
-    pairs = {args.teacher: args.student} if args.teacher else DEFAULT_PAIRS
+    pairs = DEFAULT_PAIRS
+    if args.teacher:
+        pairs = {_timed(args.teacher, "--teacher").name: [_timed(s, "--student").name for s in args.student]}
     device = resolve_device(args.device)
     rows = bench_speed(pairs, args.batch_size, args.repeats, device)
     print(format_speed_table(rows))

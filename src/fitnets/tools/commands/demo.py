@@ -81,10 +81,10 @@ def mean_std(values: list[float]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitnets.models.registry import create_model, model_spec
+    from fitnets.models.registry import model_spec
     from fitnets.tools.speed import inference_throughput
     from fitnets.training.evaluate import evaluate_accuracy
-    from fitnets.training.loading import load_data
+    from fitnets.training.loading import load_data, load_model
     from fitnets.training.run import Run
 
     protocol = FULL if args.full else QUICK
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
     data = load_data(demo_config(next(iter(PAPER)), 0, protocol, args), device)
-    teacher = create_model(TEACHER, pretrained=True).to(device)
+    teacher = load_model(TEACHER, trained=True).to(device)
     teacher_acc = evaluate_accuracy(teacher, data.test)["acc"]
     log.info("teacher %s: test accuracy %.4f; training the student 3 ways × %d seed(s) on %d images",
              TEACHER, teacher_acc, protocol.seeds, len(data.train))
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             accs[method].append(run.execute(data=data)["test_acc"])
 
     shape = model_spec(STUDENT).input_shape
-    student = create_model(STUDENT).to(device)
+    student = load_model(STUDENT).to(device)
     teacher_speed = inference_throughput(teacher, shape, device=device)
     student_speed = inference_throughput(student, shape, device=device)
     n_teacher = sum(p.numel() for p in teacher.parameters())

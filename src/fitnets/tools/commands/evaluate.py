@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP
+from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP, MODEL_FORMS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test accuracy of trained weights")
-    p.add_argument("model", help="RUN_DIR, NAME (shipped weights) or NAME:PATH")
+    p.add_argument("model", help=f"trained weights: {MODEL_FORMS} (NAME alone: its shipped weights)")
     p.add_argument("--data", default=None, help=f"dataset: {DATASETS_HELP} (default: the run's, else fashion-mnist)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: the run's)")
-    p.add_argument("--teacher", help="also report top-1 agreement and KL with this teacher (NAME or NAME:PATH)")
+    p.add_argument("--teacher", help=f"also report top-1 agreement and KL with this teacher ({MODEL_FORMS})")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=run)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from fitnets.tools.commands.flags import MODEL_FORMS
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="write the trained student alone: safetensors + JSON, and ONNX")
-    p.add_argument("model", help="RUN_DIR, or NAME:PATH")
+    p.add_argument("model", help=f"trained weights: {MODEL_FORMS} (NAME alone: its shipped weights)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     p.set_defaults(func=run)

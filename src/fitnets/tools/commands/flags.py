@@ -1,5 +1,5 @@
 """The flags a run takes (``train``, ``distill``, ``run``, ``store build``) and how they become its config, and
-the small parsers other commands share (``--input-shape``, ``--seeds``)."""
+what other commands share with them: the help of a model argument, ``--input-shape`` and ``--seeds``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import copy
 
 from fitnets.data.loader import DATASETS
 from fitnets.errors import FitNetsError
+from fitnets.models.registry import model_spec
 from fitnets.training.config import RunConfig, choices, load_config, parse_override, resume_changes
+from fitnets.training.loading import ModelRef, config_of_run, input_shape
 from fitnets.training.recipes import METHODS
 
 DATASETS_HELP = ", ".join(DATASETS)  # the --data choices, as help text
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
+# What every command that takes a model accepts: the forms fitnets.training.loading.ModelRef parses.
+MODEL_FORMS = "NAME, NAME:PATH, RUN_DIR or package.module:factory[:PATH]"
 
 # flag -> config key, for the flags that simply set one config value
 FLAG_KEYS = {
@@ -34,8 +38,8 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
                    help="registered model name (see `fitnets models`), or package.module:factory (your own)")
     p.add_argument("--input-shape", help="C,H,W of one example (default: the model's, else the dataset's)")
     if distill:
-        p.add_argument("--teacher", help="NAME (shipped weights) or NAME:PATH (weights file or run folder); NAME "
-                                         "may be package.module:factory")
+        p.add_argument("--teacher", help=f"the trained teacher: {MODEL_FORMS} (NAME alone: its shipped weights; "
+                                         "PATH: a weights file or a run folder)")
         p.add_argument("--method", choices=choices("method"),
                        help="; ".join(f"{name}: {method.help}" for name, method in METHODS.items()))
         p.add_argument("--hint", help="teacher module path of the hint layer")
@@ -78,8 +82,6 @@ def config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
     """The run's config: defaults, the ``--resume`` folder's config, ``--config``, ``--fast``, then ``--set`` and
     the named flags; with ``--resume``, a change the resume rule refuses is an error here, before anything is
     built."""
-    from fitnets.training.loading import config_of_run
-
     overrides = [parse_override(text) for text in args.set]
     overrides += [(key, getattr(args, flag)) for flag, key in FLAG_KEYS.items()
                   if getattr(args, flag, None) is not None]
@@ -113,6 +115,16 @@ def parse_seeds(text: str) -> list[int]:
     if not values:
         raise FitNetsError(f"bad --seeds {text!r}: no seed")
     return values
+
+
+def model_input_shape(ref: ModelRef, text: str | None) -> tuple[int, ...] | None:
+    """One example's shape for the model ``ref`` names: ``--input-shape`` when given, else the shape its run
+    folder's run used (``loading.input_shape``), else the registry's; ``None`` when none is known (a
+    ``package.module:factory`` without ``--input-shape``)."""
+    shape = parse_shape(text)
+    if shape is None and ref.run is not None:
+        shape = input_shape(ref.run)
+    return shape or tuple(model_spec(ref.name).input_shape) or None
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:

@@ -8,22 +8,23 @@ import argparse
 import torch
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands.flags import parse_shape
+from fitnets.tools.commands.flags import MODEL_FORMS, model_input_shape
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("layers", help="every module path of a model with its output shape")
-    p.add_argument("model", help="registered model name, or package.module:factory")
-    p.add_argument("--input-shape", help="C,H,W of one example (default: the model's)")
+    p.add_argument("model", help=f"{MODEL_FORMS}; weights are not needed")
+    p.add_argument("--input-shape", help="C,H,W of one example (default: the run folder's, else the model's)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitnets.models.registry import create_model, model_spec
     from fitnets.core.taps import trace
+    from fitnets.training.loading import ModelRef, load_model
 
-    model = create_model(args.model).eval()
-    shape = parse_shape(args.input_shape) or model_spec(args.model).input_shape
+    ref = ModelRef.parse(args.model)
+    model = load_model(ref).eval()
+    shape = model_input_shape(ref, args.input_shape)
     if not shape:
         raise FitNetsError(f"the input shape of {args.model} is not known: give --input-shape C,H,W")
     rows = trace(model, torch.zeros(1, *shape))

@@ -8,14 +8,15 @@ import argparse
 import torch
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP, parse_shape
+from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP, MODEL_FORMS, model_input_shape
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("suggest", help="candidate (hint, guided) layer pairs for a teacher and a student, best first")
-    p.add_argument("teacher", help="NAME, NAME:PATH, RUN_DIR or package.module:factory[:PATH]")
-    p.add_argument("student", help="registered model name or package.module:factory")
-    p.add_argument("--input-shape", help="C,H,W of one example (default: the student's, else the dataset's)")
+    p.add_argument("teacher", help=f"{MODEL_FORMS}; trained weights are needed with --probe only")
+    p.add_argument("student", help=f"{MODEL_FORMS}; weights are not needed")
+    p.add_argument("--input-shape", help="C,H,W of one example (default: the student's run folder's, else the "
+                                         "student's, else the dataset's)")
     p.add_argument("--top", type=int, default=10, help="candidates shown")
     p.add_argument("--probe", type=int, default=0, metavar="N",
                    help="train N hint-stage steps for each of the top 5 and show the fit (R²) each reached")
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fitnets.models.registry import create_model, model_spec
+    from fitnets.models.registry import model_spec
     from fitnets.tools import suggest
     from fitnets.training.config import load_config
     from fitnets.training.distributed import resolve_device
@@ -39,26 +40,28 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 1 or args.probe < 0:
         raise FitNetsError("--top must be ≥ 1 and --probe ≥ 0")
     device = resolve_device(args.device)
-    config = load_config(None, [("student", args.student), ("teacher", args.teacher), ("data.name", args.data),
+    teacher_ref, student_ref = ModelRef.parse(args.teacher), ModelRef.parse(args.student)
+    student_shape = model_input_shape(student_ref, args.input_shape)  # None: the dataset's (input_shape)
+    config = load_config(None, [("student", student_ref.name), ("teacher", args.teacher), ("data.name", args.data),
                                 ("data.dir", args.data_dir), ("data.train_size", args.train_size),
                                 ("data.val_size", 1000), ("data.test_size", 1)]
-                         + ([("input_shape", list(parse_shape(args.input_shape)))] if args.input_shape else []))
+                         + ([("input_shape", list(student_shape))] if student_shape else []))
     shape = input_shape(config)
-    teacher = load_model(args.teacher, trained=args.probe > 0).to(device).eval()
-    student = create_model(args.student).to(device)
+    teacher = load_model(teacher_ref, trained=args.probe > 0).to(device).eval()
+    student = load_model(student_ref).to(device)
     x = torch.zeros(2, *shape, device=device)
     candidates = suggest.rank(suggest.layers(teacher, x), suggest.layers(student, x))
     if not candidates:
         raise FitNetsError(f"no pair of {args.teacher}'s and {args.student}'s layers can be joined (no map or token "
                            "outputs at the top two levels of the module tree); name layers by hand (`fitnets layers`)")
     default = None
-    teacher_spec, student_spec = (model_spec(ModelRef.parse(args.teacher).name), model_spec(args.student))
+    teacher_spec, student_spec = model_spec(teacher_ref.name), model_spec(student_ref.name)
     if teacher_spec.hint and student_spec.guided:
         default = (teacher_spec.hint, student_spec.guided)
     shown = candidates[:args.top]
     if args.probe:
         data = load_data(config, device)
-        suggest.probe(teacher, lambda: create_model(args.student), shown[:5], data, args.probe,
+        suggest.probe(teacher, lambda: load_model(student_ref), shown[:5], data, args.probe,
                       progress=not args.no_progress)
     print(suggest.format_table(shown, default))
     if default is not None:
