@@ -78,7 +78,7 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The run's config: defaults, the ``--resume`` folder's config, ``--config``, ``--fast``, then ``--set`` and
     the named flags; with ``--resume``, a change the resume rule refuses is an error here, before anything is
     built."""
@@ -87,8 +87,6 @@ def config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
                   if getattr(args, flag, None) is not None]
     if getattr(args, "input_shape", None):
         overrides.append(("input_shape", list(parse_shape(args.input_shape))))
-    if method is not None:
-        overrides.append(("method", method))
     if getattr(args, "fast", False):  # first, so that the flags and --set keys given with it win
         from fitnets.training.distributed import resolve_device
         from fitnets.training.fast import fast_options

@@ -18,7 +18,7 @@ log = logging.getLogger("fitnets")
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a network with cross-entropy (e.g. a teacher)")
     add_run_flags(p, False)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, method="ce")  # train is method ce, over any config file or --set
     p = sub.add_parser("distill", help=f"train a student by one of the methods: {', '.join(METHODS)} (--method)")
     add_run_flags(p, True)
     p.set_defaults(func=run)
@@ -31,12 +31,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from fitnets.training.run import Run
 
-    method = "ce" if args.command == "train" else None
     if getattr(args, "file", None):
         if args.config:
             raise FitNetsError("give the experiment file once: `fitnets run FILE` or `fitnets distill --config FILE`")
         args.config = args.file
-    config = config_from_args(args, method)
+    config = config_from_args(args)
     if args.seeds and args.resume:
         raise FitNetsError("--seeds starts new runs; resume each run folder on its own with --resume")
     configs = [config]

@@ -61,7 +61,7 @@ def run_build(args: argparse.Namespace) -> int:
     from fitnets.training.run import Run
     from fitnets.training.store import StoredOutputs, fill, human_size
 
-    config = config_from_args(args, None)
+    config = config_from_args(args)
     if not METHODS[config.method].logits:
         raise FitNetsError(f"method {config.method} reads no teacher logits: there is nothing to store")
     if not config.data.augmentation():
