@@ -1,5 +1,6 @@
 """Every user mistake: one clear line on stderr, exit code 2, nothing saved is lost."""
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from fitnets.checkpoint import load_checkpoint, save_checkpoint
-from fitnets.tools.cli import main
+from fitnets.tools.cli import build_parser, main
 from fitnets.models import create_model
 from fitnets.models.registry import _REGISTRY, register_model
 
@@ -97,6 +98,53 @@ def test_layers_and_models(capsys):
     assert code == 2 and "bad --input-shape" in err
 
 
+def test_every_flag_and_command_has_help():
+    seen, missing = set(), []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                missing.extend(f"{path} {command.dest}" for command in action._choices_actions if not command.help)
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+                continue
+            name = f"{path} {'/'.join(action.option_strings) or action.dest}"
+            seen.add(name)
+            if not (action.help or "").strip():
+                missing.append(name)
+
+    walk(build_parser(), "fitnets")
+    assert {"fitnets store build --lr", "fitnets bench step --warmup", "fitnets demo --device", "fitnets layers model"} <= seen
+    assert not missing, f"no help text: {', '.join(missing)}"
+
+
+def subparser(*names: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+def test_run_flags_help_names_what_they_set():
+    from fitnets.data.loader import DATASETS
+
+    flags = {a.dest: a.help for a in subparser("distill")._actions}
+    assert "optim.lr" in flags["lr"] and "optim.name" in flags["optimizer"]  # the main stage's, not stage 1's
+    assert all(name in flags["data"] for name in DATASETS)
+
+
+def test_flag_choices_are_read_from_the_config_fields():
+    from fitnets.tools.commands.flags import FLAG_KEYS
+    from fitnets.training.config import choices
+
+    checked = 0
+    for action in subparser("distill")._actions:
+        if action.dest in FLAG_KEYS:  # a flag that sets one config key offers exactly that field's choices
+            assert tuple(action.choices or ()) == (choices(FLAG_KEYS[action.dest]) or ()), action.dest
+            checked += bool(action.choices)
+    assert checked >= 4  # method, optimizer, the two dtypes
+
+
 class BlowsUp(nn.Module):
     """Finite for the first `after` forwards in training mode, then NaN."""
 
@@ -164,7 +212,7 @@ def test_bench_speed_small_pair(capsys):
 
 
 def test_seeds_and_run_file(capsys, tmp_path):
-    from fitnets.tools.cli import parse_seeds
+    from fitnets.tools.commands.flags import parse_seeds
 
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("4,7") == [4, 7] and parse_seeds("5,") == [5]
     with pytest.raises(Exception, match="bad --seeds"):
@@ -218,20 +266,43 @@ def test_bench_step_json(capsys):
     assert code == 2 and "--rounds" in err
 
 
-def test_teacher_from_a_run_folder_uses_its_model_args(capsys, tmp_path, fashion_dir):
-    args = ["train", "--student", "paper-mnist-fitnet", "--epochs", "1", "--out", str(tmp_path), "--name", "t",
-            "--set", "model_args={num_classes: 10, pieces_last: 2}", *SMALL]
-    assert run_cli(capsys, *args)[0] == 0
-    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", f"paper-mnist-fitnet:{tmp_path / 't'}",
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fashion_dir):
+    """A trained run whose student has a constructor argument of its own (pieces_last=2: a smaller conv5)."""
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["train", "--student", "paper-mnist-fitnet", "--epochs", "1", "--out", str(out), "--name", "t",
+                 "--set", "model_args={num_classes: 10, pieces_last: 2}", *SMALL]) == 0
+    return out / "t"
+
+
+def test_teacher_from_a_run_folder_uses_its_model_args(capsys, run_dir):
+    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", f"paper-mnist-fitnet:{run_dir}",
                              "--dry-run")
     assert code == 0, err
     n = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).parameters())
-    assert n != 36_226 and f"teacher  paper-mnist-fitnet:{tmp_path / 't'} ({n:,} parameters" in out
+    assert n != 36_226 and f"teacher  paper-mnist-fitnet:{run_dir} ({n:,} parameters" in out
     # the run folder alone names the teacher too (RUN_DIR): its model, its arguments, its registry entry
-    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", str(tmp_path / "t"), "--dry-run")
+    code, out, err = run_cli(capsys, "distill", "--method", "kd", "--teacher", str(run_dir), "--dry-run")
     assert code == 0 and f"({n:,} parameters" in out, err
-    code, _, err = run_cli(capsys, "distill", "--method", "fitnet", "--teacher", str(tmp_path / "t"), "--dry-run")
+    code, _, err = run_cli(capsys, "distill", "--method", "fitnet", "--teacher", str(run_dir), "--dry-run")
     assert code == 2 and "needs --hint and --guided" in last_line(err)  # paper-mnist-fitnet has no default hint
+
+
+def test_every_command_that_takes_a_model_takes_a_run_folder(capsys, run_dir):
+    conv5 = sum(p.numel() for p in create_model("paper-mnist-fitnet", pieces_last=2).conv5.conv.parameters())
+    assert conv5 != sum(p.numel() for p in create_model("paper-mnist-fitnet").conv5.conv.parameters())
+    for spec in (str(run_dir), f"paper-mnist-fitnet:{run_dir}"):  # RUN_DIR and NAME:PATH: the run's own model
+        code, out, err = run_cli(capsys, "layers", spec)
+        assert code == 0, err
+        assert next(line for line in out.splitlines() if line.startswith("conv5.conv ")).split()[2] == f"{conv5:,}"
+    code, out, err = run_cli(capsys, "suggest", "paper-mnist-teacher", str(run_dir), "--top", "3")
+    assert code == 0 and "The registry's default pair (conv2 → conv4)" in out, err  # found through the run's model
+    code, out, err = run_cli(capsys, "bench", "step", "--student", str(run_dir), "--steps", "1", "--warmup", "0",
+                             "--rounds", "1", "--no-compile", "--batch-size", "8", "--device", "cpu", "--json")
+    assert code == 0 and json.loads(out)["student"] == str(run_dir), err
+    code, out, err = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher", "--student", str(run_dir),
+                             "--batch-size", "4", "--repeats", "1", "--device", "cpu")
+    assert code == 0 and "| paper-mnist-fitnet |" in out, err
 
 
 def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monkeypatch):

@@ -70,6 +70,9 @@ def test_train_distill_evaluate_layers_export_bench_with_a_factory(tmp_path, use
     assert "top-1 agreement" in capsys.readouterr().out
     assert main(["layers", f"{user_package}:small", "--input-shape", "1,28,28"]) == 0
     assert "body.3" in capsys.readouterr().out
+    for spec in (str(tmp_path / "runs" / "teacher"), teacher):  # RUN_DIR, factory:PATH: its width, its data's shape
+        assert main(["layers", spec]) == 0
+        assert "(16, 28, 28)" in next(line for line in capsys.readouterr().out.splitlines() if line.startswith("body.0 "))
     assert main(["export", str(tmp_path / "runs" / "fit"), "--out", str(tmp_path / "exported"), "--no-onnx"]) == 0
     from fitnets.tools.export import load_exported
 

@@ -1,4 +1,10 @@
-"""A small model registry: ``create_model(name, **kw)``, ``list_models()``, ``model_spec(name)``."""
+"""A small model registry: ``create_model(name, **kw)``, ``list_models()``, ``model_spec(name)``.
+
+A model name is a registered one (the built-in families, and those of installed packages that declare a
+``fitnets.models`` entry point), ``torchvision:NAME`` / ``timm:NAME``, or ``package.module:factory``. That last
+form, wherever a model is named (a flag, a config's ``student`` or ``teacher``, a run folder's config), is the one
+boundary where a string the user wrote becomes an import (``_import_spec``), as uvicorn and gunicorn name an app;
+elsewhere the library imports only fixed names (torchvision, timm) and the entry points packages declare."""
 
 from __future__ import annotations
 
@@ -50,7 +56,8 @@ _BROKEN_PLUGINS: dict[str, str] = {}  # entry-point name -> why it failed to loa
 
 def _load_plugins() -> None:
     """Import the packages that declare models under the ``fitnets.models`` entry-point group (once): that is
-    how a user's own architectures become names the CLI accepts, without importing code by string.
+    how an installed package's architectures become registered names, declared in its metadata rather than typed
+    as ``package.module:factory`` (the import-by-string boundary, ``_import_spec``).
 
     A plugin that fails to import does not take the built-in models (or the other plugins) down with it: it is
     skipped with a warning naming it and its error, and an unknown model name later says which plugins were

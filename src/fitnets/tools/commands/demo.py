@@ -21,14 +21,10 @@ from pathlib import Path
 import torch
 
 from fitnets.training.config import RunConfig, load_config
-from fitnets.training.evaluate import evaluate_accuracy
-from fitnets.models.registry import create_model, model_spec
 from fitnets.training.distributed import resolve_device
 from fitnets.training.fast import fast_options
-from fitnets.training.loading import load_data
 from fitnets.training.recipes import METHODS
-from fitnets.training.run import Run
-from fitnets.tools.speed import inference_throughput
+from fitnets.tools.commands.flags import DEVICE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +47,22 @@ QUICK = Protocol(train_size=20_000, epochs=6, hint_epochs=2, seeds=1)
 FULL = Protocol(train_size=None, epochs=15, hint_epochs=5, seeds=3)
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the paper's MNIST experiment on Fashion-MNIST: backprop vs KD vs FitNet")
+    p.add_argument("--full", action="store_true", help="the longer protocol: more epochs, 3 seeds")
+    p.add_argument("--seeds", type=int, help="number of seeds (default 1, or 3 with --full)")
+    p.add_argument("--epochs", type=int, help="epochs per method (stage 2 for FitNet)")
+    p.add_argument("--hint-epochs", type=int, help="FitNet stage-1 epochs")
+    p.add_argument("--train-size", type=int, help="training examples")
+    p.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never fetch the dataset")
+    p.add_argument("--out", default="runs", help="parent folder of the demo's run folders")
+    p.add_argument("--fast", action="store_true", help="train with the --fast preset (see `fitnets distill --help`)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
 def demo_config(method: str, seed: int, protocol: Protocol, args: argparse.Namespace) -> RunConfig:
     overrides = [("method", method), ("student", STUDENT), ("teacher", TEACHER), ("seed", seed),
                  ("epochs", protocol.epochs), ("hint_stage.epochs", protocol.hint_epochs),
@@ -68,7 +80,13 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    from fitnets.models.registry import model_spec
+    from fitnets.tools.speed import inference_throughput
+    from fitnets.training.evaluate import evaluate_accuracy
+    from fitnets.training.loading import load_data, load_model
+    from fitnets.training.run import Run
+
     protocol = FULL if args.full else QUICK
     protocol = Protocol(args.train_size or protocol.train_size, args.epochs or protocol.epochs,
                         args.hint_epochs if args.hint_epochs is not None else protocol.hint_epochs,
@@ -77,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     start = time.perf_counter()
     data = load_data(demo_config(next(iter(PAPER)), 0, protocol, args), device)
-    teacher = create_model(TEACHER, pretrained=True).to(device)
+    teacher = load_model(TEACHER, trained=True).to(device)
     teacher_acc = evaluate_accuracy(teacher, data.test)["acc"]
     log.info("teacher %s: test accuracy %.4f; training the student 3 ways × %d seed(s) on %d images",
              TEACHER, teacher_acc, protocol.seeds, len(data.train))
@@ -91,7 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             accs[method].append(run.execute(data=data)["test_acc"])
 
     shape = model_spec(STUDENT).input_shape
-    student = create_model(STUDENT).to(device)
+    student = load_model(STUDENT).to(device)
     teacher_speed = inference_throughput(teacher, shape, device=device)
     student_speed = inference_throughput(student, shape, device=device)
     n_teacher = sum(p.numel() for p in teacher.parameters())

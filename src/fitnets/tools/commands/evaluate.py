@@ -1,0 +1,49 @@
+"""``fitnets evaluate MODEL``: the test accuracy of trained weights, and optionally their agreement with a
+teacher."""
+
+from __future__ import annotations
+
+import argparse
+
+from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP, MODEL_FORMS
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy of trained weights")
+    p.add_argument("model", help=f"trained weights: {MODEL_FORMS} (NAME alone: its shipped weights)")
+    p.add_argument("--data", default=None, help=f"dataset: {DATASETS_HELP} (default: the run's, else fashion-mnist)")
+    p.add_argument("--data-dir", help="folder with the dataset files (default: the run's)")
+    p.add_argument("--teacher", help=f"also report top-1 agreement and KL with this teacher ({MODEL_FORMS})")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fitnets.core.inputs import InputFormat
+    from fitnets.core.teacher import FrozenTeacher
+    from fitnets.data.loader import load_dataset
+    from fitnets.training.distributed import resolve_device
+    from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
+    from fitnets.training.loading import ModelRef, load_data, load_model
+
+    device = resolve_device(args.device)
+    ref = ModelRef.parse(args.model)
+    model = load_model(ref, trained=True, flag="fitnets evaluate").to(device)
+    inputs, logits_key = InputFormat(), None
+    if ref.run is not None:  # from a run folder: its dataset, preprocessing, input format and logits rule
+        config = ref.run
+        logits_key = config.logits_key
+        config.data.name = args.data or config.data.name
+        config.data.dir = args.data_dir or config.data.dir
+        test = load_data(config, device).test
+        inputs = InputFormat(channels_last=config.channels_last)
+    else:
+        test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
+    result = evaluate_accuracy(model, test, inputs=inputs, logits_key=logits_key)
+    line = f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)"
+    if args.teacher:
+        teacher = FrozenTeacher(load_model(args.teacher, trained=True).to(device), fold_bn=True)
+        agreement = evaluate_agreement(model, teacher, test, inputs=inputs, logits_key=logits_key)
+        line += f"; with the teacher: top-1 agreement {agreement['agreement']:.4f}, KL {agreement['kl']:.4f}"
+    print(line)
+    return 0

@@ -1,0 +1,135 @@
+"""The flags a run takes (``train``, ``distill``, ``run``, ``store build``) and how they become its config, and
+what other commands share with them: the help of a model argument, ``--input-shape`` and ``--seeds``."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+from fitnets.data.loader import DATASETS
+from fitnets.errors import FitNetsError
+from fitnets.models.registry import model_spec
+from fitnets.training.config import RunConfig, choices, load_config, parse_override, resume_changes
+from fitnets.training.loading import ModelRef, config_of_run, input_shape
+from fitnets.training.recipes import METHODS
+
+DATASETS_HELP = ", ".join(DATASETS)  # the --data choices, as help text
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
+# What every command that takes a model accepts: the forms fitnets.training.loading.ModelRef parses.
+MODEL_FORMS = "NAME, NAME:PATH, RUN_DIR or package.module:factory[:PATH]"
+
+# flag -> config key, for the flags that simply set one config value
+FLAG_KEYS = {
+    "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
+    "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
+    "lr": "optim.lr", "optimizer": "optim.name", "data": "data.name", "data_dir": "data.dir",
+    "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
+    "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
+    "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
+    "student_dtype": "student_dtype", "compile": "compile", "tensorboard": "tensorboard",
+}
+
+
+def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
+    p.add_argument("--config", help="YAML or TOML file of config keys (flags override it)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any config key, e.g. --set optim.lr=0.01 (repeatable)")
+    p.add_argument("--student", "--model", dest="student",
+                   help="registered model name (see `fitnets models`), or package.module:factory (your own)")
+    p.add_argument("--input-shape", help="C,H,W of one example (default: the model's, else the dataset's)")
+    if distill:
+        p.add_argument("--teacher", help=f"the trained teacher: {MODEL_FORMS} (NAME alone: its shipped weights; "
+                                         "PATH: a weights file or a run folder)")
+        p.add_argument("--method", choices=choices("method"),
+                       help="; ".join(f"{name}: {method.help}" for name, method in METHODS.items()))
+        p.add_argument("--hint", help="teacher module path of the hint layer")
+        p.add_argument("--guided", help="student module path of the guided layer")
+        p.add_argument("--hint-epochs", type=int, help="epochs of FitNets' stage 1")
+        p.add_argument("--temperature", type=float, help="KD temperature τ (paper: 3)")
+        p.add_argument("--tau-squared", action="store_true", default=None, help="Hinton's τ² factor on the KD term")
+    p.add_argument("--epochs", type=int, help="epochs of the main stage")
+    p.add_argument("--batch-size", type=int, help="examples per training batch (sets data.batch_size)")
+    p.add_argument("--lr", type=float, help="learning rate of the main stage (sets optim.lr; FitNets' stage 1 "
+                                            "keeps hint_stage.optim.lr)")
+    p.add_argument("--optimizer", choices=choices("optim.name"),
+                   help="optimizer of the main stage (sets optim.name; FitNets' stage 1 keeps hint_stage.optim.name)")
+    p.add_argument("--data", help=f"dataset: {DATASETS_HELP} (folder: an image folder tree at --data-dir)")
+    p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
+    p.add_argument("--train-size", type=int, help="train on a fixed random subset")
+    p.add_argument("--val-size", type=int, help="examples held out for validation")
+    p.add_argument("--seed", type=int, help="random seed: initialisation, data order and augmentation")
+    p.add_argument("--seeds", help="run once per seed, e.g. 0,1,2 or 3 (= 0,1,2); one run folder each")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--channels-last", action="store_true", default=None, help="student in channels_last")
+    p.add_argument("--teacher-dtype", choices=choices("teacher_dtype"), help="the teacher's weights and forward")
+    p.add_argument("--student-dtype", choices=choices("student_dtype"), help="autocast the student's step")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the forwards")
+    p.add_argument("--fast", action="store_true", help="the speed options measured safe, for this hardware: bf16 "
+                   "teacher and stored outputs, bf16 student where native, channels_last, compile where a compiler "
+                   "works (flags given with it win)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard (pip install "
+                        "'fitnets[tensorboard]')")
+    p.add_argument("--out", help="parent folder of run folders (default runs/)")
+    p.add_argument("--name", help="run folder name")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (its config, then any flags)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit without training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's config: defaults, the ``--resume`` folder's config, ``--config``, ``--fast``, then ``--set`` and
+    the named flags; with ``--resume``, a change the resume rule refuses is an error here, before anything is
+    built."""
+    overrides = [parse_override(text) for text in args.set]
+    overrides += [(key, getattr(args, flag)) for flag, key in FLAG_KEYS.items()
+                  if getattr(args, flag, None) is not None]
+    if getattr(args, "input_shape", None):
+        overrides.append(("input_shape", list(parse_shape(args.input_shape))))
+    if getattr(args, "fast", False):  # first, so that the flags and --set keys given with it win
+        from fitnets.training.distributed import resolve_device
+        from fitnets.training.fast import fast_options
+
+        base = config_of_run(args.resume) if args.resume else None
+        device = resolve_device(load_config(args.config, overrides, base=copy.deepcopy(base)).device)
+        overrides = fast_options(device) + overrides
+    if not args.resume:
+        return load_config(args.config, overrides)
+    saved = config_of_run(args.resume)
+    config = load_config(args.config, overrides, base=copy.deepcopy(saved))
+    resume_changes(saved, config)  # refused before anything is built (the run checks it again)
+    return config
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 3`` → ``[0, 1, 2]``; ``--seeds 4,7`` → ``[4, 7]``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FitNetsError(f"bad --seeds {text!r}: expected a count (3) or a list (0,1,2)") from None
+    if len(values) == 1 and "," not in text:
+        values = list(range(values[0]))
+    if not values:
+        raise FitNetsError(f"bad --seeds {text!r}: no seed")
+    return values
+
+
+def model_input_shape(ref: ModelRef, text: str | None) -> tuple[int, ...] | None:
+    """One example's shape for the model ``ref`` names: ``--input-shape`` when given, else the shape its run
+    folder's run used (``loading.input_shape``), else the registry's; ``None`` when none is known (a
+    ``package.module:factory`` without ``--input-shape``)."""
+    shape = parse_shape(text)
+    if shape is None and ref.run is not None:
+        shape = input_shape(ref.run)
+    return shape or tuple(model_spec(ref.name).input_shape) or None
+
+
+def parse_shape(text: str | None) -> tuple[int, ...] | None:
+    """``--input-shape C,H,W`` → ``(C, H, W)``; ``None`` when the flag is absent."""
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise FitNetsError(f"bad --input-shape {text!r}: expected C,H,W such as 3,32,32") from None
