@@ -129,18 +129,20 @@ def test_run_flags_help_names_what_they_set():
     from fitnets.data.loader import DATASETS
 
     flags = {a.dest: a.help for a in subparser("distill")._actions}
-    assert "optim.lr" in flags["lr"] and "optim.name" in flags["optimizer"]  # the main stage's, not stage 1's
+    assert "optim.lr" in flags["lr"] and "hint_stage.optim.lr" in flags["lr"]   # both stages', unless set
+    assert "optim.name" in flags["optimizer"] and "hint_stage.optim.name" in flags["optimizer"]
     assert all(name in flags["data"] for name in DATASETS)
 
 
 def test_flag_choices_are_read_from_the_config_fields():
-    from fitnets.tools.commands.flags import FLAG_KEYS
-    from fitnets.training.config import choices
+    from fitnets.training.config import FLAG_KEYS, choices
 
     checked = 0
     for action in subparser("distill")._actions:
-        if action.dest in FLAG_KEYS:  # a flag that sets one config key offers exactly that field's choices
-            assert tuple(action.choices or ()) == (choices(FLAG_KEYS[action.dest]) or ()), action.dest
+        if action.dest in FLAG_KEYS:  # a flag that sets config keys offers exactly their fields' choices
+            keys = FLAG_KEYS[action.dest] if isinstance(FLAG_KEYS[action.dest], tuple) else (FLAG_KEYS[action.dest],)
+            for key in keys:
+                assert tuple(action.choices or ()) == (choices(key) or ()), (action.dest, key)
             checked += bool(action.choices)
     assert checked >= 4  # method, optimizer, the two dtypes
 

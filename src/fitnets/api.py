@@ -7,12 +7,13 @@ and ``results.json`` for ``fitnets report``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from torch import nn
 
 from fitnets.errors import FitNetsError, closest
-from fitnets.training.config import FLAG_KEYS, RunConfig, load_config
+from fitnets.training.config import FLAG_KEYS, RunConfig, flag_overrides, flatten, load_config, read_config_file
 from fitnets.training.loading import user_data
 from fitnets.training.run import Run
 
@@ -34,8 +35,10 @@ def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, fl
         raise FitNetsError(f"unknown flag {unknown[0]!r}.{closest(unknown[0], FLAG_KEYS)} The flags are the command "
                            "line's (fitnets.training.config.FLAG_KEYS); any config key goes in "
                            "overrides={'data.workers': 2}")
-    pairs = [(FLAG_KEYS[f], v) for f, v in flags.items() if v is not None]
-    pairs += list((overrides or {}).items()) + fixed
+    explicit = list(overrides or {})
+    if isinstance(config, (str, os.PathLike)):
+        explicit += list(flatten(read_config_file(config)))
+    pairs = flag_overrides(flags, explicit) + list((overrides or {}).items()) + fixed
     if isinstance(config, RunConfig):
         return load_config(None, pairs, base=config)
     return load_config(config, pairs)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import threading
 import sys
 
 from fitnets.errors import FitNetsError
@@ -37,13 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt  # the run saves nothing half-written and prints how to resume, as for Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)  # a polite stop (kill, a scheduler's preemption) ends like Ctrl-C
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (`fitnets layers ... | head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except FitNetsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import dataclasses
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,17 +27,32 @@ from fitnets.errors import FitNetsError, closest
 from fitnets.training.recipes import METHODS
 
 
-# The command line's flags that set one config key each (``--hint-epochs 2`` → ``hint_stage.epochs``); the keyword
-# flags of ``fitnets.distill`` are the same names.
+# The command line's flags that set config keys (``--hint-epochs 2`` → ``hint_stage.epochs``); the keyword flags
+# of ``fitnets.distill`` are the same names. ``--lr`` and ``--optimizer`` set both stages' (``flag_overrides``).
 FLAG_KEYS = {
     "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
     "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
-    "lr": "optim.lr", "optimizer": "optim.name", "data": "data.name", "data_dir": "data.dir",
+    "lr": ("optim.lr", "hint_stage.optim.lr"), "optimizer": ("optim.name", "hint_stage.optim.name"),
+    "data": "data.name", "data_dir": "data.dir",
     "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
     "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
     "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
     "student_dtype": "student_dtype", "compile": "compile", "tensorboard": "tensorboard",
 }
+
+
+def flag_overrides(flags: dict[str, Any], explicit: Iterable[str] = ()) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` for the flags given (``None``: not given). A flag with two keys (``--lr``,
+    ``--optimizer``) sets the main stage's and FitNets' stage 1's, unless the second is among ``explicit`` (the
+    keys a config file or ``--set`` gives): one learning rate for the whole run unless stage 1 is told otherwise."""
+    explicit = set(explicit)
+    pairs = []
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        keys = FLAG_KEYS[flag] if isinstance(FLAG_KEYS[flag], tuple) else (FLAG_KEYS[flag],)
+        pairs += [(key, value) for i, key in enumerate(keys) if i == 0 or key not in explicit]
+    return pairs
 
 
 def one_of(default: Any, choices: tuple) -> Any:

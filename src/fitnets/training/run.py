@@ -118,8 +118,9 @@ class Run:
         forward = self.teacher if kind == "logits" else self.fitnet.hint_features
         return teacher_source(forward, kind, data.train, self.config, self.teacher, self.run_dir, self.progress)
 
-    def plan(self, data: Data) -> str:
-        """What the run will do, stage by stage (``--dry-run`` prints it)."""
+    def plan(self, data: Data, resume: bool = False) -> str:
+        """What the run will do, stage by stage, with each stage's optimizer (``--dry-run`` prints it); with
+        ``resume``, where it continues from and what a longer run does to the schedules."""
         c = self.config
         lines = [f"method   {c.method}",
                  f"student  {c.student} ({sum(p.numel() for p in self.student.parameters()):,} parameters)"]
@@ -132,12 +133,22 @@ class Run:
             lines.append(self.fitnet.describe())
         stages = self.stages(data)
         for i, stage in enumerate(stages, 1):
-            lines.append(f"{f'stage {i}' if len(stages) > 1 else 'train':<8} {stage.about}")
+            o = stage.optim
+            schedule = o.schedule + (f" (× {o.gamma:g} at epochs {', '.join(map(str, o.milestones))})"
+                                     if o.schedule == "step" else "")
+            lines.append(f"{f'stage {i}' if len(stages) > 1 else 'train':<8} {stage.about}; {o.name}, lr {o.lr:g}, "
+                         f"{schedule} schedule" + (f", max-norm {o.max_norm:g}" if o.max_norm else ""))
         store = next((t for s in stages for t in s.teachers if isinstance(t, StoredOutputs)), None)
         if store is not None:
-            lines.append(f"store    teacher logits per augmented view ({store.aug.views} per example, "
-                         f"{human_size(store.size_bytes())} in all) from the store in {stores_dir(store.root)}, "
-                         "filled by the teacher's live forwards where empty")
+            per = "(seed, epoch, example)" if store.drawn else f"augmented view ({store.views} per example)"
+            lines.append(f"store    teacher logits per {per}, {human_size(store.size_bytes())} in all, from the "
+                         f"store in {stores_dir(store.root)}, filled by the teacher's live forwards where empty")
+        if resume:
+            _, point = resume_point(self.run_dir)
+            lines.append(f"resume   after epoch {point.epoch + 1} of stage {point.stage}")
+            note = self.extension(stages, point, math.ceil(len(data.train) / c.data.batch_size))
+            if note:
+                lines.append(f"         {note}")
         student = [f"{c.student_dtype} autocast" if c.student_dtype != "float32" else "float32"]
         student += ["channels_last"] * c.channels_last + ["compiled"] * c.compile
         lines.append(f"speed    student {', '.join(student)}" + (

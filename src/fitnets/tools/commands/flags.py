@@ -9,26 +9,16 @@ import copy
 from fitnets.data.loader import DATASETS
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import model_spec
-from fitnets.training.config import RunConfig, choices, load_config, parse_override, resume_changes
-from fitnets.training.loading import ModelRef, config_of_run, input_shape
+from fitnets.training.config import (FLAG_KEYS, RunConfig, choices, flag_overrides, flatten, load_config,
+                                     parse_override, read_config_file, resume_changes)
+from fitnets.training.loading import ModelRef, input_shape
 from fitnets.training.recipes import METHODS
+from fitnets.training.run_folder import resume_point
 
 DATASETS_HELP = ", ".join(DATASETS)  # the --data choices, as help text
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
 # What every command that takes a model accepts: the forms fitnets.training.loading.ModelRef parses.
 MODEL_FORMS = "NAME, NAME:PATH, RUN_DIR or package.module:factory[:PATH]"
-
-# flag -> config key, for the flags that simply set one config value
-FLAG_KEYS = {
-    "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
-    "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
-    "lr": "optim.lr", "optimizer": "optim.name", "data": "data.name", "data_dir": "data.dir",
-    "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
-    "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
-    "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
-    "student_dtype": "student_dtype", "compile": "compile", "tensorboard": "tensorboard",
-}
-
 
 def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--config", help="YAML or TOML file of config keys (flags override it)")
@@ -49,10 +39,11 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument("--tau-squared", action="store_true", default=None, help="Hinton's τ² factor on the KD term")
     p.add_argument("--epochs", type=int, help="epochs of the main stage")
     p.add_argument("--batch-size", type=int, help="examples per training batch (sets data.batch_size)")
-    p.add_argument("--lr", type=float, help="learning rate of the main stage (sets optim.lr; FitNets' stage 1 "
-                                            "keeps hint_stage.optim.lr)")
+    p.add_argument("--lr", type=float, help="learning rate of every stage (sets optim.lr, and FitNets' stage 1's "
+                                            "hint_stage.optim.lr unless a config file or --set gives that)")
     p.add_argument("--optimizer", choices=choices("optim.name"),
-                   help="optimizer of the main stage (sets optim.name; FitNets' stage 1 keeps hint_stage.optim.name)")
+                   help="optimizer of every stage (sets optim.name, and hint_stage.optim.name unless a config file "
+                        "or --set gives that)")
     p.add_argument("--data", help=f"dataset: {DATASETS_HELP} (folder: an image folder tree at --data-dir)")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
@@ -83,20 +74,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     the named flags; with ``--resume``, a change the resume rule refuses is an error here, before anything is
     built."""
     overrides = [parse_override(text) for text in args.set]
-    overrides += [(key, getattr(args, flag)) for flag, key in FLAG_KEYS.items()
-                  if getattr(args, flag, None) is not None]
+    explicit = [key for key, _ in overrides] + (list(flatten(read_config_file(args.config))) if args.config else [])
+    overrides += flag_overrides({flag: getattr(args, flag, None) for flag in FLAG_KEYS}, explicit)
     if getattr(args, "input_shape", None):
         overrides.append(("input_shape", list(parse_shape(args.input_shape))))
     if getattr(args, "fast", False):  # first, so that the flags and --set keys given with it win
         from fitnets.training.distributed import resolve_device
         from fitnets.training.fast import fast_options
 
-        base = config_of_run(args.resume) if args.resume else None
+        base = resume_point(args.resume)[0] if args.resume else None
         device = resolve_device(load_config(args.config, overrides, base=copy.deepcopy(base)).device)
         overrides = fast_options(device) + overrides
     if not args.resume:
         return load_config(args.config, overrides)
-    saved = config_of_run(args.resume)
+    saved, _ = resume_point(args.resume)  # the folder's identity, checked against its checkpoint
     config = load_config(args.config, overrides, base=copy.deepcopy(saved))
     resume_changes(saved, config)  # refused before anything is built (the run checks it again)
     return config

@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
         data = run.load_data()
         if args.dry_run:
-            print(run.plan(data))
+            print(run.plan(data, resume=bool(args.resume)))
             continue
         log.info("plan:\n%s", run.plan(data))
         try:
