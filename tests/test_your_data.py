@@ -138,7 +138,8 @@ def test_kill_9_and_resume_give_the_uninterrupted_student(user, tmp_path):
     """FitNets' two stages on a Dataset with random transforms read by 2 workers: killed with SIGKILL in the
     middle of the run, then resumed, the student is bit-identical to an uninterrupted run's."""
     script = tmp_path / "userdata.py"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(tmp_path))
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]))
     python = [sys.executable, str(script), str(tmp_path)]
     subprocess.run([*python, "whole", "fresh", "0"], check=True, env=env, timeout=300)
     victim = subprocess.Popen([*python, "killed", "fresh", "0.004"], env=env)
@@ -197,8 +198,9 @@ def test_two_ranks_under_torchrun_follow_one(user, tmp_path):
 
     script = tmp_path / "ddp.py"
     script.write_text("import sys, userdata\nuserdata.run(sys.argv[1], sys.argv[2], epochs=2, hint_epochs=1, "
-                      "device='cpu', optimizer='sgd', lr=0.1)\n")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{tmp_path}{os.pathsep}{os.path.dirname(__file__)}")
+                      "device='cpu', optimizer='sgd', lr=0.1, overrides={'hint_stage.optim.lr': 1e-4})\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), os.path.dirname(__file__), *filter(None, [os.environ.get("PYTHONPATH")])]))
     one = subprocess.run([sys.executable, str(script), str(tmp_path), "one"], env=env, capture_output=True,
                          text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
