@@ -15,6 +15,7 @@ from torch import nn
 
 from fitnets.errors import FitNetsError
 from fitnets.core.features import TokenLayout, patch_grid, recorded_maps, token_layout
+from fitnets.core.inputs import batch_checked
 from fitnets.core.outputs import logits_of
 from fitnets.core.losses import hint_loss
 from fitnets.core.modes import eval_mode
@@ -81,9 +82,10 @@ class FitNet:
         device = next(iter(student.parameters()), torch.empty(0)).device
         example_input = example_input.to(device)
         self._input_dims = example_input.dim()
-        with dry_run(self.teacher.module, example_input), recorded_maps(self.teacher.module) as hint_maps:
+        with (dry_run(self.teacher.module, example_input), batch_checked(self.teacher.module),
+              recorded_maps(self.teacher.module) as hint_maps):
             (hint_out,) = self.teacher.features(example_input, [self.hint])
-        with (torch.no_grad(), eval_mode(student), dry_run(student, example_input),
+        with (torch.no_grad(), eval_mode(student), dry_run(student, example_input), batch_checked(student),
               recorded_maps(student) as guided_maps):
             (guided_out,) = tap(student, example_input, [self.guided])
         image_hw = tuple(example_input.shape[-2:])
