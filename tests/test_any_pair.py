@@ -105,3 +105,44 @@ def test_token_layouts():
     assert token_layout(17, (16, 16), extra=1).grid == (4, 4)
     with pytest.raises(FitNetsError, match="cannot lay 17 tokens with 3 extra tokens"):
         token_layout(17, (16, 16), extra=3)
+
+
+class LinearPatchViT(nn.Module):
+    """Patches cut by reshaping and embedded by a Linear: no layer outputs a patch map."""
+
+    def __init__(self, image=16, patch=4, dim=24, extra=1):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Linear(patch * patch, dim)
+        self.extra = nn.Parameter(torch.zeros(1, extra, dim))
+        self.blocks = nn.Sequential(nn.TransformerEncoderLayer(dim, 4, 2 * dim, dropout=0.0, batch_first=True))
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        b, p = x.shape[0], self.patch
+        patches = x.unfold(2, p, p).unfold(3, p, p).reshape(b, -1, p * p)  # (B, h·w, p²)
+        tokens = torch.cat([self.extra.expand(b, -1, -1), self.embed(patches)], 1)
+        return self.head(self.blocks(tokens)[:, 0])
+
+
+def test_an_extra_token_count_the_patch_embedding_contradicts_is_refused():
+    """65 tokens, 1 extra + 8×8 patches: 49 extra would leave a square 16 (4×4) — scrambled features."""
+    torch.manual_seed(0)
+    teacher, student = CNN(width=8), TinyViT(patch=2, extra=1)
+    with pytest.raises(FitNetsError, match=r"guided_extra_tokens=49 .*patch_embed makes a 8×8 patch grid.* to 1"):
+        FitNet(teacher, student, "layer1", "blocks.1", torch.zeros(2, 1, 16, 16), guided_extra_tokens=49)
+    fitnet = FitNet(teacher, student, "layer1", "blocks.1", torch.zeros(2, 1, 16, 16), guided_extra_tokens=1)
+    assert fitnet.guided_layout.grid == (8, 8)
+    # found from the patch embedding's map, not guessed: 1 extra on 8×8 (13 on 2×2 and 16 on 1×1 would fit too)
+    teacher, student = TinyViT(dim=32, patch=4, extra=1), CNN(width=4)
+    fitnet = FitNet(teacher, student, "blocks.1", "layer1", torch.zeros(2, 1, 16, 16))
+    assert fitnet.hint_layout.extra == 1 and fitnet.hint_layout.grid == (4, 4)
+
+
+def test_an_ambiguous_extra_token_count_is_refused_when_no_layer_shows_the_grid():
+    torch.manual_seed(0)
+    teacher, student = LinearPatchViT(), CNN(width=4)  # 17 tokens: 1 + 4×4, 13 + 2×2 or 16 + 1×1
+    with pytest.raises(FitNetsError, match=r"17 tokens.*1 \(4×4\), 13 \(2×2\), 16 \(1×1\).*set hint_extra_tokens"):
+        FitNet(teacher, student, "blocks.0", "layer1", torch.zeros(2, 1, 16, 16))
+    fitnet = FitNet(teacher, student, "blocks.0", "layer1", torch.zeros(2, 1, 16, 16), hint_extra_tokens=1)
+    assert fitnet.hint_layout.grid == (4, 4)

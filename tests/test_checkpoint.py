@@ -46,3 +46,39 @@ def test_optimizer_state_round_trip():
     opt2.load_state_dict(optimizer_from_flat(tensors, plain))
     for a, b in zip(opt.state_dict()["state"].values(), opt2.state_dict()["state"].values()):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
+    """safetensors reports a full disk as its own error type (not an OSError), with this text."""
+    from safetensors import SafetensorError
+
+    from fitnets import checkpoint
+
+    (tmp_path / "config.yaml").write_text("seed: 0\n")  # a run folder
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, {"a": torch.arange(3.0)}, {"epoch": 1})
+
+    def full(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"\0" * 10)  # the part written before the disk filled up
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(FitNetsError) as err:
+        save_checkpoint(path, {"a": torch.arange(4.0)}, {"epoch": 2})
+    message = str(err.value)
+    assert "\n" not in message and "No space left on device" in message
+    assert "the previous checkpoint is intact" in message and f"--resume {tmp_path}" in message
+    monkeypatch.undo()
+    assert load_checkpoint(path)[1] == {"epoch": 1}  # the last checkpoint, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "last.safetensors"]  # no temporary left
+
+
+def test_a_pickled_model_is_named_as_such_with_the_state_dict_fix(tmp_path, tiny):
+    path = tmp_path / "model.pt"
+    torch.save(tiny(), path)  # the whole object, not its state_dict
+    with pytest.raises(FitNetsError, match=r"pickled Python object \(conftest\.TinyNet\).*model\.state_dict\(\)") as err:
+        load_weights(tiny(), path)
+    assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
+    torch.save(tiny().state_dict(), path)  # what the message says to do
+    load_weights(tiny(), path)

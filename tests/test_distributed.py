@@ -135,3 +135,44 @@ def test_a_stalled_rank_stops_the_run_and_is_named(tmp_path, fashion_dir):
     assert proc.returncode != 0
     line = next(line for line in proc.stderr.splitlines() if line.startswith("error: rank 0"))
     assert "timed out after 5 s" in line and "stalled: rank 1 (nothing yet)" in line, line
+
+
+@pytest.mark.parametrize("text", [
+    "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Timed out waiting 5000ms for recv operation to complete",
+    "[../third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Application timeout caused pair closure",
+])
+def test_gloos_timeouts_are_stalls_naming_the_rank_behind(monkeypatch, text):
+    """A rank stopped by SIGSTOP mid-collective surfaces on the others as either of gloo's texts."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from fitnets.training import distributed
+
+    store = dist.HashStore()
+    store.set("fitnets/progress/0", "stage main, epoch 2")
+    store.set("fitnets/progress/1", "stage main, epoch 1")
+    store.set_timeout(timedelta(seconds=1))
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistInfo(0, 3))  # rank 2 never reported
+    monkeypatch.setattr(distributed, "_store", lambda: store)
+    error = distributed.stall_error(RuntimeError(text), "stage main, epoch 2")
+    assert error is not None, text
+    assert "stalled: rank 1 (stage main, epoch 1), rank 2 (nothing yet)" in str(error)
+    assert distributed.stall_error(RuntimeError("CUDA error: an illegal memory access"), "x") is None
+
+
+def test_a_stall_inside_an_epoch_every_rank_reached_says_so(monkeypatch):
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from fitnets.training import distributed
+
+    store = dist.HashStore()
+    for rank in (0, 1):
+        store.set(f"fitnets/progress/{rank}", "stage main, epoch 1")
+    store.set_timeout(timedelta(seconds=1))
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistInfo(0, 2))
+    monkeypatch.setattr(distributed, "_store", lambda: store)
+    error = str(distributed.stall_error(RuntimeError("Timed out waiting 5000ms for recv"), "stage main, epoch 1"))
+    assert "no progress reports" not in error and "every rank reached stage main, epoch 1" in error, error

@@ -137,7 +137,8 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_is_one_line(tmp_path, monkeyp
 
     monkeypatch.setattr(checkpoint, "save_file", fills_up)
     one_line_error(capsys, ["train", "--epochs", "3", "--out", str(tmp_path), "--name", "full", *SMALL],
-                   "No space left on device", "the previous version is intact", after_logs=True)
+                   "No space left on device", "the previous checkpoint is intact",
+                   f"--resume {tmp_path / 'full'}", after_logs=True)
     tensors, meta = load_checkpoint(tmp_path / "full" / "last.safetensors")
     assert meta["epoch"] == 0 and tensors
     assert not list((tmp_path / "full").glob("*.tmp"))

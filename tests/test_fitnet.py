@@ -139,3 +139,12 @@ def test_eval_mode_restores_each_submodules_flag_even_on_error():
             assert not any(m.training for m in model.modules())
             raise RuntimeError
     assert model.training and model.conv1.training and not model.conv3.training
+
+
+def test_an_example_input_without_its_batch_dimension_is_named(tiny):
+    """A convolution takes an unbatched (C, H, W) too: its (C, H, W) output was read as a token sequence."""
+    with pytest.raises(FitNetsError, match=r"example_input has shape \(1, 8, 8\).*batch dimension.*stem\.0.*"
+                       r"unsqueeze\(0\)") as err:
+        FitNet(tiny(width=16), tiny(), "block", "block", torch.zeros(1, 8, 8))
+    assert "token" not in str(err.value)
+    FitNet(tiny(width=16), tiny(), "block", "block", torch.zeros(1, 8, 8).unsqueeze(0))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fitnets.core.outputs import logits_of
+from fitnets.core.outputs import logits_of, logits_origin
 from fitnets.data.loader import ImageData
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import register_model
@@ -37,7 +37,8 @@ class Net(nn.Module):
         logits = self.head(h)
         return {"tensor": lambda: logits, "dataclass": lambda: ClassifierOutput(logits, h),
                 "dict": lambda: {"features": h, "logits": logits}, "tuple": lambda: (logits, h),
-                "named": lambda: {"scores": logits, "features": h}, "none": lambda: {"features": h}}[self.style]()
+                "named": lambda: {"scores": logits, "features": h}, "none": lambda: {"features": h},
+                "features-first": lambda: (self.features(x), logits)}[self.style]()
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +62,21 @@ def test_the_rule():
         logits_of({"features": t})
     with pytest.raises(FitNetsError, match="no tensor 'scores'.*returned a ClassifierOutput with fields logits"):
         logits_of(ClassifierOutput(t), "scores")
+
+
+def test_a_tuple_whose_first_tensor_is_not_the_logits_says_which_was_taken_and_how_to_choose():
+    features, logits = torch.randn(2, 16, 7, 7), torch.randn(2, 10)
+    with pytest.raises(FitNetsError, match=r"a tuple of 2 tensors: \[0\] \(2, 16, 7, 7\), \[1\] \(2, 10\).*took "
+                       r"\[0\].*\(batch, classes\).*logits_key=1") as err:
+        logits_of((features, logits))
+    assert "num_classes" not in str(err.value)
+    assert logits_of((features, logits), 1) is logits and logits_of((features, logits), "1") is logits
+    assert logits_of([features, logits], "[1]") is logits
+    with pytest.raises(FitNetsError, match=r"no tensor \[2\]"):
+        logits_of((features, logits), 2)
+    # for the run's count of classes, when the first tensor is flat: where its number came from
+    assert logits_origin((torch.randn(2, 64), logits)) == (
+        " ([0] of the tuple its forward returns: [0] (2, 64), [1] (2, 10); choose another with logits_key=INDEX)")
 
 
 def synthetic(n, seed):
@@ -103,6 +119,18 @@ def test_a_model_without_logits_by_the_rule_fails_before_training_in_one_line(tm
     with pytest.raises(FitNetsError, match="cannot find the logits.*returned a dict with keys 'features'"):
         Run(config, progress=False).execute(data=data)
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_a_run_of_a_model_returning_features_then_logits_names_the_element_not_num_classes(tmp_path):
+    """Its first tensor, a (16, 2, 2) map, was read as logits of 2 classes: "set num_classes=10"."""
+    overrides = [("method", "ce"), ("student", "test-outputs-net"), ("model_args", {"style": "features-first"}),
+                 ("epochs", 1), ("data.batch_size", 32), ("out", str(tmp_path)), ("name", "run")]
+    data = Data(synthetic(64, 0), synthetic(32, 1), synthetic(32, 2))
+    with pytest.raises(FitNetsError, match=r"took \[0\].*logits_key=1") as err:
+        Run(load_config(None, overrides), progress=False).execute(data=data)
+    assert "num_classes" not in str(err.value)
+    results = Run(load_config(None, [*overrides, ("logits_key", "1")]), progress=False).execute(data=data)
+    assert 0 <= results["test_acc"] <= 1
 
 
 def test_export_writes_the_logits_alone(tmp_path):

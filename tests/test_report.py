@@ -80,3 +80,30 @@ def test_report_builds_models_as_the_run_did(tmp_path):
     assert cells[12] == f"{count_macs(student, (1, 28, 28)) / 1e6:.1f}M"
     assert cells[13] == f"{count_parameters(teacher) / count_parameters(student):.1f}×"
     assert cells[14].endswith("×") and float(cells[14][:-1]) > 1
+
+
+def test_a_run_given_twice_counts_once(tmp_path, capsys):
+    run = fake_run(tmp_path / "fit0", "fitnet", 0, 0.80)
+    other = fake_run(tmp_path / "fit1", "fitnet", 1, 0.84)
+    same = tmp_path / "x" / ".." / "fit0"  # the same folder by another path
+    (tmp_path / "x").mkdir()
+    assert main(["report", str(run), str(same), f"{run}/", str(other), "--out", str(tmp_path / "rep"),
+                 "--no-speed", "--no-figures"]) == 0
+    row = next(line for line in (tmp_path / "rep" / "report.md").read_text().splitlines() if "| fitnet |" in line)
+    assert "| 2 | 82.00 ± 2.83 |" in row  # two runs, not four
+    assert "given 3 times: counted once" in capsys.readouterr().err
+
+
+def test_a_damaged_metrics_line_is_one_line_naming_file_and_line(tmp_path, capsys):
+    run = fake_run(tmp_path / "fit0", "fitnet", 0, 0.80)
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[2] = lines[2][:17]  # a torn row
+    metrics.write_text("\n".join(lines) + "\n")
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--no-speed", "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{metrics}, line 3" in err, err
+    lines[2] = "[1, 2]"  # JSON, but not a row
+    metrics.write_text("\n".join(lines) + "\n")
+    assert main(["report", str(run), "--out", str(tmp_path / "rep"), "--no-speed", "--no-figures"]) == 2
+    assert f"{metrics}, line 3" in capsys.readouterr().err

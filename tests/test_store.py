@@ -3,6 +3,7 @@ teacher, safe against interrupted writes and damaged files, shared by later runs
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from fitnets.checkpoint import load_checkpoint
 from fitnets.core.losses import kd_loss
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.data.loader import Augmentation, ImageData, batches
+from fitnets.errors import FitNetsError
 from fitnets.training import engine
 from fitnets.training.config import load_config
 from fitnets.training.loading import Data
@@ -261,3 +263,70 @@ def test_fast_sets_the_measured_options_for_the_hardware_and_flags_win(monkeypat
     monkeypatch.setattr(fast, "compiler_available", lambda device: False)
     assert dict(fast.fast_options(torch.device("cpu"))) == {
         "teacher_dtype": "bfloat16", "cache_dtype": "bfloat16", "channels_last": True, "teacher_channels_last": True}
+
+
+# ---------------------------------------------------------------- damage and mistakes around the cache folder
+
+META = {"slots": 40, "examples": 20, "views": 2, "width": 3, "dtype": "float32"}
+
+
+def test_an_empty_key_clears_nothing(tmp_path):
+    store, _ = open_slots(tmp_path, "ab" * 16, META, 1.0)
+    with pytest.raises(FitNetsError, match="an empty key"):
+        clear_stores(tmp_path, key="")
+    assert store.path.is_dir()
+
+
+def test_list_counts_only_the_slots_whose_checksum_matches(tmp_path):
+    store, _ = open_slots(tmp_path, "ab" * 16, META, 1.0)
+    store.write(torch.arange(40), torch.randn(40, 3))
+    store.values[::10, 1] += 1.0  # a tenth of the slots damaged on disk: their checksums still nonzero
+    (info,) = list_stores(tmp_path)
+    assert info.filled == 36 and info.damaged == 4
+    assert store.filled(chunk=7) == 36  # the count is the same read in chunks
+    assert store.empty_slots().tolist() == [0, 10, 20, 30]  # what `fitnets store build` fills again
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "3", '"meta"', "null"])
+def test_a_meta_json_that_is_not_an_object_is_a_damaged_store(tmp_path, caplog, text):
+    store, _ = open_slots(tmp_path, "ab" * 16, META, 1.0)
+    (store.path / "meta.json").write_text(text)
+    (info,) = list_stores(tmp_path)
+    assert info.meta.get("damaged")
+    with caplog.at_level(logging.WARNING):
+        again, created = open_slots(tmp_path, "ab" * 16, META, 1.0)
+    assert created and "is damaged" in caplog.text
+
+
+def test_a_read_only_cache_folder_is_one_line_and_the_run_goes_live(tiny, tmp_path, monkeypatch, caplog):
+    """What the OS does to a user who cannot write the folder (root, who runs these tests, can): torch cannot map
+    the files for writing, and nothing can be deleted."""
+    from fitnets.training import store as store_module
+
+    teacher, first = stored(tiny, tmp_path)
+    x, _, key = next(batches(first.data, 8, pad=1, flip=True))
+    first(x, key)
+    real_from_file = torch.from_file
+
+    def from_file(path, shared=None, size=0, **kw):
+        if shared:
+            raise RuntimeError(f"unable to open file <{path}> in read-write mode: Permission denied (13)")
+        return real_from_file(path, shared, size, **kw)
+
+    def rmtree(path, ignore_errors=False):
+        if not ignore_errors:
+            raise PermissionError(13, "Permission denied", str(Path(path) / "check.bin"))
+
+    monkeypatch.setattr(torch, "from_file", from_file)
+    monkeypatch.setattr(store_module.shutil, "rmtree", rmtree)
+    with caplog.at_level(logging.WARNING):  # a run: one warning, and the teacher runs live
+        _, outputs = stored(tiny, tmp_path, teacher=teacher)
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert outputs.live and "is read-only (Permission denied (13))" in record.message
+    assert "the teacher runs live" in record.message and "\n" not in record.message
+    torch.testing.assert_close(outputs(x, key), teacher(x))
+    (info,) = list_stores(tmp_path)
+    assert info.filled == 8 and not info.meta.get("damaged")
+    with pytest.raises(FitNetsError, match="cannot delete the teacher-output store") as err:
+        clear_stores(tmp_path)
+    assert "\n" not in str(err.value) and first.slots.path.is_dir()

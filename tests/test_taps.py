@@ -113,6 +113,15 @@ def test_input_the_model_cannot_take():
         FitNet(create_model("paper-mnist-teacher"), model, "conv2", "conv4", torch.zeros(1, 3, 28, 28))
 
 
+def test_a_model_of_another_dtype_is_named_as_such_not_as_a_shape():
+    model = create_model("paper-mnist-fitnet").double()
+    with pytest.raises(FitNetsError, match=r"float64 weights.*float32 input.*model\.float\(\)") as err:
+        trace(model, torch.zeros(1, 1, 28, 28))
+    assert "shape" not in str(err.value)
+    with pytest.raises(FitNetsError, match=r"float64 weights"):  # the student of a FitNet, found by its dry run
+        FitNet(create_model("paper-mnist-teacher"), model, "conv2", "conv4", torch.zeros(1, 1, 28, 28))
+
+
 def test_a_failure_outside_a_dry_run_keeps_its_own_message():
     # In training or a cache build, a RuntimeError is a real failure: it is not dressed up as a shape problem.
     model = create_model("paper-mnist-fitnet")

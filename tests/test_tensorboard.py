@@ -42,3 +42,26 @@ def test_a_resumed_run_rewrites_the_events_from_its_metrics(tmp_path, capsys, fa
     assert main(["distill", "--resume", str(tmp_path / "run"), "--epochs", "3", "--no-progress"]) == 0
     logged = scalars(tmp_path / "run" / "tensorboard")
     assert [step for step, _ in logged["main/val_acc"]] == [0, 1, 2]  # each epoch once
+
+
+class _Broken:
+    """An import hook standing for a tensorboard that is installed but fails on import (a protobuf it cannot use)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("torch.utils.tensorboard") or name.startswith("tensorboard"):
+            raise TypeError("Descriptors cannot be created directly.")
+
+
+def test_a_tensorboard_that_fails_on_import_is_one_line(tmp_path, monkeypatch):
+    import sys
+
+    from fitnets.errors import FitNetsError
+    from fitnets.training.tensorboard import TensorBoardLog
+
+    for name in [n for n in sys.modules if n.startswith(("torch.utils.tensorboard", "tensorboard"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_Broken(), *sys.meta_path])
+    with pytest.raises(FitNetsError, match=r"fails on import \(TypeError: Descriptors cannot be created directly\.\)"
+                       r".*without --tensorboard") as err:
+        TensorBoardLog(tmp_path / "tb")
+    assert "\n" not in str(err.value)

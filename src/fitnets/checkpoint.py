@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
@@ -34,10 +37,14 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:  # a full disk, a read-only or vanished folder: the previous file is untouched
-        tmp.unlink(missing_ok=True)
-        kept = "; the previous version is intact" if path.exists() else ""
-        raise FitNetsError(f"cannot write {path}: {err.strerror or err}{kept}") from None
+    except (OSError, SafetensorError) as err:  # a full disk, a read-only or vanished folder: the previous file
+        tmp.unlink(missing_ok=True)            # is untouched (safetensors reports its own write errors by type)
+        cause = err.strerror if isinstance(err, OSError) and err.strerror else str(err).rsplit("I/O error: ", 1)[-1]
+        kept = "; the previous checkpoint is intact" if path.exists() else ""
+        fix = "free space there (or make it writable)"
+        if (path.parent / "config.yaml").is_file():  # a run folder: the run continues from its last checkpoint
+            fix += f", then continue with --resume {path.parent}"
+        raise FitNetsError(f"cannot write {path}: {cause}{kept}; {fix}") from None
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -98,6 +105,13 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:  # weights_only refuses any class it does not know
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+            if found is None:
+                raise not_safetensors from None
+            raise FitNetsError(f"{path} holds a pickled Python object ({found[1]}), not only tensors — a whole model "
+                               "saved with torch.save(model)? Weights are read without unpickling objects (that "
+                               "runs their code): save torch.save(model.state_dict(), PATH) instead") from None
         except Exception:
             raise not_safetensors from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a common training-loop wrapper

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fitnets.errors import FitNetsError
-from fitnets.core.features import TokenLayout, token_layout
+from fitnets.core.features import TokenLayout, patch_grid, recorded_maps, token_layout
+from fitnets.core.inputs import batch_checked
 from fitnets.core.outputs import logits_of
 from fitnets.core.losses import hint_loss
 from fitnets.core.modes import eval_mode
@@ -25,9 +26,13 @@ from fitnets.core.teacher import FrozenTeacher
 log = logging.getLogger(__name__)
 
 
-def _layout(out: torch.Tensor, image_hw: tuple[int, int], extra: int | None) -> TokenLayout | None:
-    """A token output ``(B, N, C)`` gets its layout on the patch grid; maps and flat features none."""
-    return token_layout(out.shape[1], image_hw, extra) if out.dim() == 3 else None
+def _layout(out: torch.Tensor, maps: list, image_hw: tuple[int, int], extra: int | None,
+            setting: str) -> TokenLayout | None:
+    """A token output ``(B, N, C)`` gets its layout on the patch grid (the model's, from the ``maps`` its
+    forward made before it, when one fits); maps and flat features none."""
+    if out.dim() != 3:
+        return None
+    return token_layout(out.shape[1], image_hw, extra, patch_grid(maps, tuple(out.shape[1:])), setting)
 
 
 class FitNet:
@@ -45,8 +50,9 @@ class FitNet:
         regressor_batch_norm: a batch norm inside the regressor (the common one-stage variant's conv-BN-ReLU).
         logits_key: where the student's logits are in its output (``fitnets.core.outputs``).
         hint_extra_tokens, guided_extra_tokens: for a layer that outputs tokens ``(N, C)``, the number of
-            leading non-patch tokens (class, distillation, registers); ``None`` finds it from the input's size
-            (``fitnets.core.features``).
+            leading non-patch tokens (class, distillation, registers); ``None`` finds it from the patch grid
+            the model makes, else from the input's size (``fitnets.core.features``). A count that the model's
+            grid contradicts is refused.
 
     Attributes:
         regressor: the regressor (``nn.Module``); it is not part of ``student``.
@@ -76,13 +82,15 @@ class FitNet:
         device = next(iter(student.parameters()), torch.empty(0)).device
         example_input = example_input.to(device)
         self._input_dims = example_input.dim()
-        with dry_run(self.teacher.module, example_input):
+        with (dry_run(self.teacher.module, example_input), batch_checked(self.teacher.module),
+              recorded_maps(self.teacher.module) as hint_maps):
             (hint_out,) = self.teacher.features(example_input, [self.hint])
-        with torch.no_grad(), eval_mode(student), dry_run(student, example_input):
+        with (torch.no_grad(), eval_mode(student), dry_run(student, example_input), batch_checked(student),
+              recorded_maps(student) as guided_maps):
             (guided_out,) = tap(student, example_input, [self.guided])
         image_hw = tuple(example_input.shape[-2:])
-        self.hint_layout = _layout(hint_out, image_hw, hint_extra_tokens)
-        self.guided_layout = _layout(guided_out, image_hw, guided_extra_tokens)
+        self.hint_layout = _layout(hint_out, hint_maps, image_hw, hint_extra_tokens, "hint_extra_tokens")
+        self.guided_layout = _layout(guided_out, guided_maps, image_hw, guided_extra_tokens, "guided_extra_tokens")
         self.hint_shape = tuple(self._as_map(hint_out, self.hint_layout).shape[1:])
         self.guided_shape = tuple(self._as_map(guided_out, self.guided_layout).shape[1:])
         if regressor_activation == "auto":  # §2.2: u_h and r end in the same non-linearity

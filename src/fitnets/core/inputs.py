@@ -2,14 +2,19 @@
 
 The student's training step, every evaluation, the frozen teacher and the benchmarks all prepare a batch with
 an ``InputFormat``, so a model trained in channels_last is also evaluated in channels_last, and a bf16 teacher
-always receives bf16 inputs.
+always receives bf16 inputs. ``batch_checked``: that an example input is a batch at all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
+from fitnets.errors import FitNetsError
 
 
 @dataclass(frozen=True)
@@ -35,3 +40,34 @@ class InputFormat:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         return model
+
+
+@contextmanager
+def batch_checked(model: nn.Module, what: str = "example_input") -> Iterator[None]:
+    """A block in which the first convolution of ``model`` to run refuses an input without a batch dimension.
+
+    A convolution also takes a single unbatched example (``(C, H, W)`` for a ``Conv2d``); the model then runs, and
+    every output lacks the batch dimension — a ``(C, H, W)`` map would be read as a batch of token sequences.
+
+    Raises:
+        FitNetsError: naming ``what``, its shape, and the convolution that wanted a batch.
+    """
+    names = {module: name for name, module in model.named_modules()}
+    handles = []
+
+    def hook(conv: nn.Module, args) -> None:
+        for handle in handles:  # the first convolution to run tells; the others take what it made
+            handle.remove()
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.dim() == conv.weight.dim() - 1:
+            raise FitNetsError(f"{what} has shape {tuple(x.shape)}: no batch dimension ({names[conv] or 'the model'}, "
+                               f"a {type(conv).__name__}, takes {conv.weight.dim()}-d batches); give a batch, e.g. "
+                               f"{what}.unsqueeze(0)")
+
+    handles += [m.register_forward_pre_hook(hook) for m in model.modules()
+                if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

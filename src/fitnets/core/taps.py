@@ -95,13 +95,24 @@ def _call(model: nn.Module, x):
 def dry_run(model: nn.Module, x) -> Iterator[None]:
     """A block that runs ``model`` on an example input to find shapes: a ``RuntimeError`` inside it (the
     commonest dry-run mistake is an input the model cannot take) becomes a one-line ``FitNetsError`` naming the
-    input's shape, with the original chained. Outside a dry run (training, cache builds) errors pass through
-    untouched, so a real failure keeps its own message."""
+    input's shape (or the dtypes, when the model's weights and the input differ), with the original chained.
+    Outside a dry run (training, cache builds) errors pass through untouched, so a real failure keeps its own
+    message."""
     try:
         yield
     except torch.cuda.OutOfMemoryError:  # (torch.OutOfMemoryError only exists from 2.5)
         raise
     except RuntimeError as err:
+        # A model in another dtype than its input fails in its first layer ("Input type (float) and bias type
+        # (double) should be the same"): name the dtypes, not the shape.
+        inputs = x if isinstance(x, tuple) else (x,)
+        weights = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        given = {t.dtype for t in inputs if isinstance(t, torch.Tensor) and t.is_floating_point()}
+        if weights and given and not given & weights and "type" in str(err).lower():
+            weight, given_dtype = (str(next(iter(d))).removeprefix("torch.") for d in (weights, given))
+            raise FitNetsError(f"{type(model).__name__} has {weight} weights and cannot run on a {given_dtype} "
+                               "input: convert the model with model.float() (fitnets feeds float32 batches; "
+                               "--student-dtype / --teacher-dtype for bfloat16)") from err
         shape = [tuple(t.shape) for t in x] if isinstance(x, tuple) else tuple(x.shape)
         raise FitNetsError(f"{type(model).__name__} cannot run on an input of shape {shape}: "
                            f"{str(err).splitlines()[0]}") from err

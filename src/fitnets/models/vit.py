@@ -44,7 +44,7 @@ class ViT(nn.Module):
 
     def forward(self, x):
         tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
-        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], 1) + self.pos_embed
+        tokens = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), tokens], 1) + self.pos_embed
         return self.head(self.norm(self.blocks(tokens))[:, 0])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import statistics
 from collections import defaultdict
@@ -20,6 +21,8 @@ from fitnets.training import loading
 from fitnets.training.config import RunConfig
 from fitnets.training.loading import ModelRef
 from fitnets.tools.speed import inference_throughput
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,15 +54,50 @@ class RunRecord:
         return loading.input_shape(self.config)
 
 
+def _json_object(text: str, where: str, fix: str) -> dict:
+    """``text`` read as a JSON object; a one-line ``FitNetsError`` naming ``where`` (a file, or a file's line)
+    and ``fix`` if it is not one."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise FitNetsError(f"{where} is damaged ({err}): {fix}") from None
+    if not isinstance(value, dict):
+        raise FitNetsError(f"{where} is damaged (a JSON {type(value).__name__}, not an object): {fix}")
+    return value
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of a run's ``metrics.jsonl`` (none when it is missing; blank lines skipped).
+
+    Raises:
+        FitNetsError: a line is not a JSON object (a torn write, an edit), naming the file and the line.
+    """
+    if not path.is_file():
+        return []
+    return [_json_object(line, f"{path}, line {n}", "repair or delete that line")
+            for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+
+
 def read_run(run_dir: str | Path) -> RunRecord:
     run_dir = Path(run_dir)
     path = run_dir / "results.json"
     if not path.is_file():
         raise FitNetsError(f"{run_dir} has no results.json: not a finished run folder")
-    results = json.loads(path.read_text())
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
+    results = _json_object(path.read_text(), str(path), "restore it from a copy, or leave the run out")
     config = loading.config_of_run(run_dir) if (run_dir / "config.yaml").is_file() else RunConfig()
-    return RunRecord(run_dir, results, [json.loads(line) for line in lines], config)
+    return RunRecord(run_dir, results, read_metrics(run_dir / "metrics.jsonl"), config)
+
+
+def _distinct(run_dirs: list[str | Path]) -> list[Path]:
+    """``run_dirs`` without repeats, by resolved path (``A``, ``A/`` and ``./x/../A`` are one run, which must
+    not count as two seeds); each repeat is logged."""
+    given: dict[Path, list[str]] = {}
+    for d in run_dirs:
+        given.setdefault(Path(d).resolve(), []).append(str(d))
+    for names in given.values():
+        if len(names) > 1:
+            log.warning("run folder %s given %d times: counted once", names[0], len(names))
+    return [Path(names[0]) for names in given.values()]
 
 
 def _mean_std(values: list[float], scale: float = 100.0) -> str:
@@ -219,7 +257,7 @@ def plot_tradeoff(groups: list[Group], path: Path) -> None:
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path, figures: bool = True, speed: bool = True,
                  device: str = "cpu", by_name: bool = False) -> Path:
-    runs = [read_run(d) for d in run_dirs]
+    runs = [read_run(d) for d in _distinct(run_dirs)]
     if not runs:
         raise FitNetsError("no run folders given")
     out = Path(out_dir)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from fitnets.core.features import token_layout
+from fitnets.core.features import patch_grid, token_layout
 from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
 from fitnets.errors import FitNetsError
@@ -82,12 +82,15 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
             h.remove()
     outputs = {}
     image_hw = tuple(x.shape[-2:])
+    maps = []  # (path, (C, H, W)) of every map before the current output: the patch grid tokens come from
     for path, out, macs in seen:
+        if out.dim() == 4:
+            maps.append((path, tuple(out.shape[1:])))
         if not _is_candidate(path, modules) or out.dim() not in (3, 4):
             continue
         if out.dim() == 3:
             try:
-                layout = token_layout(out.shape[1], image_hw)
+                layout = token_layout(out.shape[1], image_hw, grid=patch_grid(maps, tuple(out.shape[1:])))
             except FitNetsError:
                 continue
             shape = (out.shape[2], *layout.grid)

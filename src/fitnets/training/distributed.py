@@ -92,10 +92,16 @@ def report_progress(where: str) -> None:
         store.set(f"fitnets/progress/{current().rank}", where)
 
 
+# What a collective's timeout says: "Timed out waiting 5000ms for recv…" (gloo, NCCL's watchdog: "timed out"),
+# and, on a pair gloo closed after a timeout (a rank stopped by SIGSTOP mid-collective), "Application timeout
+# caused pair closure".
+_TIMEOUT_TEXTS = ("timed out", "timeout")
+
+
 def stall_error(err: BaseException, where: str) -> FitNetsError | None:
     """A one-line error for a collective that timed out — which ranks are behind, from their last reported
     progress — or ``None`` when ``err`` is not such a timeout."""
-    if not current().enabled or "timed out" not in str(err).lower():
+    if not current().enabled or not any(text in str(err).lower() for text in _TIMEOUT_TEXTS):
         return None
     world, store, seen = current(), _store(), {}
     if store is not None:
@@ -107,8 +113,14 @@ def stall_error(err: BaseException, where: str) -> FitNetsError | None:
                 seen[rank] = "nothing yet"
     mine = seen.get(world.rank)
     behind = [f"rank {r} ({p})" for r, p in seen.items() if p != mine]
+    if behind:
+        who = f"stopped or stalled: {', '.join(behind)}"
+    elif seen:  # progress is reported per epoch: the stalled rank stopped inside the epoch every rank reached
+        who = f"every rank reached {mine}, and one of them stopped or stalled inside it"
+    else:
+        who = "stopped or stalled: unknown (no progress reports)"
     return FitNetsError(f"rank {world.rank}: a collective timed out after {timeout_s():.0f} s (${TIMEOUT_ENV}) at "
-                        f"{where}; stopped or stalled: {', '.join(behind) or 'unknown (no progress reports)'}")
+                        f"{where}; {who}")
 
 
 def current() -> DistInfo:

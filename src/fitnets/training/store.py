@@ -17,9 +17,12 @@ its own. It lives in ``$FITNETS_CACHE/stores/<key>`` (default ``~/.cache/fitnets
 Safety: a slot's values are written before its checksum, so a write interrupted at any point (kill -9) leaves
 the slot reading as empty; every read recomputes the checksums of the slots it reads, and a slot that does
 not match (a torn write, a damaged file) is treated as empty, computed live and written again — never used.
-A store whose files do not match its ``meta.json`` is deleted and rebuilt. The files are allocated in full when
-the store is created (so a full disk shows up then, as one message, not as a crash mid-run), and a store
-larger than ``store.max_gb`` is not created: the run says so and goes on with the teacher live.
+A store whose files do not match its ``meta.json`` (or whose ``meta.json`` is not a JSON object) is deleted and
+rebuilt; one that cannot be written (a read-only cache folder) is not used: the run says so and goes on with the
+teacher live. ``fitnets store list`` counts as filled only the slots whose checksum matches. The files are
+allocated in full when the store is created (so a full disk shows up then, as one message, not as a crash
+mid-run), and a store larger than ``store.max_gb`` is not created: the run says so and goes on with the teacher
+live.
 
 Processes on one machine (the ranks of a ``torchrun`` job, runs started side by side) share a store through the
 page cache: each fills and reads the slots of its own share of each batch. Under a multi-node job each node
@@ -34,9 +37,10 @@ import json
 import logging
 import math
 import os
+import errno
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,11 +141,13 @@ def _checksums(values: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class StoreInfo:
-    """What ``fitnets store list`` shows of a store (from its ``meta.json`` and its checksums)."""
+    """What ``fitnets store list`` shows of a store (from its ``meta.json`` and its checksums): ``filled`` slots
+    are intact; ``damaged`` ones hold a checksum that does not match (computed again when a run reads them)."""
 
     path: Path
     meta: dict[str, Any]
     filled: int
+    damaged: int = 0
 
     @property
     def slots(self) -> int:
@@ -160,19 +166,41 @@ def _size_bytes(slots: int, width: int, dtype: torch.dtype) -> int:
     return slots * (width * dtype.itemsize + 8)
 
 
-class SlotFile:
-    """A store's files, memory-mapped: ``values`` (slots × width) and ``check`` (slots,)."""
+def _read_meta(path: Path) -> dict[str, Any]:
+    """A store's ``meta.json``.
 
-    def __init__(self, path: Path, meta: dict[str, Any]):
+    Raises:
+        ValueError: it is not JSON, or not a JSON object.
+    """
+    meta = json.loads(path.read_text())
+    if not isinstance(meta, dict):
+        raise ValueError(f"its meta.json holds a JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+class NotWritable(Exception):
+    """A store's files cannot be mapped for writing (a read-only folder or file system)."""
+
+
+class SlotFile:
+    """A store's files, memory-mapped: ``values`` (slots × width) and ``check`` (slots,); ``writable=False``
+    maps them privately, for reading a store one cannot write (``fitnets store list``)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], writable: bool = True):
         self.path, self.meta = path, meta
         self.slots, self.width, self.dtype = meta["slots"], meta["width"], _DTYPES[meta["dtype"]]
         values, check = path / "values.bin", path / "check.bin"
         if (not values.is_file() or values.stat().st_size != self.slots * self.width * self.dtype.itemsize
                 or not check.is_file() or check.stat().st_size != self.slots * 8):
             raise ValueError("its files do not have the sizes its meta.json gives")
-        self.values = torch.from_file(str(values), shared=True, size=self.slots * self.width,
-                                      dtype=self.dtype).view(self.slots, self.width)
-        self.check = torch.from_file(str(check), shared=True, size=self.slots, dtype=torch.long)
+        try:
+            self.values = torch.from_file(str(values), shared=writable, size=self.slots * self.width,
+                                          dtype=self.dtype).view(self.slots, self.width)
+            self.check = torch.from_file(str(check), shared=writable, size=self.slots, dtype=torch.long)
+        except RuntimeError as err:  # "unable to open file <…> in read-write mode: Permission denied (13)"
+            if not writable:
+                raise OSError(str(err)) from None
+            raise NotWritable(str(err).rsplit(": ", 1)[-1]) from None
 
     def read(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The values at ``slots`` (CPU int64) and which of them are filled and intact."""
@@ -185,11 +213,32 @@ class SlotFile:
         self.values[slots] = values
         self.check[slots] = _checksums(values, slots)
 
-    def filled(self, chunk: int = 1 << 22) -> int:
-        return sum(int((self.check[i:i + chunk] != 0).sum()) for i in range(0, self.slots, chunk))
+    def _intact(self, chunk: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(intact, written)`` masks per chunk of ``chunk`` slots (by default ~4M values: 32 MB of checksum
+        work at a time, whatever the store's size). A nonzero checksum says a slot was written; only one that
+        matches its values says they are still the ones written."""
+        chunk = chunk or max(1, (1 << 22) // self.width)
+        for start in range(0, self.slots, chunk):
+            check = self.check[start:start + chunk]
+            slots = torch.arange(start, start + len(check))
+            written = check != 0
+            yield written & (check == _checksums(self.values[start:start + chunk], slots)), written
+
+    def counts(self, chunk: int | None = None) -> tuple[int, int]:
+        """``(filled, damaged)``: slots whose checksum matches their values, and slots written once whose
+        checksum no longer does (a damaged file: computed again when a run reads them)."""
+        filled = damaged = 0
+        for intact, written in self._intact(chunk):
+            filled += int(intact.sum())
+            damaged += int((written & ~intact).sum())
+        return filled, damaged
+
+    def filled(self, chunk: int | None = None) -> int:
+        return self.counts(chunk)[0]
 
     def empty_slots(self) -> torch.Tensor:
-        return torch.arange(self.slots)[self.check == 0]
+        """The slots to fill: never written, or damaged."""
+        return (~torch.cat([intact for intact, _ in self._intact()])).nonzero()[:, 0]
 
 
 def _create(path: Path, meta: dict[str, Any]) -> None:
@@ -224,18 +273,18 @@ def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float)
     Returns it and whether it was created now.
 
     Raises:
-        StoreRefused: it would be larger than ``max_gb``, or the disk cannot hold it.
+        StoreRefused: it would be larger than ``max_gb``, the disk cannot hold it, or it cannot be written.
     """
     path = stores_dir(root) / (key[:24] + _node_suffix())
     meta = {"format": FORMAT, "key": key, **meta}
     size = _size_bytes(meta["slots"], meta["width"], _DTYPES[meta["dtype"]])
     if (path / "meta.json").exists():
         try:
-            saved = json.loads((path / "meta.json").read_text())
+            saved = _read_meta(path / "meta.json")
             if any(saved.get(k) != meta[k] for k in ("format", "key", "slots", "width", "dtype")):
                 raise ValueError("its meta.json describes other outputs")
-            return SlotFile(path, saved), False
-        except (ValueError, KeyError, OSError) as err:
+            return _writable(path, saved), False
+        except (ValueError, KeyError, TypeError, OSError) as err:
             log.warning("teacher-output store %s is damaged (%s): deleting it and building a new one", path, err)
             shutil.rmtree(path, ignore_errors=True)
     if size > max_gb * 2**30:
@@ -245,33 +294,56 @@ def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float)
     try:
         _create(path, {**meta, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     except OSError as err:
+        fix = "free space there" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
         raise StoreRefused(f"cannot create the teacher-output store ({human_size(size)}) in {path.parent}: "
-                           f"{err.strerror or err}; free space there or point ${CACHE_ENV} elsewhere") from None
+                           f"{err.strerror or err}; {fix} or point ${CACHE_ENV} elsewhere") from None
     log.info("created teacher-output store %s: %s slots (%s examples × %s views) × %d logits, %s", path,
              f"{meta['slots']:,}", f"{meta['examples']:,}", meta["views"], meta["width"], human_size(size))
-    return SlotFile(path, json.loads((path / "meta.json").read_text())), True
+    return _writable(path, json.loads((path / "meta.json").read_text())), True
+
+
+def _writable(path: Path, meta: dict[str, Any]) -> SlotFile:
+    try:
+        return SlotFile(path, meta)
+    except NotWritable as err:
+        raise StoreRefused(f"the teacher-output store {path} is read-only ({err}): make it writable, or point "
+                           f"${CACHE_ENV} to a folder you can write") from None
 
 
 def list_stores(root: Path | None = None) -> list[StoreInfo]:
-    """Every store under ``root`` (``cache_root()`` when None), with how many slots are filled."""
+    """Every store under ``root`` (``cache_root()`` when None), with how many slots are intact and damaged
+    (each slot's checksum read again: one pass over the store's files, in chunks). Stores one cannot write are
+    read all the same."""
     found = []
     for path in sorted(stores_dir(root).glob("*/meta.json")):
         try:
-            meta = json.loads(path.read_text())
-            found.append(StoreInfo(path.parent, meta, SlotFile(path.parent, meta).filled()))
-        except (ValueError, KeyError, OSError):
+            meta = _read_meta(path)
+            found.append(StoreInfo(path.parent, meta, *SlotFile(path.parent, meta, writable=False).counts()))
+        except (ValueError, KeyError, TypeError, OSError):
             found.append(StoreInfo(path.parent, {"slots": 0, "width": 0, "dtype": "float32", "damaged": True}, 0))
     return found
 
 
 def clear_stores(root: Path | None = None, key: str | None = None) -> list[Path]:
-    """Delete every store under ``root`` (or those whose key starts with ``key``); returns what was deleted."""
+    """Delete every store under ``root`` (or those whose key starts with ``key``); returns what was deleted.
+
+    Raises:
+        FitNetsError: ``key`` is empty (it would name every store), names no store, or a store cannot be deleted.
+    """
     base = stores_dir(root)
+    if key is not None and not key.strip():
+        raise FitNetsError("an empty key names every teacher-output store: give a store's key (or its first "
+                           "characters, as `fitnets store list` shows them), or no key to delete them all")
     paths = [p for p in sorted(base.glob("*")) if p.is_dir() and (key is None or p.name.startswith(key))]
     if key is not None and not paths:
         raise FitNetsError(f"no teacher-output store {key!r} in {base} (see `fitnets store list`)")
-    for path in paths:
-        shutil.rmtree(path)
+    for i, path in enumerate(paths):
+        try:
+            shutil.rmtree(path)
+        except OSError as err:
+            done = f" ({i} deleted before it)" if i else ""
+            raise FitNetsError(f"cannot delete the teacher-output store {path}: {err.strerror or err}{done}; make "
+                               f"{base} writable, or delete it as the user who can") from None
     return paths
 
 

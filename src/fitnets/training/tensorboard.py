@@ -10,10 +10,20 @@ interrupted session wrote after it remains; the per-step points of earlier sessi
 from __future__ import annotations
 
 import shutil
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fitnets.errors import FitNetsError
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` is installed, read from its metadata without importing it."""
+    try:
+        metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 class TensorBoardLog:
@@ -23,8 +33,15 @@ class TensorBoardLog:
     def __init__(self, log_dir: Path, replay: list[dict[str, Any]] = ()):
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise FitNetsError("--tensorboard needs the tensorboard package: pip install 'fitnets[tensorboard]'") from None
+        except Exception as err:  # a broken install raises anything: protobuf's TypeError, an AttributeError…
+            if isinstance(err, ImportError) and not _installed("tensorboard"):
+                raise FitNetsError("--tensorboard needs the tensorboard package: pip install "
+                                   "'fitnets[tensorboard]'") from None
+            first = str(err).strip().splitlines()[:1]
+            cause = type(err).__name__ + (f": {first[0]}" if first else "")
+            raise FitNetsError(f"--tensorboard: the tensorboard package is installed but fails on import ({cause}): "
+                               "reinstall it (pip install --force-reinstall 'fitnets[tensorboard]'), or run "
+                               "without --tensorboard") from None
         shutil.rmtree(log_dir, ignore_errors=True)
         self.writer = SummaryWriter(str(log_dir))
         for index, row in enumerate(replay):
