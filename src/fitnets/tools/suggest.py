@@ -120,35 +120,35 @@ def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candi
 
 def probe(teacher: nn.Module, student_factory, candidates: list[Candidate], data, steps: int,
           batch_size: int = 64, lr: float = 1e-3, progress: bool = True) -> None:
-    """Train ``steps`` hint-stage steps of each candidate (a fresh student each time) and set its ``fit``: the
-    R² on ``data.val`` (``fitnets.training.evaluate.evaluate_hint``)."""
+    """Train ``steps`` steps of each candidate's stage 1, as a run builds it (``recipes.hint_stage``), through the
+    engine's ``train_step`` — a fresh student each time, the same batches, a constant ``lr`` — and set its ``fit``:
+    the R² the stage's validation finds on ``data.val`` (``fitnets.training.evaluate.HintEval``)."""
+    from itertools import count, islice
+
     from tqdm import tqdm
 
     from fitnets.core.fitnet import FitNet
     from fitnets.data.loader import batches
-    from fitnets.training.config import OptimConfig
+    from fitnets.training.config import HintStageConfig, OptimConfig
     from fitnets.training.engine import build_optimizer, train_step
-    from fitnets.training.evaluate import evaluate_hint
-    from fitnets.training.steps import HintStep
+    from fitnets.training.evaluate import HintEval
+    from fitnets.training.recipes import hint_stage
     from fitnets.training.teacher_outputs import LiveOutputs
 
     example = data.train.images[:2].float()
+    settings = HintStageConfig(epochs=1, optim=OptimConfig(lr=lr, schedule="constant"))
     for candidate in tqdm(candidates, desc="probe", disable=not progress, leave=False):
         torch.manual_seed(0)
         student = student_factory().to(data.train.device)
         fitnet = FitNet(teacher, student, candidate.hint.path, candidate.guided.path, example)
-        step = HintStep(fitnet, LiveOutputs(fitnet.hint_features))
-        optimizer = build_optimizer([{"params": fitnet.stage1_parameters()}], OptimConfig(lr=lr))
-        stream, done = None, 0
-        student.train()
-        while done < steps:
-            batch = next(stream, None) if stream is not None else None
-            if batch is None:
-                stream = batches(data.train, batch_size, shuffle=True, seed=done)
-                continue
-            train_step(step, optimizer, batch, 0)
-            done += 1
-        candidate.fit = evaluate_hint(fitnet, data.val, 500)["r2"]
+        stage = hint_stage(fitnet, LiveOutputs(fitnet.hint_features), settings, HintEval(fitnet, data.val, 500))
+        optimizer = build_optimizer(stage.optimize, stage.optim)
+        for module in stage.saves.values():
+            module.train()
+        stream = (batch for epoch in count() for batch in batches(data.train, batch_size, shuffle=True, epoch=epoch))
+        for batch in islice(stream, steps):
+            train_step(stage.step, optimizer, batch, 0)
+        candidate.fit = stage.validate()[0]["val_hint_r2"]
 
 
 def format_table(candidates: list[Candidate], default: tuple[str, str] | None = None) -> str:
