@@ -95,6 +95,9 @@ def test_layers_and_models(capsys):
     assert code == 0 and "paper-mnist-fitnet" in out and "shipped weights" in out
     code, _, err = run_cli(capsys, "layers", "paper-mnist-fitnet", "--input-shape", "1x28")
     assert code == 2 and "bad --input-shape" in err
+    code, out, _ = run_cli(capsys, "layers", "resnet20", "--depth", "2")
+    paths = [line.split()[0] for line in out.splitlines()[1:]]
+    assert code == 0 and {"layer2", "layer2.1"} <= set(paths) and "layer2.1.conv1" not in paths
 
 
 class BlowsUp(nn.Module):

@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="every module path of a model with its output shape")
     p.add_argument("model", help="registered model name, or package.module:factory")
     p.add_argument("--input-shape", help="C,H,W of one example (default: the model's)")
+    p.add_argument("--depth", type=int, metavar="N", help="only modules at most N levels down (layer2.1 is 2)")
     p = sub.add_parser("suggest", help="candidate (hint, guided) layer pairs for a teacher and a student, best first")
     p.add_argument("teacher", help="NAME, NAME:PATH, RUN_DIR or package.module:factory[:PATH]")
     p.add_argument("student", help="registered model name or package.module:factory")
@@ -302,7 +303,9 @@ def cmd_layers(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input_shape) or model_spec(args.model).input_shape
     if not shape:
         raise FitNetsError(f"the input shape of {args.model} is not known: give --input-shape C,H,W")
-    rows = trace(model, torch.zeros(1, *shape))
+    if args.depth is not None and args.depth < 1:
+        raise FitNetsError("--depth must be ≥ 1")
+    rows = trace(model, torch.zeros(1, *shape), args.depth)
     modules = dict(model.named_modules())
     width = max(len(r[0]) for r in rows)
     print(f"{'path':<{width}}  {'type':<14} {'params':>9}  output (without batch)")
@@ -482,8 +485,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     x = torch.zeros(2, *shape, device=device)
     candidates = suggest.rank(suggest.layers(teacher, x), suggest.layers(student, x))
     if not candidates:
-        raise FitNetsError(f"no pair of {args.teacher}'s and {args.student}'s layers can be joined (no map or token "
-                           "outputs at the top two levels of the module tree); name layers by hand (`fitnets layers`)")
+        raise FitNetsError(f"no pair of {args.teacher}'s and {args.student}'s layers can be joined (no layer or block "
+                           "outputs a map or a token sequence); name layers by hand (`fitnets layers`)")
     default = None
     teacher_spec, student_spec = (model_spec(ModelRef.parse(args.teacher).name), model_spec(args.student))
     if teacher_spec.hint and student_spec.guided:
