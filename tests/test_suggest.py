@@ -2,6 +2,7 @@
 registry's default placed among them, and `--probe` adding the fit each reached."""
 
 import torch
+from torch import nn
 
 from fitnets.models.registry import create_model
 from fitnets.tools.cli import main
@@ -16,6 +17,61 @@ def test_depth_is_the_share_of_compute_half_way_through_a_layer():
     assert found["layer2.1"].shape == (32, 16, 16) and "layer2.1.conv1" not in found  # blocks, not their insides
     # the stage's last block gives the stage's own output: listed once, as the stage
     assert "layer2.2" not in found and found["layer2.0"].depth < found["layer2.1"].depth < found["layer3"].depth
+
+
+class Block(nn.Module):
+    """A residual block whose shortcut is a Sequential of single layers: a side branch, not the trunk."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.shortcut = nn.Sequential(nn.Conv2d(width, width, 1), nn.BatchNorm2d(width))
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)) + self.shortcut(x)
+
+
+class Stage(nn.Module):
+    def __init__(self, cin, cout, blocks):
+        super().__init__()
+        self.down = nn.Conv2d(cin, cout, 3, stride=2, padding=1)
+        self.blocks = nn.Sequential(*(Block(cout) for _ in range(blocks)))
+
+    def forward(self, x):
+        return self.blocks(self.down(x))
+
+
+class Encoder(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.stages = nn.ModuleList([Stage(1, width, 1), Stage(width, 2 * width, 3), Stage(2 * width, 4 * width, 1)])
+
+    def forward(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+class Nested(nn.Module):
+    """Blocks kept as a library keeps them: encoder.stages.1.blocks.0, three levels below the top."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        self.encoder = Encoder(width)
+        self.head = nn.Linear(4 * width, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(x).mean((2, 3)))
+
+
+def test_blocks_at_any_depth_are_candidates_and_rank():
+    x = torch.zeros(1, 1, 32, 32)
+    found = {layer.path for layer in layers(Nested(), x)}
+    assert {"encoder.stages.1.blocks.0", "encoder.stages.1.blocks.1", "encoder.stages.1"} <= found
+    # the encoder wraps the whole trunk (no point in it); a shortcut's layers are a side branch
+    assert "encoder" not in found and not any(".shortcut" in path for path in found)
+    best = rank(layers(Nested(16), x), layers(Nested(8), x))[0]
+    assert (best.hint.path, best.guided.path) == ("encoder.stages.1.blocks.1", "encoder.stages.1.blocks.1")
 
 
 def test_tokens_are_candidates_on_their_grid_and_pairs_join_across_kinds():

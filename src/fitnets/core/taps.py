@@ -184,12 +184,14 @@ def describe(output) -> str:
     return type(output).__name__
 
 
-def trace(model: nn.Module, x) -> list[tuple[str, str, str]]:
-    """Every module that runs in a forward of ``x``, in execution order: ``(path, type name, output)``."""
+def trace(model: nn.Module, x, depth: int | None = None) -> list[tuple[str, str, str]]:
+    """Every module that runs in a forward of ``x``, in execution order: ``(path, type name, output)``; with
+    ``depth``, only those at most ``depth`` levels below the model (``layer2`` is one level down, ``layer2.1.conv1``
+    three), so that a model of hundreds of layers can be read stage by stage."""
     seen: dict[str, tuple[str, str]] = {}
     handles = []
     for name, module in model.named_modules():
-        if not name:
+        if not name or (depth is not None and name.count(".") >= depth):
             continue
 
         def hook(mod, _inputs, output, name=name):

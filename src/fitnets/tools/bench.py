@@ -1,18 +1,39 @@
 """``fitnets bench speed``: inference speed-up and compression of students over their teacher, measured on
-this machine, next to the paper's Table 5 (CIFAR-10, GPU, model and batch size not stated)."""
+this machine, next to the paper's Table 5 (CIFAR-10, GPU, model and batch size not stated). ``fitnets bench
+step``: training throughput of each method's step as a run trains it, timed by the engine's own epoch."""
 
 from __future__ import annotations
 
+import copy
 import functools
-from dataclasses import dataclass
+import statistics
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from fitnets.core.fitnet import FitNet
+from fitnets.core.inputs import InputFormat
+from fitnets.core.teacher import FrozenTeacher
+from fitnets.data.augment import Augmentation, to_float
+from fitnets.data.images import ImageData
+from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.tools.profile import count_macs, count_parameters
-from fitnets.tools.speed import inference_throughput, median_seconds
+from fitnets.tools.speed import inference_throughput
+from fitnets.training.config import HintStageConfig, KDConfig, OptimConfig, RunConfig, load_config
+from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch
+from fitnets.training.fast import fast_options
+from fitnets.training.recipes import hint_stage
+from fitnets.training.run import DTYPES
+from fitnets.training.steps import CEStep, KDStep
+from fitnets.training.store import StoredOutputs
+from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs
 
 # Table 5 of the paper: (speed-up, compression) of each FitNet over the CIFAR-10 maxout teacher.
 PAPER_TABLE5 = {"paper-fitnet1": (13.36, 36.0), "paper-fitnet2": (4.64, 10.44), "paper-fitnet3": (1.37, 5.62),
@@ -72,262 +93,368 @@ def format_speed_table(rows: list[SpeedRow]) -> str:
 
 
 # ---------------------------------------------------------------- fitnets bench step
+#
+# A declared list of cases and one measuring loop. Each case is a stage, built from the same parts a run builds
+# (steps, teacher-output sources, ``recipes.hint_stage``), and timed by the engine's own epoch,
+# ``train_one_epoch``: its ``images_per_s`` is the figure a run logs in metrics.jsonl, measured the same way
+# (a whole epoch's images over its wall time, lr set each step, the loss sums and syncs of the loop included).
 
-AUGMENTATION = {"pad": 4, "flip": True}  # the standard CIFAR augmentation: 162 views per example
+AUGMENTATION = Augmentation(pad=4, flip=True)  # the standard CIFAR augmentation: 162 views per example
 PROTOCOL_EPOCHS = 240  # the CIFAR-100 zoo's protocol (configs/cifar100-*.yaml): epochs a live KD run spends
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The speed settings of a case, named as a run's config names them."""
+
+    teacher_dtype: torch.dtype | None
+    teacher_channels_last: bool
+    teacher_fold_bn: bool
+    teacher_compile: bool
+    cache_dtype: torch.dtype | None
+    student_channels_last: bool
+    student_compile: bool
+    student_autocast: torch.dtype | None
+
+    @classmethod
+    def of(cls, config: RunConfig) -> "Speed":
+        """What a run with ``config`` uses."""
+        return cls(DTYPES[config.teacher_dtype], config.teacher_channels_last, config.teacher_fold_bn, config.compile,
+                   DTYPES[config.cache_dtype], config.channels_last, config.compile, DTYPES[config.student_dtype])
+
+
+DEFAULTS = Speed.of(RunConfig())
+ALL_OFF = replace(DEFAULTS, teacher_channels_last=False, teacher_fold_bn=False)  # the option matrix's baseline
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of ``bench step``.
+
+    Attributes:
+        step: what is trained, on which loss: ``"ce"``, ``"kd"`` or ``"hint"`` (FitNets' stage 1).
+        teacher: where the teacher's outputs come from: ``"live"``, ``"cached"`` (once per example, as a run
+            without augmentation) or ``"store"`` (the teacher-output store, every view filled); ``None`` for CE.
+        speed: the speed settings; ``settings`` names them in the row (``"defaults"``, ``"--fast"``, ...).
+        augmented: batches with the CIFAR augmentation (pad 4, flips), keyed by view as a run's are.
+        cut: stage 1's forwards stop after the hint and guided layers (off only to measure what that saves).
+        key: the name the ratios use for the row.
+    """
+
+    label: str
+    step: str
+    teacher: str | None
+    speed: Speed
+    settings: str
+    augmented: bool = False
+    cut: bool = True
+    key: str = ""
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} ({self.settings})"
+
+    @property
+    def compiles(self) -> bool:
+        """Whether timing it runs a ``torch.compile``d forward (stage 1 keeps the eager one, as a run does;
+        cached and stored outputs are computed before timing)."""
+        s = self.speed
+        return self.step != "hint" and (s.student_compile or (self.teacher == "live" and s.teacher_compile))
 
 
 @dataclass
 class StepRow:
     name: str
-    images_per_s: float
+    images_per_s: float            # the median over the rounds of a timed epoch's images/s
     note: str = ""
+    step: str = ""                 # the case's label and settings, of which ``name`` is made
+    settings: str = ""
+    rates: list[float] = field(default_factory=list)  # each round's figure
+    data_wait_share: float = 0.0   # the median share of the epoch spent waiting for batches
 
 
-def _time_steps(step: torch.nn.Module, params: list[torch.nn.Parameter], data, batch_size: int, steps: int,
-                warmup: int, autocast: torch.dtype | None = None, channels_last: bool = False,
-                augmented: bool = False) -> float:
-    """Median images/s of the engine's own ``train_step`` (input preparation, ``step``, backward, Adam update)
-    over ``steps`` timed steps after ``warmup``; ``data`` holds ``warmup + steps`` batches, ``augmented``: with
-    the CIFAR augmentation (pad 4, flips), keyed by view as a run's batches are."""
-    from fitnets.core.inputs import InputFormat
-    from fitnets.data.loader import batches
-    from fitnets.training.config import OptimConfig
-    from fitnets.training.engine import build_optimizer, train_step
-
-    optimizer = build_optimizer([{"params": params}], OptimConfig(name="adam", lr=1e-4))
-    inputs = InputFormat(channels_last=channels_last)
-    batch_iter = batches(data, batch_size, shuffle=True, drop_last=True, **(AUGMENTATION if augmented else {}))
-    one_step = lambda: train_step(step, optimizer, next(batch_iter), 0, inputs, autocast)  # noqa: E731
-    return batch_size / median_seconds(one_step, steps, warmup, data.device)
+# The question a user asks: how fast is each method's step as a run trains it, with the defaults and with --fast.
+STEPS = [  # (key, label, step, teacher, augmented)
+    ("ce", "CE step", "ce", None, False),
+    ("kd_cached", "KD step, teacher logits cached", "kd", "cached", False),
+    ("stage1_cached", "FitNet stage 1, cut, hints cached", "hint", "cached", False),
+    ("ce_aug", "CE step, augmented batches", "ce", None, True),
+    ("kd_live_aug", "KD step, teacher live (no store), augmented batches", "kd", "live", True),
+    ("kd_store", "KD step, teacher-output store, augmented batches", "kd", "store", True),
+]
 
 
-def bench_step(teacher_name: str, student_name: str, batch_size: int = 64, input_shape: tuple[int, ...] | None = None,
-               num_classes: int = 10, steps: int = 20, warmup: int = 5, device: torch.device | str = "cpu",
-               hint: str | None = None, guided: str | None = None,
-               compile: bool = True, rounds: int = 1, progress: bool = False
-               ) -> tuple[list[StepRow], dict[str, float]]:
-    """Training throughput of one teacher/student pair on synthetic data, for each kind of step and each speed
-    option, all in one run so that the ratios compare like with like. With ``rounds`` > 1 every measurement is
-    repeated that many times, in turn, and each row keeps its best: slow drifts of a shared machine then bias
-    no row more than another.
+def default_cases(fast: Speed) -> list[Case]:
+    """Each step of ``STEPS`` as a run trains it with the default config, then with ``--fast`` (``fast``)."""
+    return [Case(label, step, teacher, speed, settings, augmented, key=f"{prefix}{key}")
+            for settings, speed, prefix in (("defaults", DEFAULTS, ""), ("--fast", fast, "fast_"))
+            for key, label, step, teacher, augmented in STEPS]
+
+
+def matrix_cases(fast: Speed, compile: bool) -> list[Case]:
+    """The option matrix (``--all``), on plain batches: the live-teacher KD step with each teacher option and,
+    with the ``--fast`` teacher, each student option in fp32 and under bf16 autocast; stage 1 with full
+    forwards, with the cut alone, and with the cut and the teacher and student options."""
+    off, defaults = ALL_OFF, DEFAULTS
+    bf16 = replace(defaults, teacher_dtype=torch.bfloat16)
+    teachers = {"every option off": off, "teacher defaults (channels_last + folded BN)": defaults,
+                "teacher defaults + bf16": bf16}
+    if compile:
+        teachers |= {"teacher defaults + compiled": replace(defaults, teacher_compile=True),
+                     "teacher defaults + bf16 + compiled": replace(bf16, teacher_compile=True)}
+    students = {"student channels_last": {"student_channels_last": True}}
+    if compile:
+        students |= {"student compiled": {"student_compile": True},
+                     "student compiled + channels_last": {"student_compile": True, "student_channels_last": True}}
+    fast_teacher = replace(bf16, teacher_compile=fast.teacher_compile)
+    fast_label = "teacher defaults + bf16" + (" + compiled" if fast.teacher_compile else "")
+    kd = [Case("KD step, teacher live", "kd", "live", speed, label, key="kd_off" if speed == off else "")
+          for label, speed in teachers.items()]
+    kd += [Case("KD step, teacher live", "kd", "live", replace(fast_teacher, **options, student_autocast=autocast),
+                f"{fast_label}; {label}" + (" (bf16)" if autocast else ""),
+                note="student under bf16 autocast" if autocast else "")
+           for autocast in (None, torch.bfloat16)
+           for label, options in (({} if autocast is None else {"student contiguous, eager": {}}) | students).items()]
+    stage1 = [Case("FitNet stage 1", "hint", "live", off, "full forwards, every option off", cut=False,
+                   key="stage1_full"),
+              Case("FitNet stage 1", "hint", "live", off, "cut, every other option off", key="stage1_cut")]
+    stage1 += [Case("FitNet stage 1", "hint", "live", speed, f"cut, {label}")
+               for label, speed in (("teacher defaults", defaults), ("teacher defaults + bf16", bf16),
+                                    ("teacher defaults + bf16; student channels_last",
+                                     replace(bf16, student_channels_last=True)))]
+    return kd + stage1
+
+
+class Pair:
+    """What the cases are built from: the teacher and the student as created, their layers, the synthetic data,
+    and the teachers and stores the cases share (a teacher with given settings is wrapped once)."""
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, hint: str, guided: str, data: ImageData,
+                 batch_size: int, epochs: int, store_root: Path):
+        self.teacher_model, self.student_model = teacher, student
+        self.hint, self.guided, self.data, self.batch_size = hint, guided, data, batch_size
+        self.epochs, self.store_root = epochs, store_root
+        self._teachers: dict[tuple, FrozenTeacher] = {}
+        self._stores: dict[tuple, StoredOutputs] = {}
+
+    def teacher(self, s: Speed, compile: bool) -> FrozenTeacher:
+        key = (s.teacher_dtype, s.teacher_channels_last, s.teacher_fold_bn, compile)
+        if key not in self._teachers:
+            self._teachers[key] = FrozenTeacher(copy.deepcopy(self.teacher_model), dtype=s.teacher_dtype,
+                                                channels_last=s.teacher_channels_last, compile=compile,
+                                                fold_bn=s.teacher_fold_bn)
+        return self._teachers[key]
+
+    def student(self, s: Speed) -> nn.Module:
+        """A fresh copy: every case starts from the same weights."""
+        return InputFormat(channels_last=s.student_channels_last).apply_to(copy.deepcopy(self.student_model))
+
+    def store(self, s: Speed) -> StoredOutputs:
+        """A store filled with every view the timed epochs draw (a later seed's steady state): each lookup hits.
+        Filled by an eager teacher: a compiled one would answer no lookup here."""
+        key = (s.teacher_dtype, s.teacher_channels_last, s.teacher_fold_bn, s.cache_dtype)
+        if key not in self._stores:
+            outputs = StoredOutputs(self.teacher(s, compile=False), self.data, AUGMENTATION, self.data.num_classes,
+                                    s.cache_dtype or torch.float32, self.store_root, max_gb=64)
+            outputs.prepare()
+            for epoch in range(1, self.epochs + 1):  # the epochs `measure` times, batched as the engine batches
+                for x, _, key_ in batches(self.data, self.batch_size, shuffle=True, epoch=epoch,
+                                          pad=AUGMENTATION.pad, flip=AUGMENTATION.flip):
+                    outputs(x, key_)
+            outputs.metrics()  # the fill's misses are not the timed epochs' hit rate
+            self._stores[key] = outputs
+        return self._stores[key]
+
+    def stage(self, case: Case) -> Stage:
+        """The case's stage: its step, the parameters it optimises (with the run's default optimizer) and the
+        teacher-output source it reads."""
+        s = case.speed
+        epochs = self.epochs + 1  # the warm-up epoch and the timed ones
+        if case.step == "hint":
+            fitnet = FitNet(self.teacher(s, compile=False), self.student(s), self.hint, self.guided,
+                            to_float(self.data.head(2)))
+            hints = (LiveOutputs(functools.partial(fitnet.hint_features, cut=case.cut)) if case.teacher == "live" else
+                     CachedOutputs(fitnet.hint_features, self.data, 256, "teacher hints", False, s.cache_dtype))
+            return hint_stage(fitnet, hints, HintStageConfig(epochs=epochs), cut=case.cut)
+        student = self.student(s)
+        forward = torch.compile(student) if s.student_compile else None
+        if case.step == "ce":
+            step, sources = CEStep(student, forward), ()
+        else:
+            # The cache and the store are filled before timing: their teacher need not be compiled.
+            source = {"live": lambda: LiveOutputs(self.teacher(s, compile=s.teacher_compile)),
+                      "cached": lambda: CachedOutputs(self.teacher(s, compile=False), self.data, 256,
+                                                      "teacher logits", False, s.cache_dtype),
+                      "store": lambda: self.store(s)}[case.teacher]()
+            step, sources = KDStep(student, source, KDConfig(), epochs, forward), (source,)
+        return Stage("main", step, [{"params": list(student.parameters())}], {"model": student}, None, epochs,
+                     OptimConfig(), teachers=sources)
+
+
+def measure(cases: list[Case], pair: Pair, rounds: int, warmup: int, progress: bool = False) -> list[StepRow]:
+    """Each case's stage, built once and warmed up by one short epoch of ``warmup`` steps, then trained one
+    epoch per round with the engine's ``train_one_epoch``; each row keeps the median over the rounds. The rounds
+    take the cases in turn, so that a slow spell of a shared machine lands on every row alike — the compiled
+    cases after all rounds of the others: after a ``torch.compile``, eager steps in the same process ran slower
+    (docs/results.md), which a run, one process per run, never sees."""
+    built: dict[str, tuple[Stage, torch.optim.Optimizer, RunContext]] = {}
+    rates: dict[str, list[float]] = {c.name: [] for c in cases}
+    waits: dict[str, list[float]] = {c.name: [] for c in cases}
+    hit_rates: dict[str, list[float]] = {c.name: [] for c in cases}
+    bar = tqdm(total=len(cases) * rounds, desc="bench step", unit="epoch", leave=False, disable=not progress)
+    with tempfile.TemporaryDirectory(prefix="fitnets-bench-") as run_dir:
+        for phase in ([c for c in cases if not c.compiles], [c for c in cases if c.compiles]):
+            for r in range(rounds):
+                for case in phase:
+                    bar.set_postfix_str(case.name[:60])
+                    if case.name not in built:
+                        built[case.name] = _warmed_up(case, pair, warmup, Path(run_dir))
+                    stage, optimizer, ctx = built[case.name]
+                    metrics = train_one_epoch(stage, stage.step, optimizer, r + 1, ctx)
+                    rates[case.name].append(metrics["images_per_s"])
+                    waits[case.name].append(metrics["data_wait_share"])
+                    for source in stage.teachers:
+                        hit_rates[case.name] += [source.metrics().get("store_hit_rate", 1.0)]
+                    bar.update()
+    bar.close()
+    rows = []
+    for case in cases:
+        note = case.note
+        if hit_rates[case.name] and min(hit_rates[case.name]) < 1:  # a store row that was not what it says
+            note = f"{note}; store hit rate {min(hit_rates[case.name]):.0%}".lstrip("; ")
+        rows.append(StepRow(case.name, statistics.median(rates[case.name]), note, case.label, case.settings,
+                            rates[case.name], statistics.median(waits[case.name])))
+    return rows
+
+
+def _warmed_up(case: Case, pair: Pair, warmup: int, run_dir: Path):
+    """The case's stage, its optimizer and the context its epochs run in, after one untimed epoch of ``warmup``
+    steps (memory allocated, kernels chosen, compiled graphs built)."""
+    stage = pair.stage(case)
+    for source in stage.teachers:
+        source.prepare()
+    optimizer = build_optimizer(stage.optimize, stage.optim)
+    aug = AUGMENTATION if case.augmented else Augmentation()
+    ctx = RunContext(pair.data, run_dir, {}, pair.batch_size, seed=0, aug=aug,
+                     inputs=InputFormat(channels_last=case.speed.student_channels_last),
+                     autocast=case.speed.student_autocast, progress=False)
+    if warmup:
+        warm = replace(ctx, train=pair.data.subset(torch.arange(min(warmup * pair.batch_size, len(pair.data)))))
+        train_one_epoch(stage, stage.step, optimizer, 0, warm)
+        for source in stage.teachers:
+            source.metrics()
+    return stage, optimizer, ctx
+
+
+def fast_settings(device: torch.device, compile: bool = True) -> dict[str, Any]:
+    """The config keys ``--fast`` sets on ``device`` (``fitnets.training.fast``), less compile if not ``compile``."""
+    return {key: value for key, value in fast_options(device) if compile or key != "compile"}
+
+
+def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, input_shape: tuple[int, ...] | None = None,
+               num_classes: int = 10, steps: int = 30, warmup: int = 10, device: torch.device | str = "cpu",
+               hint: str | None = None, guided: str | None = None, compile: bool = True, rounds: int = 3,
+               matrix: bool = False, progress: bool = False) -> tuple[list[StepRow], dict[str, float | str]]:
+    """Training throughput of one teacher/student pair on synthetic data: each method's step as a run trains
+    it, with the default config and with ``--fast`` (``default_cases``) — and, with ``matrix``, every speed
+    option on its own (``matrix_cases``) — all in one process, so that the ratios compare like with like.
 
     Returns:
-        The rows, and the ratios: ``kd_fast_over_baseline`` (KD step, teacher live, the fastest teacher- and
-        student-side options with the student in fp32, over every option off; ``fastest_teacher_option`` and
-        ``fastest_student_option`` name them), ``kd_fast_bf16_over_baseline`` (the same with the student in
-        bf16 autocast), ``kd_cached_cost`` (KD step with cached teacher logits, cost relative to a plain student
-        step), the costs of a stage-1 step relative to one with full forwards and every option off:
-        ``stage1_cut_cost`` (forwards cut after the hint and guided layers, nothing else),
-        ``stage1_fast_cost`` (cut, with the fastest live teacher and student options),
-        ``stage1_cached_cost`` (cut, cached hints),
-        ``data_wait_share`` (share of a KD epoch spent producing augmented batches); on augmented batches
-        (pad 4, flips), with the teacher-output store filled: ``kd_store_cost`` (KD step reading the store, cost
-        relative to a plain student step on the same batches), ``kd_fast_store_speedup`` (KD step reading the
-        store under ``--fast`` over the plain fp32 student step) and ``store_build_share`` (teacher forwards to
-        fill the store over those a live run of the 240-epoch protocol spends: views / 240).
+        The rows, and ratios, each between rows measured on the same batches:
+        ``kd_cached_cost`` (CE step / KD step with cached teacher logits), ``kd_store_cost`` (CE step / KD step
+        reading the store, augmented batches), ``kd_fast_store_speedup`` (``--fast`` KD step reading the store /
+        CE step with the defaults, augmented batches), ``data_wait_share`` (share of a KD epoch, teacher live,
+        augmented batches, spent waiting for them) and ``store_build_share`` (teacher forwards to fill the store
+        over those a live run of the 240-epoch protocol spends: views / 240). With ``matrix``, on plain batches:
+        ``kd_fast_over_baseline`` (KD step, teacher live, the fastest options with the student in fp32 over
+        every option off; ``fastest_teacher_option`` and ``fastest_student_option`` name them),
+        ``kd_fast_bf16_over_baseline`` (the same with the student in bf16 autocast), and the costs of a stage-1
+        step relative to one with full forwards and every option off: ``stage1_cut_cost`` (the cut alone),
+        ``stage1_fast_cost`` (the cut with the fastest teacher and student options), ``stage1_cached_cost``
+        (the cut and cached hints, as a run with the defaults).
     """
-    import copy
-    import tempfile
-    import time
-    from pathlib import Path
-
-    from fitnets.core.fitnet import FitNet
-    from fitnets.core.inputs import InputFormat
-    from fitnets.core.teacher import FrozenTeacher
-    from fitnets.data.loader import ImageData, batches
-    from fitnets.training.config import KDConfig
-    from fitnets.training.steps import CEStep, HintStep, KDStep
-    from fitnets.data.loader import Augmentation
-    from fitnets.training.fast import fast_options
-    from fitnets.training.store import StoredOutputs
-    from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs
-
-    def kd_step(student, outputs, forward=None):  # KD as a run's stage 2 builds it, λ at its start value
-        return KDStep(student, outputs, KDConfig(), 1, forward)
-
-    def cached(forward):
-        outputs = CachedOutputs(forward, data, 256, progress=False, dtype=torch.bfloat16)
-        outputs.prepare()
-        return outputs
-
     device = torch.device(device)
     t_spec, s_spec = model_spec(teacher_name), model_spec(student_name)
     shape = tuple(input_shape or s_spec.input_shape)
     if not shape:
         raise FitNetsError(f"the input shape of {student_name} is not known: give --input-shape C,H,W")
-    n = batch_size * (warmup + steps)
+    n = batch_size * steps  # one timed epoch
     generator = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator),
                      torch.randint(0, num_classes, (n,), generator=generator), num_classes).to(device)
     torch.manual_seed(0)
     # A registered model is built for the classes asked; a user's factory (package.module:factory) as it is.
     classes = lambda name: {} if is_import_path(name) else {"num_classes": num_classes}  # noqa: E731
-    teacher_model = create_model(teacher_name, **classes(teacher_name)).to(device)
-    student0 = create_model(student_name, **classes(student_name)).to(device)
+    teacher = create_model(teacher_name, **classes(teacher_name)).to(device)
+    student = create_model(student_name, **classes(student_name)).to(device)
+    fast = Speed.of(load_config(None, list(fast_settings(device, compile).items())))
+    cases = default_cases(fast) + (matrix_cases(fast, compile) if matrix else [])
+    with tempfile.TemporaryDirectory(prefix="fitnets-bench-store-") as store_root:
+        pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, batch_size, rounds,
+                    Path(store_root))
+        rows = measure(cases, pair, rounds, warmup, progress)
+    return rows, _ratios(cases, rows)
 
-    def student(channels_last: bool = False):  # a fresh copy per measurement: same start, no state carried over
-        s = copy.deepcopy(student0)
-        return InputFormat(channels_last=channels_last).apply_to(s)
 
-    run = functools.partial(_time_steps, data=data, batch_size=batch_size, steps=steps, warmup=warmup)
-    best: dict[str, StepRow] = {}  # each row's best images/s over the rounds
-    fp32_kd: dict[str, tuple[str, str]] = {}  # KD rows, teacher live, student in fp32 -> (teacher, student option)
-    bf16_kd: set[str] = set()
-    cut_fast: set[str] = set()
+def _ratios(cases: list[Case], rows: list[StepRow]) -> dict[str, float | str]:
+    row = {case.key: r for case, r in zip(cases, rows) if case.key}
+    rate = {key: r.images_per_s for key, r in row.items()}
+    ratios: dict[str, float | str] = {
+        "kd_cached_cost": rate["ce"] / rate["kd_cached"],
+        "kd_store_cost": rate["ce_aug"] / rate["kd_store"],
+        "kd_fast_store_speedup": rate["fast_kd_store"] / rate["ce_aug"],
+        "data_wait_share": row["kd_live_aug"].data_wait_share,
+        "store_build_share": AUGMENTATION.views / PROTOCOL_EPOCHS}
+    if "kd_off" not in rate:
+        return ratios
+    live = [(case, r) for case, r in zip(cases, rows) if case.step == "kd" and case.teacher == "live"
+            and not case.augmented]
+    fp32 = [(case, r) for case, r in live if case.speed.student_autocast is None]
+    fastest, fastest_row = max(fp32, key=lambda pair: pair[1].images_per_s)
+    teacher, _, student = fastest.settings.partition("; ")
+    full = rate["stage1_full"]
+    return ratios | {
+        "kd_fast_over_baseline": fastest_row.images_per_s / rate["kd_off"],
+        "kd_fast_bf16_over_baseline": max(r.images_per_s for case, r in live if case.speed.student_autocast)
+                                      / rate["kd_off"],
+        "stage1_cut_cost": full / rate["stage1_cut"],
+        "stage1_fast_cost": full / max(r.images_per_s for case, r in zip(cases, rows)
+                                       if case.step == "hint" and case.teacher == "live" and case.speed != ALL_OFF),
+        "stage1_cached_cost": full / rate["stage1_cached"],
+        "fastest_teacher_option": teacher, "fastest_student_option": student or "student contiguous, eager"}
 
-    fast = dict(fast_options(device))
-    if not compile:
-        fast.pop("compile", None)
-    fast_autocast = torch.bfloat16 if fast.get("student_dtype") == "bfloat16" else None
-    store_dir = tempfile.TemporaryDirectory(prefix="fitnets-bench-store-")
 
-    def filled_store(teacher, dtype):  # the steady state of a later seed: the views the timed steps draw are stored
-        outputs = StoredOutputs(teacher, data, Augmentation(**AUGMENTATION), num_classes, dtype,
-                                Path(store_dir.name), max_gb=64)
-        outputs.prepare()
-        for x, _, key in batches(data, batch_size, shuffle=True, drop_last=True, **AUGMENTATION):
-            outputs(x, key)  # the batches `_time_steps` draws (same seed and epoch), so every lookup hits
-        return outputs
-
-    per_round = 17 + (6 if compile else 0)  # measurements in one round, as below
-    bar = tqdm(total=rounds * per_round, desc="bench step", unit="config", leave=False, disable=not progress)
-
-    def add(name, step, params, note="", **kw):
-        bar.set_postfix_str(name[:60])
-        speed = run(step, params, **kw)
-        bar.update()
-        if name not in best or speed > best[name].images_per_s:
-            best[name] = StepRow(name, speed, note)
-        return speed
-
-    def frozen(**options):
-        return FrozenTeacher(copy.deepcopy(teacher_model), **options)
-
-    hint = hint or t_spec.hint
-    guided = guided or s_spec.guided
-    example = data.images[:2].float()
-    names = {"plain": "plain student step (CE)", "base": "KD step, teacher live, every option off",
-             "cached": "KD step, cached teacher logits",
-             "full": f"FitNet stage 1 ({hint} → {guided}), full forwards, every option off",
-             "cut": f"FitNet stage 1 ({hint} → {guided}), cut after hint/guided, every other option off",
-             "cut_cached": f"FitNet stage 1 ({hint} → {guided}), cut + cached hints",
-             "plain_aug": "plain student step (CE), augmented batches",
-             "store": "KD step, teacher-output store, augmented batches",
-             "fast_live": "--fast, KD step, teacher live, augmented batches",
-             "fast_store": "--fast, KD step, teacher-output store, augmented batches"}
-    defaults = {"channels_last": True, "fold_bn": True}
-    fast_note = ", ".join(f"{k}={v}" for k, v in fast.items())
-    # Filled by eager teachers: a compile before the eager rows would slow them (see below); full stores are never
-    # asked for a live forward, so the fast rows' compiled teacher reads the same store.
-    stores = {"fp32": filled_store(frozen(**defaults), torch.float32),
-              "fast": filled_store(frozen(**defaults, dtype=torch.bfloat16), torch.bfloat16)}
-
-    def one_round() -> float:
-        s = student()
-        run(CEStep(s), list(s.parameters()))  # untimed: the first measurement would also pay for warm-up
-        s = student()
-        add(names["plain"], CEStep(s), list(s.parameters()), "fp32")
-
-        def kd(teacher_label, teacher, option="", autocast=None):
-            channels_last = "channels_last" in option
-            s = student(channels_last)
-            forward = torch.compile(s) if "compiled" in option else None
-            name = f"KD step, teacher live, {teacher_label}" + (f"; student {option}" if option else "")
-            note = "student under bf16 autocast" if autocast else "fp32 student"
-            if autocast:
-                bf16_kd.add(name + " (bf16)")
-            else:
-                fp32_kd[name] = (teacher_label, option or "contiguous, eager")
-            return add(name + (" (bf16)" if autocast else ""), kd_step(s, LiveOutputs(teacher), forward),
-                       list(s.parameters()), note, autocast=autocast, channels_last=channels_last)
-
-        off = frozen()
-        s = student()
-        add(names["base"], kd_step(s, LiveOutputs(off)), list(s.parameters()),
-            "fp32 teacher, contiguous, BN unfolded")
-        teachers = {"teacher channels_last + folded BN (defaults)": frozen(**defaults),
-                    "teacher defaults + bf16": frozen(**defaults, dtype=torch.bfloat16)}
-        speeds = {label: kd(label, t) for label, t in teachers.items()}
-
-        def student_options(label: str, options: tuple[str, ...]) -> None:
-            for option in options:
-                kd(label, teachers[label], option)
-            kd(label, teachers[label], options[-1], autocast=torch.bfloat16)
-
-        eager_teacher = max(speeds, key=speeds.get)
-        student_options(eager_teacher, ("channels_last",))
-        s = student()
-        add(names["cached"], kd_step(s, cached(teachers[eager_teacher])), list(s.parameters()),
-            "bf16 cache, fp32 student")
-
-        # FitNet stage 2 is the KD step (from the stage-1 weights): same cost as the KD rows above.
-        def stage1(name, teacher, note, cut=True, from_cache=False, channels_last=False):
-            fit = FitNet(teacher, student(channels_last), hint, guided, example)
-            hints = cached(fit.hint_features) if from_cache else LiveOutputs(functools.partial(fit.hint_features, cut=cut))
-            return add(name, HintStep(fit, hints, cut), fit.stage1_parameters(), note, channels_last=channels_last)
-
-        stage1(names["full"], off, "both networks run to the end", cut=False)
-        stage1(names["cut"], off, "the cut alone")
-        # The hint forward is eager (it runs through the taps), so a compiled teacher does not apply here.
-        cut_speeds = {}
-        for label in teachers:
-            cut_fast.add(name := f"FitNet stage 1 ({hint} → {guided}), cut, {label}")
-            cut_speeds[label] = stage1(name, teachers[label], "fp32 student")
-        label = max(cut_speeds, key=cut_speeds.get)
-        cut_fast.add(name := f"FitNet stage 1 ({hint} → {guided}), cut, {label}; student channels_last")
-        stage1(name, teachers[label], "fp32 student", channels_last=True)
-        stage1(names["cut_cached"], teachers["teacher channels_last + folded BN (defaults)"], "bf16 cache",
-               from_cache=True)
-
-        # The teacher-output store, on augmented batches (pad 4, flips), every view filled.
-        s = student()
-        add(names["plain_aug"], CEStep(s), list(s.parameters()), "fp32", augmented=True)
-        s = student()
-        add(names["store"], kd_step(s, stores["fp32"]), list(s.parameters()), "fp32 store, fp32 student",
-            augmented=True)
-
-        # Data: the time to produce one epoch of (augmented) batches in memory.
-        start = time.perf_counter()
-        for _ in batches(data, batch_size, shuffle=True, pad=4, flip=True):
-            pass
-        data_time = time.perf_counter() - start
-        # torch.compile last: after a compile, eager steps in the same process can run slower (docs/results.md has
-        # the figure), which would bias every eager row measured after it.
-        if compile:
-            for label, options in (("teacher defaults + compiled", {}),
-                                   ("teacher defaults + bf16 + compiled", {"dtype": torch.bfloat16})):
-                teachers[label] = frozen(**defaults, **options, compile=True)
-                speeds[label] = kd(label, teachers[label])
-            student_options(max(speeds, key=speeds.get), ("channels_last", "compiled", "compiled + channels_last"))
-        # The --fast preset as a run resolves it on this device (compiled parts last, as above).
-        teachers["fast"] = frozen(**defaults, dtype=torch.bfloat16, compile=bool(fast.get("compile")))
-        s = student(fast["channels_last"])
-        forward = torch.compile(s) if fast.get("compile") else None
-        add(names["fast_live"], kd_step(s, LiveOutputs(teachers["fast"]), forward), list(s.parameters()),
-            fast_note, autocast=fast_autocast, channels_last=fast["channels_last"], augmented=True)
-        s = student(fast["channels_last"])
-        forward = torch.compile(s) if fast.get("compile") else None
-        add(names["fast_store"], kd_step(s, stores["fast"], forward), list(s.parameters()), fast_note,
-            autocast=fast_autocast, channels_last=fast["channels_last"], augmented=True)
-        return data_time
-
-    data_time = min(one_round() for _ in range(rounds))
-    bar.close()
-    rate = {name: row.images_per_s for name, row in best.items()}
-    fastest = max(fp32_kd, key=rate.get)
-    kd_fast, kd_fast16 = rate[fastest], max(rate[n] for n in bf16_kd)
-    full = rate[names["full"]]
-    ratios = {"kd_fast_over_baseline": kd_fast / rate[names["base"]],
-              "kd_fast_bf16_over_baseline": kd_fast16 / rate[names["base"]],
-              "kd_cached_cost": rate[names["plain"]] / rate[names["cached"]],
-              "stage1_cut_cost": full / rate[names["cut"]],
-              "stage1_fast_cost": full / max(rate[n] for n in cut_fast),
-              "stage1_cached_cost": full / rate[names["cut_cached"]],
-              "data_wait_share": data_time / (data_time + n / kd_fast),
-              "kd_store_cost": rate[names["plain_aug"]] / rate[names["store"]],
-              "kd_fast_store_speedup": rate[names["fast_store"]] / rate[names["plain"]],
-              "store_build_share": Augmentation(**AUGMENTATION).views / PROTOCOL_EPOCHS}
-    store_dir.cleanup()
-    teacher, option = fp32_kd[fastest]
-    return list(best.values()), {**ratios, "fastest_teacher_option": teacher, "fastest_student_option": option}
+def format_step_table(rows: list[StepRow], ratios: dict[str, float | str]) -> str:
+    """The rows (the default cases side by side: defaults, ``--fast``, their ratio; then any others) and the
+    ratios, as Markdown and text."""
+    by = {(r.step, r.settings): r for r in rows}
+    lines = ["| step | defaults | --fast | --fast / defaults |", "|---|---:|---:|---:|"]
+    for _, label, *_ in STEPS:
+        d, f = by[label, "defaults"], by[label, "--fast"]
+        notes = "; ".join(n for n in (d.note, f.note) if n)
+        lines.append(f"| {label}{f' ({notes})' if notes else ''} | {d.images_per_s:,.0f} | {f.images_per_s:,.0f} "
+                     f"| {f.images_per_s / d.images_per_s:.2f}× |")
+    others = [r for r in rows if r.settings not in ("defaults", "--fast")]
+    if others:
+        lines += ["", "| step | options | images/s | notes |", "|---|---|---:|---|"]
+        lines += [f"| {r.step} | {r.settings} | {r.images_per_s:,.0f} | {r.note} |" for r in others]
+    r = ratios
+    lines += ["", "```",
+              f"KD step with cached teacher logits, cost relative to a CE step:      {r['kd_cached_cost']:.2f}×",
+              "On augmented batches (pad 4, flips), the teacher-output store filled:",
+              f"  KD step reading the store, cost relative to a CE step:            {r['kd_store_cost']:.2f}×",
+              f"  --fast KD step reading the store / CE step with the defaults:     {r['kd_fast_store_speedup']:.2f}×",
+              f"  teacher forwards to build the store / a live 240-epoch run:       {r['store_build_share']:.2f}",
+              f"Share of a KD epoch (teacher live, augmented) waiting for batches:  {100 * r['data_wait_share']:.1f}%"]
+    if "kd_fast_over_baseline" in r:
+        lines += [f"Fastest options with the teacher live and the student in fp32: {r['fastest_teacher_option']}; "
+                  f"{r['fastest_student_option']}",
+                  f"KD step, those options on / every option off:                      {r['kd_fast_over_baseline']:.2f}×",
+                  f"KD step, those options + bf16 student / every option off:          "
+                  f"{r['kd_fast_bf16_over_baseline']:.2f}×",
+                  "FitNet stage 1, cost relative to full forwards with every option off:",
+                  f"  cut forwards alone:                                               {r['stage1_cut_cost']:.2f}×",
+                  f"  cut forwards + fastest live teacher and student options:          {r['stage1_fast_cost']:.2f}×",
+                  f"  cut forwards + cached hints (the defaults):                       {r['stage1_cached_cost']:.2f}×"]
+    return "\n".join(lines + ["```"])

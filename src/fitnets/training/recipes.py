@@ -24,7 +24,7 @@ from fitnets.training.evaluate import AccuracyEval, HintEval, HintFit
 from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
 
 if TYPE_CHECKING:  # the config reads the method table: it imports this module
-    from fitnets.training.config import RunConfig
+    from fitnets.training.config import HintStageConfig, RunConfig
     from fitnets.training.loading import Data
 
 
@@ -86,24 +86,40 @@ def knowledge_distillation(p: Parts) -> list[Stage]:
     return [_kd_stage(p, [{"params": list(p.student.parameters())}])]
 
 
+def hint_stage(fitnet: FitNet, hints: TeacherOutputs, settings: HintStageConfig, validate: HintEval | None = None,
+               cut: bool = True, summary: HintFit | None = None) -> Stage:
+    """FitNets' stage 1 (§2.2; what it trains and on which loss: ``fitnets`` below) as a stage. The recipe,
+    ``fitnets bench step`` and ``fitnets suggest --probe`` all build stage 1 here.
+
+    Args:
+        fitnet: teacher, student, hint and guided layers, regressor.
+        hints: the source of the teacher's hints, ``fitnet.hint_features`` live or cached.
+        settings: the stage's epochs, optimizer and patience (``RunConfig.hint_stage``).
+        validate: the validation rule (``HintEval``), or ``None`` when there is no validation data.
+        cut: stop both forwards after their layer (off only to measure what the cut saves).
+        summary: what the stage reports once trained (the run's: ``HintFit``, the fit it reached).
+    """
+    params = fitnet.stage1_parameters()
+    trained = fitnet.stage1_parameter_names()
+    return Stage("hint", step=HintStep(fitnet, hints, cut), optimize=[{"params": params}],
+                 saves={"model": fitnet.student, "regressor": fitnet.regressor}, validate=validate, keep="best",
+                 epochs=settings.epochs, optim=settings.optim, patience=settings.patience, teachers=(hints,),
+                 summary=summary, about=f"{settings.epochs} epochs, hint loss; trains {sum(p.numel() for p in params):,} parameters: "
+                       f"the student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
+                       f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
+                       f"{fitnet.hint} only, the student up to {fitnet.guided} only")
+
+
 def fitnets(p: Parts) -> list[Stage]:
     """FitNets, Algorithm 1 of the paper: hints, then KD."""
     c, fitnet = p.config, p.fitnet
     # Stage 1 (§2.2): the student's layers up to the guided one (found by autograd: "layers 1..g") and the
     # regressor learn the teacher's hint, ½‖u_h(x) − r(v_g(x))‖². No labels; the teacher is frozen; both
     # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
-    hints = p.teacher_hints
-    stage1_params = fitnet.stage1_parameters()
-    trained = fitnet.stage1_parameter_names()
     validate = p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs))
-    hint = Stage("hint", step=HintStep(fitnet, hints), optimize=[{"params": stage1_params}],
-                 saves={"model": p.student, "regressor": fitnet.regressor}, validate=validate, keep="best",
-                 epochs=c.hint_stage.epochs, optim=c.hint_stage.optim, patience=c.hint_stage.patience, teachers=(hints,),
-                 summary=HintFit(validate, c.teacher, c.student) if validate is not None else None,
-                 about=f"{c.hint_stage.epochs} epochs, hint loss; trains {p.count(stage1_params):,} parameters: the "
-                       f"student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
-                       f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
-                       f"{fitnet.hint} only, the student up to {fitnet.guided} only")
+    hint = hint_stage(fitnet, p.teacher_hints, c.hint_stage, validate,
+                      summary=HintFit(validate, c.teacher, c.student) if validate is not None else None)
+    trained = fitnet.stage1_parameter_names()
     # Stage 2 (§2.1): from stage 1's weights, *all* the student's weights learn with KD, a fresh optimizer and
     # nothing frozen; the regressor is dropped. The authors' code may scale the pre-trained layers' lr.
     pre = set(trained)

@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     x = torch.zeros(2, *shape, device=device)
     candidates = suggest.rank(suggest.layers(teacher, x), suggest.layers(student, x))
     if not candidates:
-        raise FitNetsError(f"no pair of {args.teacher}'s and {args.student}'s layers can be joined (no map or token "
-                           "outputs at the top two levels of the module tree); name layers by hand (`fitnets layers`)")
+        raise FitNetsError(f"no pair of {args.teacher}'s and {args.student}'s layers can be joined (no layer or "
+                           "block outputs a map or a token sequence); name layers by hand (`fitnets layers`)")
     default = None
     teacher_spec, student_spec = model_spec(teacher_ref.name), model_spec(student_ref.name)
     if teacher_spec.hint and student_spec.guided:

@@ -1,0 +1,56 @@
+"""`fitnets bench step`: a declared list of cases, each a stage built as a run builds it and timed by the engine's
+own epoch; a row is what `train_one_epoch` reports (the median over the rounds), and every ratio divides rows
+measured on the same batches."""
+
+import pytest
+import torch
+
+from fitnets.data.loader import ImageData
+from fitnets.tools import bench
+from fitnets.tools.bench import DEFAULTS, Case, Pair, StepRow, default_cases, measure
+from fitnets.training.steps import HintStep
+
+
+def pair(tiny, tmp_path, rounds=3):
+    g = torch.Generator().manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=g),
+                     torch.randint(0, 10, (32,), generator=g), 10)
+    return Pair(tiny(width=16), tiny(width=8), "block.0", "stem", data, 8, rounds, tmp_path)
+
+
+def test_a_row_is_the_median_of_the_engines_epochs_and_compiled_cases_come_last(tiny, tmp_path, monkeypatch):
+    order = []
+
+    def epoch(stage, step_fn, optimizer, epoch, ctx):  # the engine's epoch, as the bench calls it
+        order.append(getattr(stage.step, "forward_fn", None) is not None)  # a torch.compile'd student
+        return {"images_per_s": {0: 1.0, 1: 100.0, 2: 400.0, 3: 200.0}[epoch], "data_wait_share": 0.25}
+
+    monkeypatch.setattr(bench, "train_one_epoch", epoch)
+    fast = bench.Speed.of(bench.load_config(None, [("compile", True), ("channels_last", True)]))
+    cases = default_cases(fast)
+    rows = measure(cases, pair(tiny, tmp_path), rounds=3, warmup=1)
+    assert [r.name for r in rows] == [c.name for c in cases]
+    assert all(r.rates == [100.0, 400.0, 200.0] and r.images_per_s == 200.0 for r in rows)  # median, not mean/best
+    assert rows[0].data_wait_share == 0.25
+    # every round of the eager cases first: a compile slows the eager steps measured after it in one process
+    assert order == sorted(order) and any(order) and sum(order) == 4 * sum(c.compiles for c in cases)
+
+
+def test_every_ratio_divides_rows_on_the_same_batches():
+    rate = {"ce": 1000, "kd_cached": 800, "stage1_cached": 2000, "ce_aug": 900, "kd_live_aug": 400, "kd_store": 850}
+    cases = default_cases(DEFAULTS)
+    rows = [StepRow(c.name, rate[c.key.removeprefix("fast_")] * (1.5 if c.key.startswith("fast_") else 1),
+                    data_wait_share=0.01) for c in cases]
+    ratios = bench._ratios(cases, rows)
+    assert ratios["kd_cached_cost"] == 1000 / 800
+    assert ratios["kd_store_cost"] == 900 / 850
+    assert ratios["kd_fast_store_speedup"] == pytest.approx(1.5 * 850 / 900)  # augmented over augmented
+
+
+def test_stage_1_is_the_recipes_stage(tiny, tmp_path):
+    p = pair(tiny, tmp_path)
+    stage = p.stage(Case("FitNet stage 1", "hint", "live", DEFAULTS, "defaults"))
+    fitnet = stage.step.fitnet
+    assert isinstance(stage.step, HintStep) and stage.step.cut and set(stage.saves) == {"model", "regressor"}
+    assert [id(w) for w in stage.optimized()] == [id(w) for w in fitnet.stage1_parameters()]
+    assert "hint loss" in stage.about  # written by recipes.hint_stage
