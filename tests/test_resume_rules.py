@@ -113,7 +113,7 @@ def test_a_damaged_metrics_line_stops_a_resume_before_anything_is_written(run_di
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"stage": "main", "epo\n')
     before = (run_dir / "config.yaml").read_text()
-    assert "line 5 of" in error(capsys, ["distill", "--resume", str(run_dir), "--epochs", "4"])
+    assert "metrics.jsonl, line 5 is damaged" in error(capsys, ["distill", "--resume", str(run_dir), "--epochs", "4"])
     assert (run_dir / "config.yaml").read_text() == before
 
 

@@ -58,6 +58,9 @@ def student():
 def splits():
     return {"train": Noisy(dict_items=True), "test": Noisy(60, seed=1)}
 
+def twelve():  # a factory that takes no arguments, with the wrong number of outputs
+    return nn.Sequential(nn.Flatten(), nn.Linear(100, 12))
+
 def run(out, name, resume=False, delay=0.0, scale=0.1, overrides=(), **flags):
     import fitnets
     return fitnets.distill(teacher(), student(), Noisy(delay=delay, scale=scale), test=Noisy(60, seed=1), hint="2",
@@ -249,3 +252,11 @@ def test_a_changed_transform_under_the_same_name_drops_the_store(user, tmp_path,
     assert not any((tmp_path / "cache" / "stores").iterdir())
     live = user.run(str(tmp_path), "after-live", method="kd", epochs=2, scale=0.5, overrides={"store.enabled": False})
     assert changed["test_loss"] == live["test_loss"]   # nothing stale was ever used
+
+
+def test_a_factory_with_the_wrong_number_of_outputs_is_told_how_to_fix_it(user, tmp_path, capsys):
+    argv = ["distill", "--method", "ce", "--data", "userdata:splits", "--student", "userdata:twelve", "--val-size",
+            "40", "--out", str(tmp_path), "--no-progress", "--set", "data.workers=0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "has 12 outputs" in err and "make userdata:twelve build 4 outputs" in err and "model_args.num" not in err

@@ -18,6 +18,7 @@ from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model
 from fitnets.tools.profile import count_macs, count_parameters
 from fitnets.training import loading
+from fitnets.training.run_folder import read_metrics
 from fitnets.training.config import RunConfig
 from fitnets.training.loading import ModelRef
 from fitnets.tools.speed import inference_throughput
@@ -64,18 +65,6 @@ def _json_object(text: str, where: str, fix: str) -> dict:
     if not isinstance(value, dict):
         raise FitNetsError(f"{where} is damaged (a JSON {type(value).__name__}, not an object): {fix}")
     return value
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of a run's ``metrics.jsonl`` (none when it is missing; blank lines skipped).
-
-    Raises:
-        FitNetsError: a line is not a JSON object (a torn write, an edit), naming the file and the line.
-    """
-    if not path.is_file():
-        return []
-    return [_json_object(line, f"{path}, line {n}", "repair or delete that line")
-            for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
 
 
 def read_run(run_dir: str | Path) -> RunRecord:

@@ -169,8 +169,8 @@ class RunConfig:
     model_args: dict = field(default_factory=dict)  # keyword arguments of the student's constructor
     teacher_args: dict = field(default_factory=dict)  # the teacher's (a run folder's own model_args are used too)
     input_shape: list[int] | None = None  # [C, H, W] of one example (default: the model's, else the dataset's)
-    logits_key: str | None = None      # the student's logits in its output when the rule does not find them
-    teacher_logits_key: str | None = None  # the teacher's (rule: tensor, mapping's / object's logits, tuple's first)
+    logits_key: str | int | None = None  # the student's logits in its output when the rule does not find them
+    teacher_logits_key: str | int | None = None  # the teacher's (rule: tensor, mapping's / object's logits, tuple's first)
     epochs: int = 20                   # epochs of the main stage (ce, kd, or FitNet stage 2)
     patience: int | None = None        # early stopping on validation accuracy
     keep: str = one_of("best", ("best", "last"))  # best (by validation accuracy) | last: the student the run ends with

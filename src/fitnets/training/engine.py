@@ -328,10 +328,10 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
             row.update(train_one_epoch(stage, step_fn, optimizer, epoch, ctx))
             for source in stage.teachers:
                 row.update(source.metrics())
+            # every rank evaluates the whole validation set: the same score everywhere
+            val, score = stage.validate() if stage.validate is not None else ({}, None)
         except RuntimeError as err:  # under torchrun: a rank that stalled shows up as a collective's timeout
             raise distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}") or err
-        # every rank evaluates the whole validation set: the same score everywhere
-        val, score = stage.validate() if stage.validate is not None else ({}, None)
         row.update(val)
         if score is not None and score > best:
             best, best_epoch, stale = score, epoch, 0

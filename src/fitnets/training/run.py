@@ -24,7 +24,7 @@ from fitnets.checkpoint import save_checkpoint
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
-from fitnets.core.outputs import logits_of
+from fitnets.core.outputs import logits_of, logits_origin
 from fitnets.core.taps import dry_run
 from fitnets.data.loader import example
 from fitnets.core.teacher import FrozenTeacher
@@ -36,7 +36,7 @@ from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, r
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
-from fitnets.training.run_folder import claim_folder, read_metrics, release_folder, resume_point, trim_metrics
+from fitnets.training.run_folder import claim_folder, kept_rows, read_metrics, release_folder, resume_point, trim_metrics
 from fitnets.training.tensorboard import TensorBoardLog
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
 from fitnets.training.teacher_outputs import TeacherOutputs, teacher_source
@@ -44,6 +44,16 @@ from fitnets.training.teacher_outputs import TeacherOutputs, teacher_source
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def _more_outputs(model: str, args: str, classes: int) -> str:
+    """How to give the model ``model`` names ``classes`` outputs."""
+    if model.startswith("python:"):
+        return f"give the model you passed {classes} outputs"
+    if ":" in model and not model.partition(":")[0] in ("torchvision", "timm"):
+        return (f"make {model.split(':')[0]}:{model.split(':')[1]} build {classes} outputs ({args} are passed to it "
+                f"as keyword arguments)")
+    return f"set {args}.num_classes={classes}"
 
 
 class Run:
@@ -89,17 +99,19 @@ class Run:
         c = self.config
         x = example(data.train, 2, c.data.augmentation())
         with torch.no_grad(), eval_mode(self.student), dry_run(self.student, x):
-            outputs = logits_of(self.student(self.inputs(x)), c.logits_key).shape[-1]
-        if outputs != data.train.num_classes:
-            raise FitNetsError(f"{c.student} has {outputs} outputs but {c.data.name} has {data.train.num_classes} "
-                               f"classes; set model_args.num_classes={data.train.num_classes}")
+            raw = self.student(self.inputs(x))
+            outputs = logits_of(raw, c.logits_key).shape[-1]
+        classes = data.train.num_classes
+        if outputs != classes:
+            raise FitNetsError(f"{c.student} has {outputs} outputs{logits_origin(raw, c.logits_key)} but "
+                               f"{c.data.name} has {classes} classes; {_more_outputs(c.student, 'model_args', classes)}")
         if self.teacher is not None:
             with dry_run(self.teacher.module, x):
                 teacher_outputs = self.teacher(x).shape[-1]
             if teacher_outputs != outputs:
                 raise FitNetsError(f"the teacher {c.teacher} has {teacher_outputs} outputs and the student {outputs}:"
-                                   f" KD needs the same classes (set teacher_args.num_classes={outputs}, or give a "
-                                   "teacher trained on this dataset)")
+                                   f" KD needs the same classes ({_more_outputs(c.teacher, 'teacher_args', outputs)}, "
+                                   "or give a teacher trained on this dataset)")
         if self.method.hints and self.fitnet is None:
             self.fitnet = FitNet(self.teacher, self.student, self.hint, self.guided, x,
                                  c.hint_stage.regressor_activation, c.hint_stage.regressor_batch_norm, c.logits_key,
@@ -247,6 +259,9 @@ class Run:
                 note = self.extension(stages, point, math.ceil(len(data.train) / c.data.batch_size))
                 if note:
                     log.warning("%s", note)
+            rows = kept_rows(read_metrics(self.run_dir / "metrics.jsonl"), point, names) if point is not None else []
+            if c.tensorboard and main:  # before anything is written: a broken TensorBoard stops the run here
+                board = TensorBoardLog(self.run_dir / "tensorboard", replay=rows)
             # Only now, with the resume known to be valid, does anything in the folder change.
             if main:
                 (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
@@ -257,10 +272,7 @@ class Run:
             if point is not None:
                 ctx.started -= point.elapsed_s
                 ctx.finished = dict(point.finished)
-            rows = read_metrics(self.run_dir / "metrics.jsonl")
-            ctx.rows = len(rows)
-            if c.tensorboard and main:  # on resume: rewritten from the (trimmed) metrics of the earlier sessions
-                board = ctx.tensorboard = TensorBoardLog(self.run_dir / "tensorboard", replay=rows)
+            ctx.rows, ctx.tensorboard = len(rows), board
             torch.manual_seed(c.seed)
             for i, stage in enumerate(stages):
                 if point is not None and point.stage in names[i + 1:]:

@@ -72,20 +72,24 @@ def read_metrics(path: Path) -> list[dict]:
         except ValueError:
             row = None
         if not isinstance(row, dict):
-            raise FitNetsError(f"line {number} of {path} is not a metrics row (damaged or edited by hand): "
-                               f"{line[:60]!r}; delete that line to go on")
+            raise FitNetsError(f"{path}, line {number} is damaged (not a metrics row: {line[:60]!r}); repair or "
+                               "delete that line to go on")
         rows.append(row)
     return rows
 
 
+def kept_rows(rows: list[dict], point: ResumePoint, order: list[str]) -> list[dict]:
+    """The metrics ``rows`` up to the checkpoint ``point`` (those after it came from an epoch the checkpoint does
+    not hold: a crash between the two writes). ``order``: the run's stage names, in order."""
+    last = (order.index(point.stage), point.epoch + 1)
+    return [r for r in rows if (order.index(r["stage"]), r["epoch"]) <= last]
+
+
 def trim_metrics(path: Path, point: ResumePoint, order: list[str]) -> None:
-    """Drop the metric rows written after the checkpoint ``point`` (a crash between the two writes), so that no
-    epoch appears twice once the resumed run writes it again. ``order``: the run's stage names, in order."""
-    if not path.is_file():
-        return
-    rows = read_metrics(path)
-    keep = [r for r in rows if (order.index(r["stage"]), r["epoch"]) <= (order.index(point.stage), point.epoch + 1)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    """Drop the metric rows written after the checkpoint ``point``, so that no epoch appears twice once the
+    resumed run writes it again."""
+    if path.is_file():
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept_rows(read_metrics(path), point, order)))
 
 
 def resume_point(run_dir: Path) -> tuple[RunConfig, ResumePoint]:
