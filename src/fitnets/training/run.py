@@ -75,6 +75,8 @@ class Run:
         self.method = METHODS[c.method]
         torch.manual_seed(c.seed)
         self.student = (student if student is not None else create_model(c.student, **c.model_args)).to(self.device)
+        if not any(p.requires_grad for p in self.student.parameters()):
+            raise FitNetsError(f"the student {c.student} has no trainable parameters: there is nothing to train")
         self.teacher = self.fitnet = None
         self._teacher_ref = ModelRef.parse(c.teacher) if teacher is None and self.method.teacher else None
         if self.method.teacher:

@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fitnets.core.inputs import InputFormat
+    from fitnets.core.taps import dry_run
+    from fitnets.data.loader import example
     from fitnets.core.teacher import FrozenTeacher
     from fitnets.data.loader import load_dataset
     from fitnets.training.distributed import resolve_device
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = InputFormat(channels_last=config.channels_last)
     else:
         test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
+    with dry_run(model, example(test, 2)):   # a model that cannot take this dataset's images: one line
+        model.eval()(inputs(example(test, 2)))
     result = evaluate_accuracy(model, test, inputs=inputs, logits_key=logits_key)
     line = f"{args.model}: test accuracy {result['acc']:.4f}, loss {result['loss']:.4f} ({len(test)} images)"
     if args.teacher:

@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fitnets.core.taps import dry_run
     from fitnets.models.registry import model_spec
     from fitnets.tools import suggest
     from fitnets.training.config import load_config
@@ -50,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
     teacher = load_model(teacher_ref, trained=args.probe > 0).to(device).eval()
     student = load_model(student_ref).to(device)
     x = torch.zeros(2, *shape, device=device)
-    candidates = suggest.rank(suggest.layers(teacher, x), suggest.layers(student, x))
+    with dry_run(teacher, x):
+        teacher_layers = suggest.layers(teacher, x)
+    with dry_run(student, x):
+        student_layers = suggest.layers(student, x)
+    candidates = suggest.rank(teacher_layers, student_layers)
     if not candidates:
         raise FitNetsError(f"no pair of {args.teacher}'s and {args.student}'s layers can be joined (no layer or "
                            "block outputs a map or a token sequence); name layers by hand (`fitnets layers`)")
