@@ -2,7 +2,6 @@
 
 from safetensors.torch import save_file
 
-
 from fitnets.models.registry import create_model
 from fitnets.tools.cli import main
 
