@@ -31,3 +31,23 @@ def test_a_student_with_no_parameters(tmp_path, capsys, monkeypatch, fashion_dir
     err = one_line(capsys, ["train", "--student", "noparams:make", "--epochs", "1", "--train-size", "200",
                             "--val-size", "50", "--out", str(tmp_path), "--no-progress"])
     assert "has no trainable parameters" in err
+
+
+def test_a_closed_pipe_ends_quietly():
+    import subprocess
+    import sys
+
+    layers = subprocess.Popen([sys.executable, "-m", "fitnets", "layers", "resnet110"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    layers.stdout.readline()   # `| head -1`
+    layers.stdout.close()
+    _, err = layers.communicate(timeout=120)
+    assert layers.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err[-500:]
+
+
+def test_a_factory_students_default_folder_is_a_name_later_commands_take(tmp_path):
+    from fitnets.training.config import load_config
+    from fitnets.training.loading import default_name
+
+    config = load_config(None, [("method", "kd"), ("student", "my_pkg.models:make_net"), ("seed", 2)])
+    assert default_name(config) == "kd-make_net-seed2"      # not kd-my_pkg.models:make_net-seed2, read as NAME:PATH
