@@ -37,8 +37,11 @@ def test_a_closed_pipe_ends_quietly():
     import subprocess
     import sys
 
+    import fcntl
+
     layers = subprocess.Popen([sys.executable, "-m", "fitnets", "layers", "resnet110"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
+    fcntl.fcntl(layers.stdout.fileno(), 1031, 4096)   # F_SETPIPE_SZ: a pipe smaller than the 20 KB table
     layers.stdout.readline()   # `| head -1`
     layers.stdout.close()
     _, err = layers.communicate(timeout=120)
