@@ -109,7 +109,7 @@ def test_every_readme_command_runs(tmp_path, monkeypatch, fashion_dir, capsys):
 
 
 def test_readme_bring_your_own_models_example_runs(monkeypatch, tmp_path):
-    """The third python block: a ViT with an output object, a CNN returning a dict, joined by FitNet."""
+    """The fourth python block: a ViT with an output object, a CNN returning a dict, joined by FitNet."""
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(blocks()[3], "README.md", "exec"), namespace)
