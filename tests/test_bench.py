@@ -15,17 +15,27 @@ def pair(tiny, tmp_path, rounds=3):
     g = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=g),
                      torch.randint(0, 10, (32,), generator=g), 10)
-    return Pair(tiny(width=16), tiny(width=8), "block.0", "stem", data, 8, rounds, tmp_path)
+    return Pair(tiny(width=16), tiny(width=8), "block.0", "stem", data, data.subset(torch.arange(16)), 8, rounds,
+                tmp_path)
 
 
 def test_a_row_is_the_median_of_the_engines_epochs_and_compiled_cases_come_last(tiny, tmp_path, monkeypatch):
-    order = []
+    order, calls = [], []
 
     def epoch(stage, step_fn, optimizer, epoch, ctx):  # the engine's epoch, as the bench calls it
         order.append(getattr(stage.step, "forward_fn", None) is not None)  # a torch.compile'd student
+        calls.append(epoch)
         return {"images_per_s": {0: 1.0, 1: 100.0, 2: 400.0, 3: 200.0}[epoch], "data_wait_share": 0.25}
 
+    def validation(rule):  # a run validates after each epoch; the bench after the warm-up one, before timing
+        def validate(*args, **kwargs):
+            check = rule(*args, **kwargs)
+            return lambda: calls.append("validate") or check()
+        return validate
+
     monkeypatch.setattr(bench, "train_one_epoch", epoch)
+    monkeypatch.setattr(bench, "AccuracyEval", validation(bench.AccuracyEval))
+    monkeypatch.setattr(bench, "HintEval", validation(bench.HintEval))
     fast = bench.Speed.of(bench.load_config(None, [("compile", True), ("channels_last", True)]))
     cases = default_cases(fast)
     rows = measure(cases, pair(tiny, tmp_path), rounds=3, warmup=1)
@@ -34,6 +44,8 @@ def test_a_row_is_the_median_of_the_engines_epochs_and_compiled_cases_come_last(
     assert rows[0].data_wait_share == 0.25
     # every round of the eager cases first: a compile slows the eager steps measured after it in one process
     assert order == sorted(order) and any(order) and sum(order) == 4 * sum(c.compiles for c in cases)
+    assert calls.count("validate") == len(cases) and all(calls[i + 1] == "validate" for i, c in enumerate(calls)
+                                                         if c == 0)
 
 
 def test_every_ratio_divides_rows_on_the_same_batches():

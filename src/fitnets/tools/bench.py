@@ -26,8 +26,9 @@ from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.tools.profile import count_macs, count_parameters
 from fitnets.tools.speed import inference_throughput
-from fitnets.training.config import HintStageConfig, KDConfig, OptimConfig, RunConfig, load_config
+from fitnets.training.config import DataConfig, HintStageConfig, KDConfig, OptimConfig, RunConfig, load_config
 from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch
+from fitnets.training.evaluate import AccuracyEval, HintEval
 from fitnets.training.fast import fast_options
 from fitnets.training.recipes import hint_stage
 from fitnets.training.run import DTYPES
@@ -227,13 +228,14 @@ def matrix_cases(fast: Speed, compile: bool) -> list[Case]:
 
 
 class Pair:
-    """What the cases are built from: the teacher and the student as created, their layers, the synthetic data,
-    and the teachers and stores the cases share (a teacher with given settings is wrapped once)."""
+    """What the cases are built from: the teacher and the student as created, their layers, the synthetic data
+    (training, and one evaluation batch of validation), and the teachers and stores the cases share (a teacher
+    with given settings is wrapped once)."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module, hint: str, guided: str, data: ImageData,
-                 batch_size: int, epochs: int, store_root: Path):
+                 val: ImageData, batch_size: int, epochs: int, store_root: Path):
         self.teacher_model, self.student_model = teacher, student
-        self.hint, self.guided, self.data, self.batch_size = hint, guided, data, batch_size
+        self.hint, self.guided, self.data, self.val, self.batch_size = hint, guided, data, val, batch_size
         self.epochs, self.store_root = epochs, store_root
         self._teachers: dict[tuple, FrozenTeacher] = {}
         self._stores: dict[tuple, StoredOutputs] = {}
@@ -267,16 +269,18 @@ class Pair:
         return self._stores[key]
 
     def stage(self, case: Case) -> Stage:
-        """The case's stage: its step, the parameters it optimises (with the run's default optimizer) and the
-        teacher-output source it reads."""
+        """The case's stage: its step, the parameters it optimises (with the run's default optimizer), the
+        teacher-output source it reads and its validation, as a run's."""
         s = case.speed
         epochs = self.epochs + 1  # the warm-up epoch and the timed ones
+        inputs = InputFormat(channels_last=s.student_channels_last)
         if case.step == "hint":
             fitnet = FitNet(self.teacher(s, compile=False), self.student(s), self.hint, self.guided,
                             to_float(self.data.head(2)))
             hints = (LiveOutputs(functools.partial(fitnet.hint_features, cut=case.cut)) if case.teacher == "live" else
                      CachedOutputs(fitnet.hint_features, self.data, 256, "teacher hints", False, s.cache_dtype))
-            return hint_stage(fitnet, hints, HintStageConfig(epochs=epochs), cut=case.cut)
+            return hint_stage(fitnet, hints, HintStageConfig(epochs=epochs),
+                              HintEval(fitnet, self.val, len(self.val), inputs), cut=case.cut)
         student = self.student(s)
         forward = torch.compile(student) if s.student_compile else None
         if case.step == "ce":
@@ -288,8 +292,8 @@ class Pair:
                                                       "teacher logits", False, s.cache_dtype),
                       "store": lambda: self.store(s)}[case.teacher]()
             step, sources = KDStep(student, source, KDConfig(), epochs, forward), (source,)
-        return Stage("main", step, [{"params": list(student.parameters())}], {"model": student}, None, epochs,
-                     OptimConfig(), teachers=sources)
+        return Stage("main", step, [{"params": list(student.parameters())}], {"model": student},
+                     AccuracyEval(student, self.val, len(self.val), inputs), epochs, OptimConfig(), teachers=sources)
 
 
 def measure(cases: list[Case], pair: Pair, rounds: int, warmup: int, progress: bool = False) -> list[StepRow]:
@@ -330,7 +334,11 @@ def measure(cases: list[Case], pair: Pair, rounds: int, warmup: int, progress: b
 
 def _warmed_up(case: Case, pair: Pair, warmup: int, run_dir: Path):
     """The case's stage, its optimizer and the context its epochs run in, after one untimed epoch of ``warmup``
-    steps (memory allocated, kernels chosen, compiled graphs built)."""
+    steps (memory allocated, kernels chosen, compiled graphs built) and the stage's validation, as a run
+    validates after each epoch. That pass changes the speed of the epochs after it: its large batches raise
+    glibc's mmap threshold, after which a training step reuses its memory instead of having it mapped and
+    faulted in anew at every step (the MNIST student on this project's CPU: ~11,500 page faults a step before a
+    validation, none after; docs/results.md). A run's epochs after its first run in that state; so do these."""
     stage = pair.stage(case)
     for source in stage.teachers:
         source.prepare()
@@ -344,6 +352,7 @@ def _warmed_up(case: Case, pair: Pair, warmup: int, run_dir: Path):
         train_one_epoch(stage, stage.step, optimizer, 0, warm)
         for source in stage.teachers:
             source.metrics()
+    stage.validate()
     return stage, optimizer, ctx
 
 
@@ -355,10 +364,12 @@ def fast_settings(device: torch.device, compile: bool = True) -> dict[str, Any]:
 def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, input_shape: tuple[int, ...] | None = None,
                num_classes: int = 10, steps: int = 30, warmup: int = 10, device: torch.device | str = "cpu",
                hint: str | None = None, guided: str | None = None, compile: bool = True, rounds: int = 3,
-               matrix: bool = False, progress: bool = False) -> tuple[list[StepRow], dict[str, float | str]]:
+               matrix: bool = False, only: str | None = None, progress: bool = False
+               ) -> tuple[list[StepRow], dict[str, float | str]]:
     """Training throughput of one teacher/student pair on synthetic data: each method's step as a run trains
     it, with the default config and with ``--fast`` (``default_cases``) — and, with ``matrix``, every speed
-    option on its own (``matrix_cases``) — all in one process, so that the ratios compare like with like.
+    option on its own (``matrix_cases``) — all in one process, so that the ratios compare like with like;
+    ``only``: the rows whose name holds that text.
 
     Returns:
         The rows, and ratios, each between rows measured on the same batches:
@@ -381,8 +392,9 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
         raise FitNetsError(f"the input shape of {student_name} is not known: give --input-shape C,H,W")
     n = batch_size * steps  # one timed epoch
     generator = torch.Generator().manual_seed(0)
-    data = ImageData(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=generator),
-                     torch.randint(0, num_classes, (n,), generator=generator), num_classes).to(device)
+    data, val = (ImageData(torch.randint(0, 256, (k, *shape), dtype=torch.uint8, generator=generator),
+                           torch.randint(0, num_classes, (k,), generator=generator), num_classes).to(device)
+                 for k in (n, DataConfig.eval_batch_size))  # a run validates in batches of this size
     torch.manual_seed(0)
     # A registered model is built for the classes asked; a user's factory (package.module:factory) as it is.
     classes = lambda name: {} if is_import_path(name) else {"num_classes": num_classes}  # noqa: E731
@@ -390,71 +402,87 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
     student = create_model(student_name, **classes(student_name)).to(device)
     fast = Speed.of(load_config(None, list(fast_settings(device, compile).items())))
     cases = default_cases(fast) + (matrix_cases(fast, compile) if matrix else [])
+    if only:
+        cases = [case for case in cases if only.lower() in case.name.lower()]
+        if not cases:
+            raise FitNetsError(f"no row of bench step has {only!r} in its name{'' if matrix else ' (--all: more rows)'}")
     with tempfile.TemporaryDirectory(prefix="fitnets-bench-store-") as store_root:
-        pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, batch_size, rounds,
+        pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, val, batch_size, rounds,
                     Path(store_root))
         rows = measure(cases, pair, rounds, warmup, progress)
     return rows, _ratios(cases, rows)
 
 
+# Each ratio of two rows measured on the same batches: (numerator, denominator) by the rows' keys.
+RATIOS = {"kd_cached_cost": ("ce", "kd_cached"), "kd_store_cost": ("ce_aug", "kd_store"),
+          "kd_fast_store_speedup": ("fast_kd_store", "ce_aug"), "stage1_cut_cost": ("stage1_full", "stage1_cut"),
+          "stage1_cached_cost": ("stage1_full", "stage1_cached")}
+
+
 def _ratios(cases: list[Case], rows: list[StepRow]) -> dict[str, float | str]:
+    """The ratios whose rows were measured (``--only`` may leave some out)."""
     row = {case.key: r for case, r in zip(cases, rows) if case.key}
     rate = {key: r.images_per_s for key, r in row.items()}
-    ratios: dict[str, float | str] = {
-        "kd_cached_cost": rate["ce"] / rate["kd_cached"],
-        "kd_store_cost": rate["ce_aug"] / rate["kd_store"],
-        "kd_fast_store_speedup": rate["fast_kd_store"] / rate["ce_aug"],
-        "data_wait_share": row["kd_live_aug"].data_wait_share,
-        "store_build_share": AUGMENTATION.views / PROTOCOL_EPOCHS}
-    if "kd_off" not in rate:
-        return ratios
+    ratios: dict[str, float | str] = {name: rate[a] / rate[b] for name, (a, b) in RATIOS.items()
+                                      if a in rate and b in rate}
+    if "kd_live_aug" in row:
+        ratios["data_wait_share"] = row["kd_live_aug"].data_wait_share
+    ratios["store_build_share"] = AUGMENTATION.views / PROTOCOL_EPOCHS
     live = [(case, r) for case, r in zip(cases, rows) if case.step == "kd" and case.teacher == "live"
             and not case.augmented]
     fp32 = [(case, r) for case, r in live if case.speed.student_autocast is None]
-    fastest, fastest_row = max(fp32, key=lambda pair: pair[1].images_per_s)
-    teacher, _, student = fastest.settings.partition("; ")
-    full = rate["stage1_full"]
-    return ratios | {
-        "kd_fast_over_baseline": fastest_row.images_per_s / rate["kd_off"],
-        "kd_fast_bf16_over_baseline": max(r.images_per_s for case, r in live if case.speed.student_autocast)
-                                      / rate["kd_off"],
-        "stage1_cut_cost": full / rate["stage1_cut"],
-        "stage1_fast_cost": full / max(r.images_per_s for case, r in zip(cases, rows)
-                                       if case.step == "hint" and case.teacher == "live" and case.speed != ALL_OFF),
-        "stage1_cached_cost": full / rate["stage1_cached"],
-        "fastest_teacher_option": teacher, "fastest_student_option": student or "student contiguous, eager"}
+    bf16 = [r.images_per_s for case, r in live if case.speed.student_autocast]
+    if "kd_off" in rate and fp32 and bf16:
+        fastest, fastest_row = max(fp32, key=lambda pair: pair[1].images_per_s)
+        teacher, _, student = fastest.settings.partition("; ")
+        ratios |= {"kd_fast_over_baseline": fastest_row.images_per_s / rate["kd_off"],
+                   "kd_fast_bf16_over_baseline": max(bf16) / rate["kd_off"],
+                   "fastest_teacher_option": teacher, "fastest_student_option": student or "student contiguous, eager"}
+    cut = [r.images_per_s for case, r in zip(cases, rows)
+           if case.step == "hint" and case.teacher == "live" and case.cut and case.speed != ALL_OFF]
+    if "stage1_full" in rate and cut:
+        ratios["stage1_fast_cost"] = rate["stage1_full"] / max(cut)
+    return ratios
+
+
+RATIO_LINES = [  # (ratio, what it is, unit)
+    ("kd_cached_cost", "KD step, teacher logits cached: cost relative to a CE step", "×"),
+    ("kd_store_cost", "KD step reading the store (every view filled): cost relative to a CE step, augmented batches",
+     "×"),
+    ("kd_fast_store_speedup", "--fast KD step reading the store / CE step with the defaults, augmented batches", "×"),
+    ("store_build_share", "teacher forwards to fill the store / those of a live 240-epoch run (162 views / 240)", ""),
+    ("data_wait_share", "share of a KD epoch (teacher live, augmented batches) spent waiting for its batches", "%"),
+    ("kd_fast_over_baseline", "KD step, teacher live, the fastest options with the student in fp32 / every option off",
+     "×"),
+    ("kd_fast_bf16_over_baseline", "the same with the student under bf16 autocast / every option off", "×"),
+    ("stage1_cut_cost", "FitNet stage 1, cut forwards: cost relative to full forwards, every other option off", "×"),
+    ("stage1_fast_cost", "FitNet stage 1, cut + the fastest live options: cost relative to full forwards, every "
+                         "option off", "×"),
+    ("stage1_cached_cost", "FitNet stage 1, cut + cached hints (the defaults): cost relative to full forwards, every "
+                           "option off", "×"),
+]
 
 
 def format_step_table(rows: list[StepRow], ratios: dict[str, float | str]) -> str:
-    """The rows (the default cases side by side: defaults, ``--fast``, their ratio; then any others) and the
-    ratios, as Markdown and text."""
+    """The default rows side by side (defaults, ``--fast``, their ratio), any others below, then the ratios."""
     by = {(r.step, r.settings): r for r in rows}
+    rate = lambda r: f"{r.images_per_s:,.0f}" if r else "—"  # noqa: E731
     lines = ["| step | defaults | --fast | --fast / defaults |", "|---|---:|---:|---:|"]
     for _, label, *_ in STEPS:
-        d, f = by[label, "defaults"], by[label, "--fast"]
-        notes = "; ".join(n for n in (d.note, f.note) if n)
-        lines.append(f"| {label}{f' ({notes})' if notes else ''} | {d.images_per_s:,.0f} | {f.images_per_s:,.0f} "
-                     f"| {f.images_per_s / d.images_per_s:.2f}× |")
+        d, f = by.get((label, "defaults")), by.get((label, "--fast"))
+        if d or f:
+            notes = "; ".join(r.note for r in (d, f) if r and r.note)
+            speedup = f"{f.images_per_s / d.images_per_s:.2f}×" if d and f else "—"
+            lines.append(f"| {label}{f' ({notes})' if notes else ''} | {rate(d)} | {rate(f)} | {speedup} |")
     others = [r for r in rows if r.settings not in ("defaults", "--fast")]
     if others:
         lines += ["", "| step | options | images/s | notes |", "|---|---|---:|---|"]
-        lines += [f"| {r.step} | {r.settings} | {r.images_per_s:,.0f} | {r.note} |" for r in others]
-    r = ratios
-    lines += ["", "```",
-              f"KD step with cached teacher logits, cost relative to a CE step:      {r['kd_cached_cost']:.2f}×",
-              "On augmented batches (pad 4, flips), the teacher-output store filled:",
-              f"  KD step reading the store, cost relative to a CE step:            {r['kd_store_cost']:.2f}×",
-              f"  --fast KD step reading the store / CE step with the defaults:     {r['kd_fast_store_speedup']:.2f}×",
-              f"  teacher forwards to build the store / a live 240-epoch run:       {r['store_build_share']:.2f}",
-              f"Share of a KD epoch (teacher live, augmented) waiting for batches:  {100 * r['data_wait_share']:.1f}%"]
-    if "kd_fast_over_baseline" in r:
-        lines += [f"Fastest options with the teacher live and the student in fp32: {r['fastest_teacher_option']}; "
-                  f"{r['fastest_student_option']}",
-                  f"KD step, those options on / every option off:                      {r['kd_fast_over_baseline']:.2f}×",
-                  f"KD step, those options + bf16 student / every option off:          "
-                  f"{r['kd_fast_bf16_over_baseline']:.2f}×",
-                  "FitNet stage 1, cost relative to full forwards with every option off:",
-                  f"  cut forwards alone:                                               {r['stage1_cut_cost']:.2f}×",
-                  f"  cut forwards + fastest live teacher and student options:          {r['stage1_fast_cost']:.2f}×",
-                  f"  cut forwards + cached hints (the defaults):                       {r['stage1_cached_cost']:.2f}×"]
+        lines += [f"| {r.step} | {r.settings} | {rate(r)} | {r.note} |" for r in others]
+    lines += ["", "```"]
+    for key, text, unit in RATIO_LINES:
+        if key in ratios:
+            lines.append(f"{text}: " + (f"{100 * ratios[key]:.1f}%" if unit == "%" else f"{ratios[key]:.2f}{unit}"))
+    if "fastest_teacher_option" in ratios:
+        lines.append(f"the fastest options, teacher live, student fp32: {ratios['fastest_teacher_option']}; "
+                     f"{ratios['fastest_student_option']}")
     return "\n".join(lines + ["```"])

@@ -45,6 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rounds", type=int, default=3, help="timed epochs per row, taken in turn; each row keeps the median")
     p.add_argument("--warmup", type=int, default=10, help="steps of the untimed epoch before a row's first")
     p.add_argument("--all", action="store_true", help="also every speed option on its own (the option matrix)")
+    p.add_argument("--only", metavar="TEXT", help="only the rows whose name holds TEXT, e.g. 'stage 1'")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variants (no compiler)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
@@ -82,7 +83,8 @@ def run_step(args: argparse.Namespace) -> int:
     shape = model_input_shape(student, args.input_shape)
     rows, ratios = bench_step(teacher.name, student.name, args.batch_size, shape, num_classes, args.steps,
                               args.warmup, device, args.hint, args.guided, compile=not args.no_compile,
-                              rounds=args.rounds, matrix=args.all, progress=not args.json)
+                              rounds=args.rounds, matrix=args.all,
+                              only=args.only, progress=not args.json)
     context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
                "device": _hardware(device), "torch": torch.__version__, "steps": args.steps,
                "warmup": args.warmup, "rounds": args.rounds, "fast": fast_settings(device, not args.no_compile)}
