@@ -29,7 +29,7 @@ from fitnets.core.taps import dry_run
 from fitnets.data.loader import example
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
-from fitnets.models.registry import create_model, model_spec
+from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.training import distributed
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, run_stage
@@ -50,9 +50,9 @@ def _more_outputs(model: str, args: str, classes: int) -> str:
     """How to give the model ``model`` names ``classes`` outputs."""
     if model.startswith("python:"):
         return f"give the model you passed {classes} outputs"
-    if ":" in model and not model.partition(":")[0] in ("torchvision", "timm"):
-        return (f"make {model.split(':')[0]}:{model.split(':')[1]} build {classes} outputs ({args} are passed to it "
-                f"as keyword arguments)")
+    if is_import_path(model):  # not NAME:PATH, a registered model with its weights
+        factory = ":".join(model.split(":")[:2])
+        return f"make {factory} build {classes} outputs ({args} are passed to it as keyword arguments)"
     return f"set {args}.num_classes={classes}"
 
 
