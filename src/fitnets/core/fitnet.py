@@ -125,7 +125,8 @@ class FitNet:
     def _as_map(out: torch.Tensor, layout: TokenLayout | None) -> torch.Tensor:
         return layout.to_map(out) if layout is not None else out
 
-    def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None, cut: bool = True) -> torch.Tensor:
+    def hint_loss(self, x: torch.Tensor, hint: torch.Tensor | None = None, cut: bool = True,
+                  train_student: bool = True) -> torch.Tensor:
         """Stage-1 loss of a batch: ``½ ‖u_h(x) − r(v_g(x))‖²`` per example, averaged (a scalar tensor).
 
         Args:
@@ -133,10 +134,14 @@ class FitNet:
             hint: the teacher's hint features for ``x`` when the caller has them (the trainer takes them from
                 its teacher-output source, live or cached); ``None`` runs the teacher here.
             cut: stop both forwards after their layer (``False`` only to measure what the cut saves).
+            train_student: ``False``: the guided features are constants, the gradient reaches the regressor
+                only (the regressor-first reading of stage 1; not the paper's Algorithm 1, which trains both).
         """
         self._check_batch(x)
         hint = self.hint_features(x, cut) if hint is None else hint
-        return hint_loss(hint, self.regressor(self.guided_features(x, cut)))
+        with torch.set_grad_enabled(train_student and torch.is_grad_enabled()):
+            guided = self.guided_features(x, cut)
+        return hint_loss(hint, self.regressor(guided))
 
     def _check_batch(self, x) -> None:
         if not isinstance(x, torch.Tensor):

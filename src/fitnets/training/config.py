@@ -38,6 +38,7 @@ FLAG_KEYS = {
     "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
     "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
     "student_dtype": "student_dtype", "compile": "compile", "tensorboard": "tensorboard",
+    "regressor_first": "hint_stage.regressor_first", "hint_diagnostics": "hint_stage.diagnostics",
 }
 
 
@@ -145,6 +146,8 @@ class HintStageConfig:
     beta: float = 100.0                # method fitnet-onestage: weight of the hint MSE next to cross-entropy
     hint_extra_tokens: int | None = None    # token hint layers: leading non-patch tokens (null: found)
     guided_extra_tokens: int | None = None  # token guided layers: the same
+    regressor_first: int = 0           # the first N hint epochs train the regressor alone, the student frozen (0: the paper)
+    diagnostics: int = 0               # per hint epoch: linear probe and CKA on this many validation examples (0: off)
 
 
 @dataclass
@@ -226,6 +229,14 @@ class RunConfig:
             (self.patience is None or self.patience >= 1, f"patience must be ≥ 1 (or null), got {self.patience}"),
             (self.hint_stage.patience is None or self.hint_stage.patience >= 1,
              f"hint_stage.patience must be ≥ 1 (or null), got {self.hint_stage.patience}"),
+            (0 <= self.hint_stage.regressor_first <= self.hint_stage.epochs,
+             f"hint_stage.regressor_first must be between 0 and hint_stage.epochs ({self.hint_stage.epochs}), got "
+             f"{self.hint_stage.regressor_first}"),
+            (self.hint_stage.diagnostics == 0 or self.hint_stage.diagnostics >= 8,
+             f"hint_stage.diagnostics must be 0 (off) or at least 8 examples, got {self.hint_stage.diagnostics}"),
+            (self.method == "fitnet" or not (self.hint_stage.regressor_first or self.hint_stage.diagnostics),
+             f"hint_stage.regressor_first and hint_stage.diagnostics belong to FitNets' stage 1 (method fitnet), "
+             f"not method {self.method}; `fitnets diagnose RUN_DIR` measures any run's student"),
             (self.hint_stage.pretrained_lr_scale >= 0,
              f"hint_stage.pretrained_lr_scale must be ≥ 0, got {self.hint_stage.pretrained_lr_scale}"),
             (self.log_every > 0, f"log_every must be > 0, got {self.log_every}"),
@@ -397,7 +408,7 @@ _SCHEDULE = ("lr", "schedule", "milestones", "gamma", "weight_decay", "max_norm"
 RESUME_MAY_CHANGE = frozenset([
     "epochs", "patience", "keep", "log_every", "tensorboard", "device", "compile", "channels_last",
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
-    "hint_stage.epochs", "hint_stage.patience", "data.dir", "data.download", "data.eval_batch_size",
+    "hint_stage.epochs", "hint_stage.patience", "hint_stage.diagnostics", "data.dir", "data.download", "data.eval_batch_size",
     "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb", "store.per_epoch",
     *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
 

@@ -202,8 +202,8 @@ def train_step(step_fn: Callable, optimizer: torch.optim.Optimizer, batch: tuple
     optimizer.zero_grad(set_to_none=True)
     losses["loss"].backward()
     optimizer.step()
-    if max_norm:
-        apply_max_norm(constrained, max_norm)
+    if max_norm:  # on the layers this step updated (a frozen student's, in regressor-first epochs, is not)
+        apply_max_norm([layer for layer in constrained if layer.weight.grad is not None], max_norm)
     return losses, logits
 
 

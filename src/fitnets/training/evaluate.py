@@ -15,6 +15,7 @@ from torch import nn
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.outputs import logits_of
+from fitnets.core.representations import linear_cka, probe_accuracy, probe_features
 from fitnets.core.modes import eval_mode
 from fitnets.data.loader import ImageData, batches
 
@@ -55,27 +56,51 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
 
 
 @torch.no_grad()
-def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000,
-                  inputs: InputFormat = InputFormat()) -> dict[str, float]:
+def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000, inputs: InputFormat = InputFormat(),
+                  diagnostics: int = 0) -> dict[str, float]:
     """Over ``data`` (student and regressor in eval mode): the mean stage-1 hint loss, and ``r2``, the share of
     the hint's variance the regressor explains, ``1 − SSE/SST`` over all hint features (SST around each
     feature's mean over ``data``; 1: the hint reproduced exactly, 0: no better than each feature's mean; the
-    fit §5 of the paper relies on stage 1 reaching)."""
+    fit §5 of the paper relies on stage 1 reaching).
+
+    With ``diagnostics`` = n > 0, also what the features hold without the regressor, on the first n examples
+    (``fitnets.core.representations``): ``guided_probe_acc`` and ``hint_probe_acc``, the held-out accuracy of a
+    closed-form linear probe on the student's guided features and on the teacher's hint, and ``cka``, the linear
+    CKA between the two."""
     n = max(len(data), 1)
     sse = torch.zeros((), dtype=torch.float64, device=data.device)
     sum_u = sum_u2 = None
+    kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    room = diagnostics
     with eval_mode(fitnet.student, fitnet.regressor):
-        for x, _, _ in batches(data, batch_size):
+        for x, y, _ in batches(data, batch_size):
             x = inputs(x)
-            hint = fitnet.hint_features(x).double().flatten(1)
-            regressed = fitnet.regressor(fitnet.guided_features(x)).double().flatten(1)
+            hint_map = fitnet.hint_features(x)
+            guided = fitnet.guided_features(x)
+            if room > 0:
+                kept.append((guided[:room].float(), hint_map[:room].float(), y[:room]))
+                room -= len(kept[-1][2])
+            hint = hint_map.double().flatten(1)
+            regressed = fitnet.regressor(guided).double().flatten(1)
             sse += (hint - regressed).pow(2).sum()
             sum_u = hint.sum(0) if sum_u is None else sum_u + hint.sum(0)
             sum_u2 = hint.pow(2).sum(0) if sum_u2 is None else sum_u2 + hint.pow(2).sum(0)
     if sum_u is None:
         return {"loss": 0.0, "r2": 0.0}
     sst = (sum_u2 - sum_u.pow(2) / n).sum()
-    return {"loss": 0.5 * sse.item() / n, "r2": 1.0 - sse.item() / sst.item() if sst.item() > 0 else 0.0}
+    result = {"loss": 0.5 * sse.item() / n, "r2": 1.0 - sse.item() / sst.item() if sst.item() > 0 else 0.0}
+    if kept:
+        guided, hint, labels = (torch.cat(parts) for parts in zip(*kept))
+        result.update(representation_fit(guided, hint, labels, data.num_classes))
+    return result
+
+
+def representation_fit(guided: torch.Tensor, hint: torch.Tensor, labels: torch.Tensor, classes: int
+                       ) -> dict[str, float]:
+    """The linear probe on each side and the linear CKA between them, for the same examples."""
+    return {"guided_probe_acc": probe_accuracy(probe_features(guided), labels, classes),
+            "hint_probe_acc": probe_accuracy(probe_features(hint), labels, classes),
+            "cka": linear_cka(guided, hint)}
 
 
 Validation = tuple[dict[str, float], float]  # (metrics to log, score: higher is better)
@@ -96,19 +121,25 @@ class AccuracyEval:
         return {"val_acc": val["acc"], "val_loss": val["loss"]}, val["acc"]
 
 
+DIAGNOSTICS = ("guided_probe_acc", "hint_probe_acc", "cka")  # evaluate_hint's keys with diagnostics on
+
+
 @dataclass
 class HintEval:
     """Validation hint loss of a FitNet's stage 1 (Algorithm 1 keeps the stage-1 model with the lowest one);
-    the score is its negative."""
+    the score is its negative. With ``diagnostics`` = n > 0, also the probes and CKA on n examples
+    (``evaluate_hint``), logged as ``val_guided_probe_acc``, ``val_hint_probe_acc``, ``val_cka``."""
 
     fitnet: FitNet
     data: ImageData
     batch_size: int = 1000
     inputs: InputFormat = InputFormat()
+    diagnostics: int = 0
 
     def __call__(self) -> Validation:
-        val = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs)
-        return {"val_hint_loss": val["loss"], "val_hint_r2": val["r2"]}, -val["loss"]
+        val = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs, self.diagnostics)
+        metrics = {"val_hint_loss": val["loss"], "val_hint_r2": val["r2"]}
+        return metrics | {f"val_{key}": val[key] for key in DIAGNOSTICS if key in val}, -val["loss"]
 
 
 WEAK_FIT = 0.2  # a hint stage ending below this R² gets a warning
@@ -125,7 +156,8 @@ class HintFit:
     student: str
 
     def __call__(self) -> dict[str, float]:
-        r2 = self.validate()[0]["val_hint_r2"]
+        metrics = self.validate()[0]
+        r2 = metrics["val_hint_r2"]
         log.info("hint stage: the regressor explains %.1f%% of the hint's variance on the validation split (R²)",
                  100 * r2)
         if r2 < WEAK_FIT:
@@ -135,4 +167,4 @@ class HintFit:
                         "guided layer, more hint epochs, or %s to compare pairs", r2, WEAK_FIT, fitnet.hint,
                         fitnet.guided, f"`fitnets suggest {self.teacher} {self.student}`" if named else
                         "fitnets.tools.suggest.rank on your models")
-        return {"val_hint_r2": r2}
+        return {key: value for key, value in metrics.items() if key != "val_hint_loss"}

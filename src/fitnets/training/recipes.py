@@ -101,13 +101,19 @@ def hint_stage(fitnet: FitNet, hints: TeacherOutputs, settings: HintStageConfig,
     """
     params = fitnet.stage1_parameters()
     trained = fitnet.stage1_parameter_names()
-    return Stage("hint", step=HintStep(fitnet, hints, cut), optimize=[{"params": params}],
+    first = settings.regressor_first
+    variant = (f"; {'the first epoch trains' if first == 1 else f'the first {first} epochs train'} the regressor "
+               "alone against the frozen student (regressor-first, not the paper's joint stage)" if first else "")
+    if settings.diagnostics and validate is not None:
+        variant += (f"; per epoch: linear probe and CKA on {min(settings.diagnostics, len(validate.data)):,} "
+                    "validation examples")
+    return Stage("hint", step=HintStep(fitnet, hints, cut, first), optimize=[{"params": params}],
                  saves={"model": fitnet.student, "regressor": fitnet.regressor}, validate=validate, keep="best",
                  epochs=settings.epochs, optim=settings.optim, patience=settings.patience, teachers=(hints,),
                  summary=summary, about=f"{settings.epochs} epochs, hint loss; trains {sum(p.numel() for p in params):,} parameters: "
                        f"the student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
                        f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
-                       f"{fitnet.hint} only, the student up to {fitnet.guided} only")
+                       f"{fitnet.hint} only, the student up to {fitnet.guided} only{variant}")
 
 
 def fitnets(p: Parts) -> list[Stage]:
@@ -116,7 +122,8 @@ def fitnets(p: Parts) -> list[Stage]:
     # Stage 1 (§2.2): the student's layers up to the guided one (found by autograd: "layers 1..g") and the
     # regressor learn the teacher's hint, ½‖u_h(x) − r(v_g(x))‖². No labels; the teacher is frozen; both
     # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
-    validate = p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs))
+    validate = p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs,
+                                        c.hint_stage.diagnostics))
     hint = hint_stage(fitnet, p.teacher_hints, c.hint_stage, validate,
                       summary=HintFit(validate, c.teacher, c.student) if validate is not None else None)
     trained = fitnet.stage1_parameter_names()

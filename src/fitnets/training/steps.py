@@ -90,16 +90,22 @@ class KDStep(_KDWeight, CEStep):
 
 class HintStep(Step):
     """FitNets' stage 1 (§2.2): the hint loss, no labels; both networks stop at their layer (``cut``; off only
-    to measure what the cut saves)."""
+    to measure what the cut saves). With ``regressor_first`` = N, the first N epochs train the regressor alone
+    against the frozen student (its weights fixed; its batch-norm statistics, in train mode, still follow the
+    data) — the "regressor first, then the guided layers" reading of Algorithm 1, not the paper's joint stage."""
 
-    def __init__(self, fitnet: FitNet, hints: TeacherOutputs, cut: bool = True):
+    def __init__(self, fitnet: FitNet, hints: TeacherOutputs, cut: bool = True, regressor_first: int = 0):
         super().__init__()
         self.student, self.regressor = fitnet.student, fitnet.regressor
-        self.fitnet, self.hints, self.cut = fitnet, hints, cut
+        self.fitnet, self.hints, self.cut, self.regressor_first = fitnet, hints, cut, regressor_first
 
     def forward(self, x, y, index, epoch) -> tuple[Losses, None]:
-        loss = self.fitnet.hint_loss(x, self.hints(x, index), cut=self.cut)
+        loss = self.fitnet.hint_loss(x, self.hints(x, index), cut=self.cut,
+                                     train_student=epoch >= self.regressor_first)
         return {"loss": loss, "hint_loss": loss}, None
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        return {"student_frozen": float(epoch < self.regressor_first)} if self.regressor_first else {}
 
 
 class OneStageStep(_KDWeight, Step):

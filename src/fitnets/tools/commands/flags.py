@@ -35,6 +35,12 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
         p.add_argument("--hint", help="teacher module path of the hint layer")
         p.add_argument("--guided", help="student module path of the guided layer")
         p.add_argument("--hint-epochs", type=int, help="epochs of FitNets' stage 1")
+        p.add_argument("--regressor-first", type=int, metavar="N",
+                       help="the first N hint epochs train the regressor alone, the student frozen (a reading of "
+                            "Algorithm 1 to compare with the paper's joint stage 1; default 0)")
+        p.add_argument("--hint-diagnostics", type=int, nargs="?", const=1000, metavar="N",
+                       help="log per hint epoch a linear probe of the labels on the guided features and their CKA "
+                            "with the hint, on N validation examples (default N: 1000)")
         p.add_argument("--temperature", type=float, help="KD temperature τ (paper: 3)")
         p.add_argument("--tau-squared", action="store_true", default=None, help="Hinton's τ² factor on the KD term")
     p.add_argument("--epochs", type=int, help="epochs of the main stage")
