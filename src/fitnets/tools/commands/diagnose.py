@@ -13,7 +13,9 @@ import json
 def add_parser(sub) -> None:
     p = sub.add_parser("diagnose", help="linear probe and CKA with the hint at a run's guided layer")
     p.add_argument("run_dir", help="a run folder (any method; its config names the student, data and seed)")
-    p.add_argument("--init", action="store_true", help="the student as the run's seed initialised it, untrained")
+    p.add_argument("--init", action="store_true", help="the student as the run's seed initialised it, untrained "
+                   "(batch-norm statistics as initialised too; a --regressor-first run's frozen first hint epoch "
+                   "measures it with statistics from the data)")
     p.add_argument("--teacher", help="the teacher whose hint to compare with (default: the run's)")
     p.add_argument("--hint", help="teacher module path of the hint layer (default: the run's, else the registry's)")
     p.add_argument("--guided", help="student module path of the guided layer (default: the run's, else the "
