@@ -257,16 +257,18 @@ def test_bench_step_json(capsys):
     rows = result["rows"]
     names = [r["name"] for r in rows]
     assert len(set(names)) == len(names) and all(r["images_per_s"] > 0 and len(r["rates"]) == 2 for r in rows)
-    # each method's step with the defaults and with --fast, then the option matrix
+    # each method's step with the defaults, the fixed preset and --fast's measured choice, then the option matrix
     for step in ("CE step", "KD step, teacher logits cached", "FitNet stage 1, cut, hints cached",
                  "KD step, teacher-output store, augmented batches"):
-        assert {(step, "defaults"), (step, "--fast")} <= {(r["step"], r["settings"]) for r in rows}
+        assert {(step, "defaults"), (step, "fixed preset"), (step, "--fast")} <= {(r["step"], r["settings"]) for r in rows}
     assert not any("store hit rate" in r["note"] for r in rows)  # every timed lookup found its view stored
     assert set(result["ratios"]) == {"kd_fast_over_baseline", "kd_fast_bf16_over_baseline", "kd_cached_cost",
                                      "stage1_cut_cost", "stage1_fast_cost", "stage1_cached_cost", "data_wait_share",
                                      "fastest_teacher_option", "fastest_student_option", "kd_store_cost",
-                                     "kd_fast_store_speedup", "store_build_share"}
-    assert 0 <= result["ratios"]["data_wait_share"] < 1 and "compile" not in result["fast"]
+                                     "kd_fast_store_speedup", "kd_preset_store_speedup", "store_build_share",
+                                     "fast_choice", "fast_tuning_s"}
+    assert 0 <= result["ratios"]["data_wait_share"] < 1 and "compile" not in result["preset"]
+    assert result["ratios"]["fast_choice"].startswith("student ") and result["ratios"]["fast_tuning_s"] > 0
     assert result["ratios"]["store_build_share"] == protocol_store_build_share()
     assert result["ratios"]["fastest_teacher_option"].startswith(("teacher ", "every option off"))
     code, _, err = run_cli(capsys, "bench", "step", "--rounds", "0")

@@ -248,21 +248,16 @@ def test_store_command_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv
     assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
 
 
-def test_fast_sets_the_measured_options_for_the_hardware_and_flags_win(monkeypatch, capsys, fashion_dir):
-    from fitnets.tools.cli import main
+def test_the_fixed_preset_follows_the_hardware(monkeypatch):
+    """What `bench step` times beside --fast's measured choice: the preset --fast was, by hardware alone."""
     from fitnets.training import fast
 
-    monkeypatch.setattr(fast, "native_bf16", lambda device: True)
-    monkeypatch.setattr(fast, "compiler_available", lambda device: True)
-    assert main(["distill", "--fast", "--dry-run", "--train-size", "100", "--val-size", "50"]) == 0
-    assert ("speed    student bfloat16 autocast, channels_last, compiled; teacher bfloat16, channels_last, folded BN, "
-            "compiled") in capsys.readouterr().out
-    assert main(["distill", "--fast", "--student-dtype", "float32", "--dry-run", "--train-size", "100"]) == 0
-    assert "speed    student float32, channels_last, compiled" in capsys.readouterr().out
     monkeypatch.setattr(fast, "native_bf16", lambda device: False)  # emulated bf16 would slow the student down
     monkeypatch.setattr(fast, "compiler_available", lambda device: False)
-    assert dict(fast.fast_options(torch.device("cpu"))) == {
+    assert dict(fast.preset_options(torch.device("cpu"))) == {
         "teacher_dtype": "bfloat16", "cache_dtype": "bfloat16", "channels_last": True, "teacher_channels_last": True}
+    monkeypatch.setattr(fast, "native_bf16", lambda device: True)
+    assert dict(fast.preset_options(torch.device("cpu")))["student_dtype"] == "bfloat16"
 
 
 # ---------------------------------------------------------------- damage and mistakes around the cache folder

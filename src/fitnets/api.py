@@ -14,6 +14,7 @@ from torch import nn
 
 from fitnets.errors import FitNetsError, closest
 from fitnets.training.config import FLAG_KEYS, RunConfig, flag_overrides, flatten, load_config, read_config_file
+from fitnets.training.fast import fast_overrides
 from fitnets.training.loading import user_data
 from fitnets.training.run import Run
 
@@ -30,6 +31,7 @@ def _model_name(model: nn.Module | str, role: str) -> str:
 
 def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, flags: dict[str, Any],
             fixed: list[tuple[str, Any]]) -> RunConfig:
+    fast = flags.pop("fast", None)  # --fast: its fixed keys and mode, under whatever is given explicitly
     unknown = [f for f in flags if f not in FLAG_KEYS]
     if unknown:
         raise FitNetsError(f"unknown flag {unknown[0]!r}.{closest(unknown[0], FLAG_KEYS)} The flags are the command "
@@ -39,6 +41,7 @@ def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, fl
     if isinstance(config, (str, os.PathLike)):
         explicit += list(flatten(read_config_file(config)))
     pairs = flag_overrides(flags, explicit) + list((overrides or {}).items()) + fixed
+    pairs = fast_overrides(fast, explicit + [key for key, _ in pairs]) + pairs
     if isinstance(config, RunConfig):
         return load_config(None, pairs, base=config)
     return load_config(config, pairs)
@@ -67,7 +70,8 @@ def distill(teacher: nn.Module | str, student: nn.Module | str, train, *, val=No
         num_classes: the number of classes (default: counted from the training labels).
         resume: continue the run in ``out/name`` from its last checkpoint (a bit-identical student).
         **flags: the command line's flags as keywords: ``epochs``, ``hint_epochs``, ``lr``, ``batch_size``,
-            ``seed``, ``out``, ``name``, ...
+            ``seed``, ``out``, ``name``, ``fast=True`` (or ``"retune"``: the speed options timed on your models
+            at the start, ``fitnets.training.fast``), ...
 
     Returns:
         The results dict of ``Run.execute()`` (``test_acc``, ``teacher_agreement``, per-stage summaries...),

@@ -29,7 +29,7 @@ from fitnets.tools.speed import inference_throughput
 from fitnets.training.config import DataConfig, HintStageConfig, KDConfig, OptimConfig, RunConfig, load_config
 from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch
 from fitnets.training.evaluate import AccuracyEval, HintEval
-from fitnets.training.fast import fast_options
+from fitnets.training import fast as fast_choice
 from fitnets.training.recipes import hint_stage
 from fitnets.training.run import DTYPES
 from fitnets.training.steps import CEStep, KDStep
@@ -186,10 +186,12 @@ STEPS = [  # (key, label, step, teacher, augmented)
 ]
 
 
-def default_cases(fast: Speed) -> list[Case]:
-    """Each step of ``STEPS`` as a run trains it with the default config, then with ``--fast`` (``fast``)."""
-    return [Case(label, step, teacher, speed, settings, augmented, key=f"{prefix}{key}")
-            for settings, speed, prefix in (("defaults", DEFAULTS, ""), ("--fast", fast, "fast_"))
+def default_cases(fast: Speed, preset: Speed | None = None) -> list[Case]:
+    """Each step of ``STEPS`` as a run trains it with the default config, with the fixed preset ``--fast`` was
+    (``preset``, when given), then with ``--fast``'s measured choice (``fast``)."""
+    settings = [("defaults", DEFAULTS, ""), ("fixed preset", preset, "preset_"), ("--fast", fast, "fast_")]
+    return [Case(label, step, teacher, speed, name, augmented, key=f"{prefix}{key}")
+            for name, speed, prefix in settings if speed is not None
             for key, label, step, teacher, augmented in STEPS]
 
 
@@ -357,8 +359,19 @@ def _warmed_up(case: Case, pair: Pair, warmup: int, run_dir: Path):
 
 
 def fast_settings(device: torch.device, compile: bool = True) -> dict[str, Any]:
-    """The config keys ``--fast`` sets on ``device`` (``fitnets.training.fast``), less compile if not ``compile``."""
-    return {key: value for key, value in fast_options(device) if compile or key != "compile"}
+    """The config keys of the fixed preset ``--fast`` was on ``device`` (``fitnets.training.fast``), less compile
+    if not ``compile``."""
+    return {key: value for key, value in fast_choice.preset_options(device) if compile or key != "compile"}
+
+
+def tuned_settings(teacher: nn.Module, student: nn.Module, x: torch.Tensor, num_classes: int
+                   ) -> tuple[dict[str, Any], fast_choice.Choice]:
+    """The config keys ``--fast`` chooses for this pair, batch and device, measured now (not cached: the bench
+    reports what the tuner finds today), and the choice with its speed-ups."""
+    with tempfile.TemporaryDirectory(prefix="fitnets-bench-fast-") as cache:
+        choice = fast_choice.tune(load_config(None, fast_choice.fast_overrides(True)), student, teacher, x,
+                                  num_classes, retune=True, cache=Path(cache) / "fast.json")
+    return dict(fast_choice.FIXED) | choice.options, choice
 
 
 def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, input_shape: tuple[int, ...] | None = None,
@@ -367,7 +380,7 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
                matrix: bool = False, only: str | None = None, progress: bool = False
                ) -> tuple[list[StepRow], dict[str, float | str]]:
     """Training throughput of one teacher/student pair on synthetic data: each method's step as a run trains
-    it, with the default config and with ``--fast`` (``default_cases``) — and, with ``matrix``, every speed
+    it, with the default config, the fixed preset and ``--fast``'s measured choice (``default_cases``) — and, with ``matrix``, every speed
     option on its own (``matrix_cases``) — all in one process, so that the ratios compare like with like;
     ``only``: the rows whose name holds that text.
 
@@ -400,8 +413,10 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
     classes = lambda name: {} if is_import_path(name) else {"num_classes": num_classes}  # noqa: E731
     teacher = create_model(teacher_name, **classes(teacher_name)).to(device)
     student = create_model(student_name, **classes(student_name)).to(device)
-    fast = Speed.of(load_config(None, list(fast_settings(device, compile).items())))
-    cases = default_cases(fast) + (matrix_cases(fast, compile) if matrix else [])
+    preset = Speed.of(load_config(None, list(fast_settings(device, compile).items())))
+    tuned, choice = tuned_settings(teacher, student, to_float(data.head(batch_size)), num_classes)
+    cases = default_cases(Speed.of(load_config(None, list(tuned.items()))), preset)
+    cases += matrix_cases(preset, compile) if matrix else []
     if only:
         cases = [case for case in cases if only.lower() in case.name.lower()]
         if not cases:
@@ -410,12 +425,13 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
         pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, val, batch_size, rounds,
                     Path(store_root))
         rows = measure(cases, pair, rounds, warmup, progress)
-    return rows, _ratios(cases, rows)
+    return rows, _ratios(cases, rows) | {"fast_choice": choice.summary(), "fast_tuning_s": choice.seconds}
 
 
 # Each ratio of two rows measured on the same batches: (numerator, denominator) by the rows' keys.
 RATIOS = {"kd_cached_cost": ("ce", "kd_cached"), "kd_store_cost": ("ce_aug", "kd_store"),
-          "kd_fast_store_speedup": ("fast_kd_store", "ce_aug"), "stage1_cut_cost": ("stage1_full", "stage1_cut"),
+          "kd_fast_store_speedup": ("fast_kd_store", "ce_aug"), "kd_preset_store_speedup": ("preset_kd_store", "ce_aug"),
+          "stage1_cut_cost": ("stage1_full", "stage1_cut"),
           "stage1_cached_cost": ("stage1_full", "stage1_cached")}
 
 
@@ -450,6 +466,7 @@ RATIO_LINES = [  # (ratio, what it is, unit)
     ("kd_store_cost", "KD step reading the store (every view filled): cost relative to a CE step, augmented batches",
      "×"),
     ("kd_fast_store_speedup", "--fast KD step reading the store / CE step with the defaults, augmented batches", "×"),
+    ("kd_preset_store_speedup", "the same with the fixed preset / CE step with the defaults, augmented batches", "×"),
     ("store_build_share", "teacher forwards to fill the store / those of a live 240-epoch run (162 views / 240)", ""),
     ("data_wait_share", "share of a KD epoch (teacher live, augmented batches) spent waiting for its batches", "%"),
     ("kd_fast_over_baseline", "KD step, teacher live, the fastest options with the student in fp32 / every option off",
@@ -464,17 +481,19 @@ RATIO_LINES = [  # (ratio, what it is, unit)
 
 
 def format_step_table(rows: list[StepRow], ratios: dict[str, float | str]) -> str:
-    """The default rows side by side (defaults, ``--fast``, their ratio), any others below, then the ratios."""
+    """The default rows side by side (defaults, the fixed preset, ``--fast``'s measured choice, its ratio to the
+    defaults), any others below, then the ratios and the choice."""
     by = {(r.step, r.settings): r for r in rows}
     rate = lambda r: f"{r.images_per_s:,.0f}" if r else "—"  # noqa: E731
-    lines = ["| step | defaults | --fast | --fast / defaults |", "|---|---:|---:|---:|"]
+    lines = ["| step | defaults | fixed preset | --fast (measured choice) | --fast / defaults |",
+             "|---|---:|---:|---:|---:|"]
     for _, label, *_ in STEPS:
-        d, f = by.get((label, "defaults")), by.get((label, "--fast"))
-        if d or f:
-            notes = "; ".join(r.note for r in (d, f) if r and r.note)
+        d, p, f = (by.get((label, settings)) for settings in ("defaults", "fixed preset", "--fast"))
+        if d or p or f:
+            notes = "; ".join(r.note for r in (d, p, f) if r and r.note)
             speedup = f"{f.images_per_s / d.images_per_s:.2f}×" if d and f else "—"
-            lines.append(f"| {label}{f' ({notes})' if notes else ''} | {rate(d)} | {rate(f)} | {speedup} |")
-    others = [r for r in rows if r.settings not in ("defaults", "--fast")]
+            lines.append(f"| {label}{f' ({notes})' if notes else ''} | {rate(d)} | {rate(p)} | {rate(f)} | {speedup} |")
+    others = [r for r in rows if r.settings not in ("defaults", "fixed preset", "--fast")]
     if others:
         lines += ["", "| step | options | images/s | notes |", "|---|---|---:|---|"]
         lines += [f"| {r.step} | {r.settings} | {rate(r)} | {r.note} |" for r in others]
@@ -482,6 +501,8 @@ def format_step_table(rows: list[StepRow], ratios: dict[str, float | str]) -> st
     for key, text, unit in RATIO_LINES:
         if key in ratios:
             lines.append(f"{text}: " + (f"{100 * ratios[key]:.1f}%" if unit == "%" else f"{ratios[key]:.2f}{unit}"))
+    if "fast_choice" in ratios:
+        lines.append(f"--fast chose (measured in {ratios['fast_tuning_s']:.1f} s): {ratios['fast_choice']}")
     if "fastest_teacher_option" in ratios:
         lines.append(f"the fastest options, teacher live, student fp32: {ratios['fastest_teacher_option']}; "
                      f"{ratios['fastest_student_option']}")

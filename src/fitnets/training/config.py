@@ -160,6 +160,19 @@ class StoreConfig:
     per_epoch: bool = False            # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
 
 
+# The speed keys ``--fast`` chooses by measuring them (``fitnets.training.fast``).
+FAST_TUNED = ("channels_last", "student_dtype", "teacher_dtype", "compile")
+
+
+@dataclass
+class FastConfig:
+    """``--fast``: the speed options chosen by timing them on the run's own models, batch and device, before
+    training (``fitnets.training.fast``); the run's saved config records the choice, so a resume reuses it."""
+
+    mode: str = one_of("off", ("off", "tune", "retune", "tuned"))  # tune: measure (or reuse the choice cached for these models and machine); retune: measure again; tuned: chosen, the speed keys hold it
+    keep: list[str] = field(default_factory=list)  # speed keys (FAST_TUNED) given explicitly: the choice leaves them as set
+
+
 @dataclass
 class RunConfig:
     """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
@@ -182,6 +195,7 @@ class RunConfig:
     hint_stage: HintStageConfig = field(default_factory=HintStageConfig)
     data: DataConfig = field(default_factory=DataConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    fast: FastConfig = field(default_factory=FastConfig)
     seed: int = 0
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     channels_last: bool = False        # student in channels_last memory format (faster for some convnets)
@@ -245,6 +259,8 @@ class RunConfig:
             (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
             (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
             (self.store.max_gb > 0, f"store.max_gb must be > 0, got {self.store.max_gb}"),
+            (set(self.fast.keep) <= set(FAST_TUNED),
+             f"fast.keep takes keys among {', '.join(FAST_TUNED)}, got {self.fast.keep}"),
         ]
         for optim, where in ((self.optim, "optim"), (self.hint_stage.optim, "hint_stage.optim")):
             checks += [
@@ -410,6 +426,7 @@ RESUME_MAY_CHANGE = frozenset([
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "hint_stage.diagnostics", "data.dir", "data.download", "data.eval_batch_size",
     "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb", "store.per_epoch",
+    "fast.mode", "fast.keep",
     *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
 
 

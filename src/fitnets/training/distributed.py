@@ -145,3 +145,13 @@ def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
     value = value.clone()
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return value
+
+
+def broadcast_object(obj):
+    """Rank 0's ``obj`` on every rank (any picklable object: ``--fast``'s choice, measured by rank 0 alone, so
+    that every rank trains with the same options); ``obj`` itself in a world of one."""
+    if not current().enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

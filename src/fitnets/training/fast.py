@@ -1,31 +1,76 @@
-"""``--fast``: one flag for the speed options measured safe for accuracy, resolved for the hardware at hand.
+"""``--fast``: the speed options chosen by measuring them, at the start of a run, on the run's own models, batch
+and device — in the spirit of ``cudnn.benchmark`` — so that ``--fast`` is never slower than the defaults.
 
-* the teacher in bf16, and teacher outputs cached or stored in bf16 (its logits and hints agree with fp32 to
-  within the bounds the tests check; docs/results.md has the accuracy comparison);
-* the student's forward and backward under bf16 autocast, where the hardware computes in bf16 natively (CUDA
-  GPUs with bf16, CPUs with AMX tiles); elsewhere the student stays fp32. On a CPU with AVX-512 BF16 but no
-  AMX (this project's machine), bf16 autocast slowed the paper's small MNIST student (docs/results.md: 880
-  against 1,201 images/s for the same KD step in fp32): casts cost more than the small products gain;
-* channels_last for the student (the teacher uses it already by default);
-* ``torch.compile`` where a compiler works (a C++ compiler on CPU, Triton on CUDA).
-Explicit flags and ``--set`` keys given with ``--fast`` override what it sets.
+Why measure: the same option helps one pair and hurts another. On this project's 2-core CPU (AVX-512 BF16, no
+AMX) the fixed preset that ``--fast`` used to be (bf16 teacher, channels_last and compiled student) made the
+paper's small MNIST student 0.76–0.87× as fast as the plain fp32 step, and resnet56 → resnet20 1.23–1.32× faster
+(docs/results.md).
+
+What is measured, each a few steps through the engine's own ``train_step`` (``tune``):
+
+* the student's step (forward, backward, optimizer update) in fp32 and under bf16 autocast, contiguous and
+  channels_last (``channels_last``, ``student_dtype``): up to 4 candidates;
+* the teacher's forward in fp32 and in bf16 (``teacher_dtype``): 2 candidates, when the method has a teacher;
+* ``torch.compile`` only where it can pay off within the run (``compile_pays_off``).
+
+The candidates of a part are timed in interleaved rounds, and each one's speed-up over the defaults is the median
+over the rounds of the per-round ratio, so that a slow spell of a shared machine lands on both sides of a ratio.
+A candidate replaces the defaults only if it is at least ``MARGIN`` (5%) faster: two measurements of the same
+code on this machine differ by up to 5% (docs/results.md, the bench's A/B), so a smaller lead is noise. The
+defaults are always a candidate, so the choice is never slower than them by more than that noise.
+
+The choice is cached per (models, batch, input, device, threads, torch version) in ``$FITNETS_CACHE/fast.json``
+(``--fast=retune`` measures again), resolved into the run's config before anything trains (a resume reuses the
+recorded choice and never measures), and under ``torchrun`` rank 0 measures and every rank applies its choice.
+Explicit flags and ``--set`` keys given with ``--fast`` win: the tuner leaves those keys alone (``fast.keep``).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.util
+import json
+import logging
 import os
+import platform
 import shutil
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from fitnets.core.inputs import InputFormat
+from fitnets.core.teacher import FrozenTeacher
+from fitnets.errors import FitNetsError
+from fitnets.training import distributed
+from fitnets.training.config import FAST_TUNED, RunConfig
+from fitnets.training.engine import build_optimizer, train_step
+from fitnets.training.steps import CEStep
+from fitnets.training.store import cache_root
+
+log = logging.getLogger(__name__)
+
+UNRESOLVED = ("tune", "retune")  # fast.mode before the choice is made; "tuned" after, "off" without --fast
+MODES = {True: "tune", "tune": "tune", "on": "tune", "retune": "retune"}  # what --fast / fast= accept
+FIXED = [("cache_dtype", "bfloat16"), ("teacher_channels_last", True)]  # set by --fast without measuring
+MARGIN = 0.05          # a candidate must be this much faster than the defaults to be chosen (measurement noise)
+ROUNDS, STEPS, WARMUP = 4, 1, 1  # interleaved rounds of STEPS timed steps per candidate, after WARMUP untimed ones
+COMPILE_COST_S = 60.0  # a torch.compile of a forward and backward, roughly (CPU here: 20–36 s for the MNIST student)
+SEARCH = 1             # the search's version, part of the cache key: a new search measures anew
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matrix products natively (not emulated)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # AMX tiles; AVX-512 BF16 alone only speeds up large products (see below)
+    if device.type == "cpu":  # AMX tiles; AVX-512 BF16 alone only speeds up large products
         check = getattr(torch.cpu, "_is_amx_tile_supported", None)
         return bool(check()) if check is not None else False
     return False
@@ -38,12 +83,360 @@ def compiler_available(device: torch.device) -> bool:
     return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("c++") is not None
 
 
-def fast_options(device: torch.device) -> list[tuple[str, Any]]:
-    """The config keys ``--fast`` sets on ``device``, as ``(dotted key, value)`` overrides."""
-    options: list[tuple[str, Any]] = [("teacher_dtype", "bfloat16"), ("cache_dtype", "bfloat16"),
-                                      ("channels_last", True), ("teacher_channels_last", True)]
+def preset_options(device: torch.device) -> list[tuple[str, Any]]:
+    """The fixed preset ``--fast`` was before it measured, chosen by hardware alone (bf16 teacher and stored
+    outputs, channels_last student, bf16 autocast where native, compile where a compiler works): ``fitnets bench
+    step`` times it beside the measured choice."""
+    options: list[tuple[str, Any]] = [("teacher_dtype", "bfloat16"), *FIXED, ("channels_last", True)]
     if native_bf16(device):
         options.append(("student_dtype", "bfloat16"))
     if compiler_available(device):
         options.append(("compile", True))
     return options
+
+
+def fast_mode(value: Any) -> str | None:
+    """``--fast`` / ``fast=`` as a mode: ``"tune"`` (``True``, ``"tune"``), ``"retune"``, or ``None`` (off)."""
+    if value in (None, False, "off"):
+        return None
+    if isinstance(value, (bool, str)) and value in MODES:
+        return MODES[value]
+    raise FitNetsError(f"bad --fast value {value!r}: give --fast (measure, or reuse the cached choice) or "
+                       "--fast=retune (measure again)")
+
+
+def fast_overrides(value: Any, explicit: Iterable[str] = ()) -> list[tuple[str, Any]]:
+    """``--fast`` as config overrides, to go before the flags and ``--set`` keys so that those win: the fixed
+    part, the mode, and the measured keys among ``explicit`` (the keys given) as ``fast.keep``."""
+    mode = fast_mode(value)
+    if mode is None:
+        return []
+    explicit = set(explicit)
+    return FIXED + [("fast.mode", mode), ("fast.keep", [k for k in FAST_TUNED if k in explicit])]
+
+
+# ---------------------------------------------------------------- the choice
+
+@dataclass
+class Choice:
+    """What ``--fast`` chose for a run: the config keys it sets, each part's speed-up over the defaults and
+    throughput per candidate (images/s), as measured now or when cached."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    speedups: dict[str, float] = field(default_factory=dict)  # part → chosen over defaults (1.0: defaults kept)
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)  # part → candidate label → images/s
+    seconds: float = 0.0     # spent measuring now (0: all from the cache)
+    cached: bool = False     # every part came from the cache
+    note: str = ""           # why compile was or was not searched
+
+    def summary(self) -> str:
+        """Each part's chosen options and speed-up: ``student bf16 autocast, contiguous (1.21× the defaults)``."""
+        parts = []
+        for part, speedup in self.speedups.items():
+            keys = STUDENT_KEYS if part == "student" else TEACHER_KEYS
+            chosen = _label({k: v for k, v in self.options.items() if k in keys}) or "defaults"
+            parts.append(f"{part} {chosen} ({speedup:.2f}× the defaults)")
+        return "; ".join(parts) or "nothing to choose (every option set)"
+
+    def describe(self) -> str:
+        """The one log line: what was chosen, by how much, at what cost."""
+        how = "cached choice" if self.cached else f"measured in {self.seconds:.1f} s"
+        return f"--fast: {self.summary()}; {how}" + (f"; {self.note}" if self.note else "")
+
+
+STUDENT_KEYS = ("channels_last", "student_dtype", "compile")
+TEACHER_KEYS = ("teacher_dtype",)
+
+
+def _label(options: dict[str, Any]) -> str:
+    """A candidate's name in the log and the cache: ``"bf16 autocast, channels_last"``."""
+    words = []
+    if "student_dtype" in options:
+        words.append("bf16 autocast" if options["student_dtype"] == "bfloat16" else "fp32")
+    if "channels_last" in options:
+        words.append("channels_last" if options["channels_last"] else "contiguous")
+    if "teacher_dtype" in options:
+        words.append("bf16" if options["teacher_dtype"] == "bfloat16" else "fp32")
+    if options.get("compile"):
+        words.append("compiled")
+    return ", ".join(words)
+
+
+def apply(config: RunConfig, choice: Choice) -> RunConfig:
+    """Write the choice into ``config``, resolved: ``fast.mode`` becomes ``tuned``, so it is never measured
+    again for this run (its saved config and checkpoint record it)."""
+    for key, value in choice.options.items():
+        setattr(config, key, value)
+    config.fast.mode = "tuned"
+    return config
+
+
+def adopt(config: RunConfig, saved: RunConfig) -> RunConfig:
+    """A resume asked for ``--fast``: keep the speed options the run recorded (its saved config), never measure
+    again, so that the resumed student is bit-identical to an uninterrupted run's."""
+    for key in [*FAST_TUNED, *(k for k, _ in FIXED)]:
+        if key not in config.fast.keep:
+            setattr(config, key, getattr(saved, key))
+    config.fast.mode = saved.fast.mode
+    log.info("resuming with the speed options the run recorded (%s): --fast measures only at a run's start",
+             "chosen by --fast" if saved.fast.mode == "tuned" else "it did not use --fast")
+    return config
+
+
+# ---------------------------------------------------------------- measuring
+
+def time_rounds(runners: dict[str, Callable[[], Any]], clock: Callable[[], float], sync: Callable[[], None],
+                rounds: int = ROUNDS, steps: int = STEPS, warmup: int = WARMUP) -> dict[str, list[float]]:
+    """Seconds per round of ``steps`` calls of each runner, the runners taken in turn in each round (after
+    ``warmup`` untimed calls each: memory allocated, kernels chosen, graphs compiled)."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            sync()
+            start = clock()
+            for _ in range(steps):
+                run()
+            sync()
+            times[name].append(max(clock() - start, 1e-9))
+    return times
+
+
+def pick(times: dict[str, list[float]], default: str, margin: float = MARGIN) -> tuple[str, dict[str, float]]:
+    """The fastest candidate if it beats ``default`` by more than ``margin``, else ``default``; and each
+    candidate's speed-up over ``default``: the median over rounds of the per-round ratio of their times."""
+    speedups = {name: statistics.median(d / t for d, t in zip(times[default], ts)) for name, ts in times.items()}
+    best = max(speedups, key=lambda name: speedups[name])
+    return (best if speedups[best] >= 1 + margin else default), speedups
+
+
+def compile_pays_off(device: torch.device, run_seconds: float | None) -> tuple[bool, str]:
+    """Whether ``torch.compile`` is worth a candidate, and why. It is left out on CPUs: there a compile took
+    20–36 s for the MNIST student and made its step slower, and on top of bf16 autocast it sped resnet20's up by
+    3% (docs/results.md), under the margin. On a GPU it is searched when the run is long enough for a compile
+    (``COMPILE_COST_S``) to cost at most the ``MARGIN`` it must win: a run of ≥ 20 minutes."""
+    if device.type == "cpu":
+        return False, "compile not searched on a CPU (it did not pay off here)"
+    if not compiler_available(device):
+        return False, "compile not searched: no compiler"
+    if run_seconds is None or run_seconds * MARGIN < COMPILE_COST_S:
+        return False, "compile not searched: the run is too short for a compile to pay off"
+    return True, "compile searched"
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def _student_runner(config: RunConfig, student: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    options: dict[str, Any]) -> Callable[[], Any]:
+    """A copy of the student, trained a step per call through the engine's ``train_step`` with ``options``."""
+    model = copy.deepcopy(student).train()
+    inputs = InputFormat(channels_last=options["channels_last"])
+    inputs.apply_to(model)
+    step = CEStep(model, torch.compile(model) if options.get("compile") else None, config.logits_key)
+    optimizer = build_optimizer([{"params": [p for p in model.parameters() if p.requires_grad]}], config.optim)
+    batch = (x, y, torch.arange(len(x), device=x.device))
+    return lambda: train_step(step, optimizer, batch, 0, inputs, DTYPES[options["student_dtype"]])
+
+
+def _teacher_runner(config: RunConfig, teacher: nn.Module, x: torch.Tensor,
+                    options: dict[str, Any]) -> Callable[[], Any]:
+    """A copy of the teacher, wrapped as the run wraps it with ``options``: one forward per call."""
+    frozen = FrozenTeacher(copy.deepcopy(teacher), dtype=DTYPES[options["teacher_dtype"]],
+                           channels_last=config.teacher_channels_last, compile=options.get("compile", False),
+                           fold_bn=config.teacher_fold_bn, logits_key=config.teacher_logits_key)
+    return lambda: frozen(x)
+
+
+def _candidates(config: RunConfig, keys: tuple[str, ...], values: dict[str, tuple]) -> list[dict[str, Any]]:
+    """Every combination of ``values`` for the ``keys`` the user did not set, the others as configured; the
+    config's own (the defaults) first."""
+    combos = [{}]
+    for key in keys:
+        free = key not in config.fast.keep
+        combos = [{**c, key: v} for c in combos for v in (values[key] if free else (getattr(config, key),))]
+    current = {key: getattr(config, key) for key in keys}
+    return [current] + [c for c in combos if c != current]
+
+
+# ---------------------------------------------------------------- the cache
+
+def cache_file() -> Path:
+    return cache_root() / "fast.json"
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    """The cached choices; a damaged file is re-measured over, with a warning, never an error."""
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text()).get("entries", {})
+        if not isinstance(entries, dict):
+            raise ValueError("no entries")
+        return entries
+    except (OSError, ValueError, AttributeError) as err:
+        log.warning("--fast: the cache %s is unreadable (%s); measuring again and rewriting it", path, err)
+        return {}
+
+
+def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
+    """Add ``entry`` under ``key``, atomically (a new file renamed over the old: a reader never sees half)."""
+    entries = _read_cache(path) | {key: entry}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"format": 1, "entries": entries}, indent=1))
+        os.replace(tmp, path)
+    except OSError as err:
+        log.warning("--fast: could not write the cache %s (%s); the next run measures again", path, err)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
+
+
+def fingerprint(part: str, model: nn.Module, x: torch.Tensor, settings: dict[str, Any]) -> str:
+    """The cache key of one part's measurement: the architecture (the module tree as printed, each parameter's
+    and buffer's name, shape and dtype), the batch's shape and dtype, the device by name, the threads, the torch
+    version, the search's version and the ``settings`` that shape the candidates."""
+    arch = [(n, list(t.shape), str(t.dtype)) for n, t in (*model.named_parameters(), *model.named_buffers())]
+    key = {"search": SEARCH, "part": part, "module": repr(model), "tensors": arch, "batch": list(x.shape),
+           "input": str(x.dtype), "device": _device_name(x.device), "threads": torch.get_num_threads(),
+           "torch": torch.__version__, **settings}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# ---------------------------------------------------------------- the tuner
+
+@dataclass
+class _Part:
+    """One measured part of a run's training: the student's step, or the teacher's forward."""
+
+    name: str
+    key: str                          # its cache key
+    candidates: list[dict[str, Any]]  # the options as configured (the defaults) first
+    runner: Callable[[dict[str, Any]], Callable[[], Any]]
+
+
+def _parts(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor,
+           y: torch.Tensor) -> list[_Part]:
+    values = {"channels_last": (False, True), "student_dtype": ("float32", "bfloat16"),
+              "teacher_dtype": ("float32", "bfloat16")}
+    kept = {k: getattr(config, k) for k in config.fast.keep}
+    parts = [_Part("student", fingerprint("student", student, x, {"optim": config.optim.name, "kept": kept}),
+                   _candidates(config, STUDENT_KEYS[:2], values), lambda o: _student_runner(config, student, x, y, o))]
+    if teacher is not None:
+        settings = {"channels_last": config.teacher_channels_last, "fold_bn": config.teacher_fold_bn, "kept": kept}
+        parts.append(_Part("teacher", fingerprint("teacher", teacher, x, settings),
+                           _candidates(config, TEACHER_KEYS, values), lambda o: _teacher_runner(config, teacher, x, o)))
+    return [part for part in parts if len(part.candidates) > 1]  # every key of a part set by the user: nothing to do
+
+
+def _measure(part: _Part, clock: Callable[[], float], sync: Callable[[], None], batch: int,
+             compiles: Callable[[float], bool]) -> dict[str, Any]:
+    """Time the part's candidates; its cache entry: the options chosen, their speed-up, images/s per candidate.
+    ``compiles(step_seconds)`` says, from the defaults' measured step, whether a compile could pay off."""
+    labels = {_label(c): c for c in part.candidates}
+    default = next(iter(labels))
+    times = time_rounds({label: part.runner(c) for label, c in labels.items()}, clock, sync)
+    chosen, speedups = pick(times, default)
+    rates = {label: batch * STEPS / statistics.median(ts) for label, ts in times.items()}
+    options, speedup = labels[chosen], speedups[chosen]
+    searched = part.name == "student" and compiles(statistics.median(times[default]) / STEPS)
+    if searched:  # the best eager candidate against itself compiled
+        compiled = {**options, "compile": True}
+        extra = time_rounds({chosen: part.runner(options), "compiled": part.runner(compiled)}, clock, sync)
+        winner, gain = pick(extra, chosen)
+        rates[_label(compiled)] = rates[chosen] * gain["compiled"]
+        if winner == "compiled":
+            options, speedup = compiled, speedup * gain["compiled"]
+    return {"options": options, "speedup": speedup, "rates": rates, "compile_searched": searched}
+
+
+CLOCK = time.perf_counter  # what times the candidates (tests put a fake one here)
+
+
+def tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, num_classes: int,
+         run_steps: int | None = None, retune: bool = False, clock: Callable[[], float] | None = None,
+         cache: Path | None = None) -> Choice:
+    """The speed options for a run of ``config`` training ``student`` (from ``teacher``'s outputs) on batches
+    like ``x``, for ``run_steps`` steps: each part's cached choice, or (``retune``, or none cached) measured on
+    copies of the models with ``clock`` (default ``CLOCK``), the global random state untouched. Under
+    ``torchrun`` rank 0 measures and the others receive its choice."""
+    choice = None
+    if distributed.current().is_main:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            choice = _tune(config, student, teacher, x, num_classes, run_steps, retune, clock or CLOCK,
+                           cache or cache_file())
+    return distributed.broadcast_object(choice)
+
+
+def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, num_classes: int,
+          run_steps: int | None, retune: bool, clock: Callable[[], float], path: Path) -> Choice:
+    started = time.perf_counter()
+    y = torch.randint(0, num_classes, (len(x),), generator=torch.Generator().manual_seed(0)).to(x.device)
+    parts = _parts(config, student, teacher, x, y)
+    def compiles(step_seconds: float) -> bool:
+        return compile_pays_off(x.device, run_steps * step_seconds if run_steps else None)[0]
+
+    cached = {} if retune else _read_cache(path)
+    todo = [p for p in parts if p.key not in cached or (p.name == "student" and _stale(cached[p.key], x, run_steps))]
+    if todo:
+        log.info("--fast: timing %s on this run's models, batch %d (a few seconds)",
+                 " and ".join(f"{len(p.candidates)} options of the {p.name}'s "
+                              f"{'step' if p.name == 'student' else 'forward'}" for p in todo), len(x))
+    choice, entries = Choice(cached=not todo), {}
+    for part in parts:
+        if part in todo:
+            entries[part.key] = _measure(part, clock, _sync(x.device), len(x), compiles)
+            _write_cache(path, part.key, entries[part.key])
+        entry = entries.get(part.key) or cached[part.key]
+        choice.options |= entry["options"]
+        choice.speedups[part.name] = entry["speedup"]
+        choice.rates[part.name] = entry["rates"]
+    choice.seconds = time.perf_counter() - started if todo else 0.0
+    if "compile" not in config.fast.keep:
+        searched = any(e.get("compile_searched") for e in (*entries.values(), *(cached.get(p.key, {}) for p in parts)))
+        choice.note = "compile searched" if searched else compile_pays_off(x.device, None)[1]
+    log.info("%s", choice.describe())
+    return choice
+
+
+def _stale(entry: dict[str, Any], x: torch.Tensor, run_steps: int | None) -> bool:
+    """Whether a cached student entry must be measured again: it left compile out, and this run is long enough
+    (by the defaults' step time the entry recorded) for a compile to pay off."""
+    if entry.get("compile_searched") or not run_steps or not entry.get("rates"):
+        return False
+    step_seconds = len(x) / next(iter(entry["rates"].values()))  # the first candidate: the defaults
+    return compile_pays_off(x.device, run_steps * step_seconds)[0]
+
+
+def plan(config: RunConfig, resume: bool, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor) -> str:
+    """What ``--fast`` will do, for ``--dry-run``: keep a resumed run's options, reuse the cached choice, or
+    measure (which candidates)."""
+    if resume:
+        return "a resume keeps the speed options the run recorded (--fast measures only at a run's start)"
+    y = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    parts = _parts(config, student, teacher, x, y)
+    cached = {} if config.fast.mode == "retune" else _read_cache(cache_file())
+    if parts and all(p.key in cached for p in parts):
+        choice = Choice(cached=True)
+        for part in parts:
+            choice.options |= cached[part.key]["options"]
+            choice.speedups[part.name] = cached[part.key]["speedup"]
+        return f"the choice cached for these models and this machine ({cache_file()}): {choice.summary()}"
+    what = "; ".join(f"the {p.name}'s {'step' if p.name == 'student' else 'forward'} as "
+                     f"{' / '.join(_label(c) for c in p.candidates)}" for p in parts)
+    return (f"measures at the start ({what or 'nothing: every option is set'}, batch {len(x)}), then keeps the "
+            f"fastest if ≥ {MARGIN:.0%} faster than the defaults (the speed line above); "
+            f"{compile_pays_off(x.device, None)[1]}")

@@ -30,7 +30,7 @@ from fitnets.data.loader import example
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
-from fitnets.training import distributed
+from fitnets.training import distributed, fast
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
@@ -77,23 +77,60 @@ class Run:
         self.student = (student if student is not None else create_model(c.student, **c.model_args)).to(self.device)
         if not any(p.requires_grad for p in self.student.parameters()):
             raise FitNetsError(f"the student {c.student} has no trainable parameters: there is nothing to train")
-        self.teacher = self.fitnet = None
+        self.teacher = self.fitnet = self._teacher_module = None
         self._teacher_ref = ModelRef.parse(c.teacher) if teacher is None and self.method.teacher else None
         if self.method.teacher:
             module = teacher if teacher is not None else load_model(self._teacher_ref, trained=True, **c.teacher_args)
-            self.teacher = FrozenTeacher(module.to(self.device), dtype=DTYPES[c.teacher_dtype],
-                                         channels_last=c.teacher_channels_last, compile=c.compile,
-                                         fold_bn=c.teacher_fold_bn, logits_key=c.teacher_logits_key)
+            self._teacher_module = module.to(self.device)
         if self.method.hints:
             self.hint = c.hint or (model_spec(self._teacher_ref.name).hint if self._teacher_ref else None)
             self.guided = c.guided or (model_spec(c.student).guided if student is None else None)
             if not self.hint or not self.guided:
                 raise FitNetsError(f"method {c.method} needs --hint and --guided (module paths; see `fitnets layers`)")
+        self._speed_parts()
+
+    def _speed_parts(self) -> None:
+        """Wrap the models for the config's speed options: the frozen teacher, the student's input format, its
+        compiled forward. Again after ``--fast`` has chosen them (``_choose_speed``): until then the raw teacher
+        is kept, so that its wrapper can be built anew without loss."""
+        c = self.config
+        if self._teacher_module is not None:
+            self.teacher = FrozenTeacher(self._teacher_module, dtype=DTYPES[c.teacher_dtype],
+                                         channels_last=c.teacher_channels_last, compile=c.compile,
+                                         fold_bn=c.teacher_fold_bn, logits_key=c.teacher_logits_key)
+            if self.fitnet is not None:
+                self.fitnet.teacher = self.teacher
+        if c.fast.mode not in fast.UNRESOLVED:
+            self._teacher_module = None
         self.inputs = InputFormat(channels_last=c.channels_last)
         self.inputs.apply_to(self.student)
         # The CE/KD steps call the student through torch.compile when asked; the hint stages keep the eager
         # forward, whose layer hooks (the taps) a compiled graph would not run.
         self.student_forward = torch.compile(self.student) if c.compile else None
+
+    def _choose_speed(self, data: Data, resume: bool) -> None:
+        """``--fast`` before anything trains: the options measured on this run's models and batch (or cached for
+        them) — or, on a resume, those the run recorded, never measured again, so that the resumed student is
+        bit-identical — written into the config the run folder and its checkpoints save."""
+        c = self.config
+        if c.fast.mode not in fast.UNRESOLVED:
+            return
+        if resume:
+            fast.adopt(c, resume_point(self.run_dir)[0])
+        else:
+            fast.apply(c, fast.tune(c, self.student, self._teacher_module, self._batch(data), data.train.num_classes,
+                                    self._steps(data), retune=c.fast.mode == "retune"))
+        self._speed_parts()
+
+    def _batch(self, data: Data) -> torch.Tensor:
+        """A training batch of one process, as the steps get it: what ``--fast`` times."""
+        world = distributed.current().world_size
+        return example(data.train, math.ceil(self.config.data.batch_size / world), self.config.data.augmentation())
+
+    def _steps(self, data: Data) -> int:
+        """The run's training steps, every stage's epochs."""
+        epochs = self.config.epochs + (self.config.hint_stage.epochs if self.method.hints else 0)
+        return math.ceil(len(data.train) / self.config.data.batch_size) * epochs
 
     def _attach(self, data: Data) -> None:
         """Before anything trains, on a batch as training reads it: the student takes the data's inputs and has
@@ -168,6 +205,8 @@ class Run:
         lines.append(f"speed    student {', '.join(student)}" + (
             f"; teacher {c.teacher_dtype}{', channels_last' * c.teacher_channels_last}"
             f"{', folded BN' * c.teacher_fold_bn}{', compiled' * c.compile}" if self.teacher is not None else ""))
+        if c.fast.mode in fast.UNRESOLVED:
+            lines.append(f"fast     {fast.plan(c, resume, self.student, self._teacher_module, self._batch(data))}")
         lines.append(f"run dir  {self.run_dir}")
         return "\n".join(lines)
 
@@ -247,6 +286,8 @@ class Run:
     def execute(self, resume: bool = False, data: Data | None = None) -> dict[str, Any]:
         """Train every stage (continuing from ``last.safetensors`` when ``resume``), test, write results."""
         c, main = self.config, distributed.current().is_main
+        if resume:  # before the resume rule compares this config with the saved one
+            self._choose_speed(None, resume=True)
         point = self._open_folder(resume)
         board = None
         try:
@@ -254,6 +295,7 @@ class Run:
                 data = self.load_data()
             else:
                 self._attach(data)
+            self._choose_speed(data, resume=False)
             stages = self.stages(data)
             names = [stage.name for stage in stages]
             if point is not None:

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed batches per model (after 3 warm-up ones)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.set_defaults(func=run_speed)
-    p = bench.add_parser("step", help="training throughput of each method's step, with the defaults and with --fast")
+    p = bench.add_parser("step", help="training throughput of each method's step: the defaults, the fixed preset, "
+                                    "--fast's measured choice")
     p.add_argument("--teacher", default="paper-mnist-teacher",
                    help=f"teacher model: {MODEL_FORMS}; weights are not needed (default %(default)s)")
     p.add_argument("--student", default="paper-mnist-fitnet",
@@ -87,13 +88,13 @@ def run_step(args: argparse.Namespace) -> int:
                               only=args.only, progress=not args.json)
     context = {"teacher": args.teacher, "student": args.student, "batch_size": args.batch_size,
                "device": _hardware(device), "torch": torch.__version__, "steps": args.steps,
-               "warmup": args.warmup, "rounds": args.rounds, "fast": fast_settings(device, not args.no_compile)}
+               "warmup": args.warmup, "rounds": args.rounds, "preset": fast_settings(device, not args.no_compile)}
     if args.json:
         print(json.dumps({**context, "rows": [r.__dict__ for r in rows], "ratios": ratios}, indent=2))
         return 0
     print(format_step_table(rows, ratios))
     print(f"\n{args.teacher} → {args.student}, batch {args.batch_size}, {_hardware(device)}, torch "
-          f"{torch.__version__}; --fast here: {', '.join(f'{k}={v}' for k, v in context['fast'].items())}. "
+          f"{torch.__version__}; the fixed preset here: {', '.join(f'{k}={v}' for k, v in context['preset'].items())}. "
           f"Each row: the median of {args.rounds} epoch(s) of {args.steps} steps timed as a run times its epochs "
           f"(after one of {args.warmup} untimed steps), synthetic data.")
     return 0

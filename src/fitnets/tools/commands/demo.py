@@ -22,7 +22,7 @@ import torch
 
 from fitnets.training.config import RunConfig, load_config
 from fitnets.training.distributed import resolve_device
-from fitnets.training.fast import fast_options
+from fitnets.training.fast import fast_overrides
 from fitnets.training.recipes import METHODS
 from fitnets.tools.commands.flags import DEVICE_HELP
 
@@ -57,7 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
     p.add_argument("--no-download", dest="download", action="store_false", help="never fetch the dataset")
     p.add_argument("--out", default="runs", help="parent folder of the demo's run folders")
-    p.add_argument("--fast", action="store_true", help="train with the --fast preset (see `fitnets distill --help`)")
+    p.add_argument("--fast", nargs="?", const="tune", choices=("tune", "retune"),
+                   help="train with --fast: speed options measured on the demo's models (see `fitnets distill --help`)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -69,8 +70,7 @@ def demo_config(method: str, seed: int, protocol: Protocol, args: argparse.Names
                  ("data.train_size", protocol.train_size), ("data.download", args.download),
                  ("data.dir", args.data_dir), ("device", args.device),
                  ("optim.lr", 0.002), ("hint_stage.optim.lr", 0.002)]
-    if args.fast:
-        overrides = fast_options(resolve_device(args.device)) + overrides
+    overrides = fast_overrides(args.fast) + overrides
     return load_config(None, overrides)
 
 
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             run = Run(demo_config(method, seed, protocol, args), out / f"{method}-seed{seed}",
                       progress=not args.no_progress)
             accs[method].append(run.execute(data=data)["test_acc"])
+            args.fast = "tune" if args.fast else None  # --fast=retune: measured once, by the first run
 
     shape = model_spec(STUDENT).input_shape
     student = load_model(STUDENT).to(device)
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = f"{protocol.seeds} seed{'s' if protocol.seeds > 1 else ''}" + (" (mean ± std)" if protocol.seeds > 1 else "")
     note = (f"Fashion-MNIST, {len(data.train):,} training images, {protocol.epochs} epochs "
             f"(FitNet: {protocol.hint_epochs} hint + {protocol.epochs} KD), {seeds}; "
-            f"{'--fast preset; ' if args.fast else ''}speed-up: inference, batch 256, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"{'--fast; ' if args.fast else ''}speed-up: inference, batch 256, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
             f"{time.perf_counter() - start:.0f}s in all.")
     text = "\n".join(table) + "\n\n" + note + "\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -62,9 +62,10 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--teacher-dtype", choices=choices("teacher_dtype"), help="the teacher's weights and forward")
     p.add_argument("--student-dtype", choices=choices("student_dtype"), help="autocast the student's step")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the forwards")
-    p.add_argument("--fast", action="store_true", help="the speed options measured safe, for this hardware: bf16 "
-                   "teacher and stored outputs, bf16 student where native, channels_last, compile where a compiler "
-                   "works (flags given with it win)")
+    p.add_argument("--fast", nargs="?", const="tune", choices=("tune", "retune"),
+                   help="the speed options measured safe for accuracy, chosen by timing them on this run's models at "
+                        "its start (bf16 teacher and student, channels_last; cached per models and machine; "
+                        "--fast=retune: measure again; flags given with it win)")
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard (pip install "
                         "'fitnets[tensorboard]')")
@@ -84,13 +85,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides += flag_overrides({flag: getattr(args, flag, None) for flag in FLAG_KEYS}, explicit)
     if getattr(args, "input_shape", None):
         overrides.append(("input_shape", list(parse_shape(args.input_shape))))
-    if getattr(args, "fast", False):  # first, so that the flags and --set keys given with it win
-        from fitnets.training.distributed import resolve_device
-        from fitnets.training.fast import fast_options
+    if getattr(args, "fast", None):  # first, so that the flags and --set keys given with it win
+        from fitnets.training.fast import fast_overrides
 
-        base = resume_point(args.resume)[0] if args.resume else None
-        device = resolve_device(load_config(args.config, overrides, base=copy.deepcopy(base)).device)
-        overrides = fast_options(device) + overrides
+        overrides = fast_overrides(args.fast, explicit + [key for key, _ in overrides]) + overrides
     if not args.resume:
         return load_config(args.config, overrides)
     saved, _ = resume_point(args.resume)  # the folder's identity, checked against its checkpoint

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             seeded = copy.deepcopy(config)
             seeded.seed = seed
             seeded.name = f"{config.name}-seed{seed}" if config.name else None
+            if configs and seeded.fast.mode == "retune":
+                seeded.fast.mode = "tune"  # measured again once, by the first seed; the others reuse its choice
             configs.append(seeded)
     for config in configs:
         run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
