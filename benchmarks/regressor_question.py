@@ -43,15 +43,18 @@ def measures(out: Path, pair: str, way: str) -> list[dict]:
     source = "regressor-only" if way == "init" else way
     for folder in sorted(out.glob(f"{pair}-{source}-seed*")):
         results = read(folder / "results.json")
+        lines = (folder / "metrics.jsonl").read_text().splitlines() if (folder / "metrics.jsonl").is_file() else []
+        if not results and not (way == "init" and lines):
+            continue  # unfinished (the script resumes it when run again)
         if way == "init":
-            first = json.loads((folder / "metrics.jsonl").read_text().splitlines()[0])
+            first = json.loads(lines[0])
             rows.append({"r2": None, "probe": first.get("val_guided_probe_acc"), "cka": first.get("val_cka"),
                          "hint_probe": first.get("val_hint_probe_acc"), "test": None})
         elif way in ("kd", "ce"):
             d = read(folder / "diagnose.json")
             rows.append({"r2": None, "probe": d.get("guided_probe_acc"), "hint_probe": d.get("hint_probe_acc"),
                          "cka": d.get("cka"), "test": results.get("test_acc")})
-        elif results:
+        else:
             hint = results["stages"]["hint"]
             rows.append({"r2": hint.get("val_hint_r2"), "probe": hint.get("val_guided_probe_acc"),
                          "hint_probe": hint.get("val_hint_probe_acc"), "cka": hint.get("val_cka"),
@@ -63,6 +66,8 @@ def per_epoch(out: Path, pair: str, way: str, key: str) -> str:
     """Mean over seeds of ``key`` at each hint epoch."""
     by_epoch: dict[int, list[float]] = {}
     for folder in sorted(out.glob(f"{pair}-{way}-seed*")):
+        if not (folder / "results.json").is_file():
+            continue
         for line in (folder / "metrics.jsonl").read_text().splitlines():
             row = json.loads(line)
             if row["stage"] == "hint" and key in row:
