@@ -30,8 +30,8 @@ from fitnets.training.config import DataConfig, HintStageConfig, KDConfig, Optim
 from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch
 from fitnets.training.evaluate import AccuracyEval, HintEval
 from fitnets.training import fast as fast_choice
+from fitnets.training.fast import DTYPES
 from fitnets.training.recipes import hint_stage
-from fitnets.training.run import DTYPES
 from fitnets.training.steps import CEStep, KDStep
 from fitnets.training.store import StoredOutputs
 from fitnets.training.teacher_outputs import CachedOutputs, LiveOutputs

@@ -63,7 +63,7 @@ MARGIN = 0.05          # a candidate must be this much faster than the defaults 
 ROUNDS, STEPS, WARMUP = 4, 1, 1  # interleaved rounds of STEPS timed steps per candidate, after WARMUP untimed ones
 COMPILE_COST_S = 60.0  # a torch.compile of a forward and backward, roughly (CPU here: 20–36 s for the MNIST student)
 SEARCH = 1             # the search's version, part of the cache key: a new search measures anew
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # a config dtype name → the autocast / teacher dtype (None: fp32)
 
 
 def native_bf16(device: torch.device) -> bool:

@@ -31,6 +31,7 @@ from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.training import distributed, fast
+from fitnets.training.fast import DTYPES
 from fitnets.training.config import RunConfig, resume_changes, to_dict
 from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
@@ -42,9 +43,6 @@ from fitnets.training.store import StoredOutputs, human_size, stores_dir
 from fitnets.training.teacher_outputs import TeacherOutputs, teacher_source
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
-
 
 def _more_outputs(model: str, args: str, classes: int) -> str:
     """How to give the model ``model`` names ``classes`` outputs."""
