@@ -186,3 +186,17 @@ def test_a_run_measures_once_then_reads_its_choice_from_the_cache(monkeypatch, f
     assert len(clock.steps) == 2 * measured
     saved = yaml.safe_load(Path(tmp_path / "two" / "config.yaml").read_text())
     assert (saved["student_dtype"], saved["teacher_dtype"], saved["fast"]["mode"]) == ("bfloat16", "bfloat16", "tuned")
+
+
+def test_a_bare_fast_before_a_positional_leaves_the_positional_alone(monkeypatch, capsys, fashion_dir, tmp_path):
+    """`fitnets run --fast FILE`: argparse alone would read FILE as --fast's value; a bare --fast means tune."""
+    from fitnets.tools.cli import bind_optional_values, main
+
+    assert bind_optional_values(["run", "--fast", "a.yaml"]) == ["run", "--fast=tune", "a.yaml"]
+    assert bind_optional_values(["run", "a.yaml", "--fast"]) == ["run", "a.yaml", "--fast=tune"]
+    assert bind_optional_values(["run", "--fast", "retune", "a.yaml"]) == ["run", "--fast", "retune", "a.yaml"]
+    assert bind_optional_values(["run", "--", "--fast", "a.yaml"]) == ["run", "--", "--fast", "a.yaml"]
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path))
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo-fitnet.yaml"
+    assert main(["run", "--fast", str(config), "--device", "cpu", "--dry-run"]) == 0
+    assert "fast     measures at the start" in capsys.readouterr().out

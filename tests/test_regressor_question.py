@@ -12,7 +12,8 @@ from fitnets.core.representations import linear_cka, probe_accuracy, probe_featu
 from fitnets.errors import FitNetsError
 from fitnets.training.config import OptimConfig, load_config
 from fitnets.training.engine import build_optimizer, train_step
-from fitnets.training.evaluate import evaluate_hint
+from fitnets.training import evaluate
+from fitnets.training.evaluate import HintEval, evaluate_hint, first_features, representation_fit
 from fitnets.training.loading import Data
 from fitnets.training.run import Run
 from fitnets.training.steps import HintStep
@@ -102,6 +103,22 @@ def test_a_run_logs_the_diagnostics_per_hint_epoch_and_diagnose_gives_both_ends(
     init = evaluate_hint(fresh.fitnet, data.val, 1000, fresh.inputs, 48)
     assert init["cka"] == pytest.approx(hint[0]["val_cka"], abs=1e-9)
     assert init["guided_probe_acc"] == pytest.approx(hint[0]["val_guided_probe_acc"], abs=1e-9)
+    # what `fitnets diagnose` reads: the first 48 examples only, in batches that do not divide them
+    alone = representation_fit(*first_features(fresh.fitnet, data.val, 48, 20, fresh.inputs), data.val.num_classes)
+    assert alone == pytest.approx({key: init[key] for key in alone}, abs=1e-6)
+
+
+def test_the_frozen_teachers_probe_is_fitted_once_per_stage(monkeypatch):
+    config = load_config(None, [("method", "fitnet"), ("hint_stage.diagnostics", 48)])
+    data = Data(*(synthetic(n, i, size=28) for i, n in enumerate((64, 64, 64))))
+    run = Run(config, progress=False)
+    run._attach(data)
+    fitted = []
+    monkeypatch.setattr(evaluate, "probe_accuracy", lambda *args: fitted.append(args) or 0.5)
+    validate = HintEval(run.fitnet, data.val, 1000, run.inputs, 48)
+    first, second = validate()[0], validate()[0]
+    assert len(fitted) == 3   # the guided features' probe each time, the hint's once
+    assert first["val_hint_probe_acc"] == second["val_hint_probe_acc"] == 0.5
 
 
 def test_diagnose_measures_a_runs_student_untrained_and_trained(tmp_path, capsys, fashion_dir):

@@ -40,12 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose value may be left out (`--fast` = `--fast=tune`, `--fast=retune`), with the values they accept, the
+# first being the flag's meaning alone. argparse would take any next word as the value, so `fitnets run --fast
+# FILE` read FILE as --fast's value; a bare flag is bound to its first value before parsing instead.
+OPTIONAL_VALUES = {"--fast": ("tune", "retune")}
+
+
+def bind_optional_values(argv: list[str]) -> list[str]:
+    """``argv`` with each flag of ``OPTIONAL_VALUES`` not followed by one of its values written ``--flag=value``."""
+    bound = []
+    for i, word in enumerate(argv):
+        if word == "--":  # the rest are positionals
+            return bound + argv[i:]
+        values = OPTIONAL_VALUES.get(word)
+        if values and (i + 1 == len(argv) or argv[i + 1] not in values):
+            word = f"{word}={values[0]}"
+        bound.append(word)
+    return bound
+
+
 def _stop(signum, frame) -> None:
     raise KeyboardInterrupt  # the run saves nothing half-written and prints how to resume, as for Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(bind_optional_values(sys.argv[1:] if argv is None else list(argv)))
     handler = _TqdmHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler], force=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
 
 @torch.no_grad()
 def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000, inputs: InputFormat = InputFormat(),
-                  diagnostics: int = 0) -> dict[str, float]:
+                  diagnostics: int = 0, hint_probe_acc: float | None = None) -> dict[str, float]:
     """Over ``data`` (student and regressor in eval mode): the mean stage-1 hint loss, and ``r2``, the share of
     the hint's variance the regressor explains, ``1 − SSE/SST`` over all hint features (SST around each
     feature's mean over ``data``; 1: the hint reproduced exactly, 0: no better than each feature's mean; the
@@ -66,7 +66,8 @@ def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000, input
     With ``diagnostics`` = n > 0, also what the features hold without the regressor, on the first n examples
     (``fitnets.core.representations``): ``guided_probe_acc`` and ``hint_probe_acc``, the held-out accuracy of a
     closed-form linear probe on the student's guided features and on the teacher's hint, and ``cka``, the linear
-    CKA between the two."""
+    CKA between the two. The teacher is frozen, so a caller measuring every epoch passes the first epoch's
+    ``hint_probe_acc`` back in and it is not fitted again."""
     n = max(len(data), 1)
     sse = torch.zeros((), dtype=torch.float64, device=data.device)
     sum_u = sum_u2 = None
@@ -91,16 +92,35 @@ def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000, input
     result = {"loss": 0.5 * sse.item() / n, "r2": 1.0 - sse.item() / sst.item() if sst.item() > 0 else 0.0}
     if kept:
         guided, hint, labels = (torch.cat(parts) for parts in zip(*kept))
-        result.update(representation_fit(guided, hint, labels, data.num_classes))
+        result.update(representation_fit(guided, hint, labels, data.num_classes, hint_probe_acc))
     return result
 
 
-def representation_fit(guided: torch.Tensor, hint: torch.Tensor, labels: torch.Tensor, classes: int
-                       ) -> dict[str, float]:
-    """The linear probe on each side and the linear CKA between them, for the same examples."""
+@torch.no_grad()
+def first_features(fitnet: FitNet, data: ImageData, n: int, batch_size: int = 1000,
+                   inputs: InputFormat = InputFormat()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The guided features, the teacher's hint and the labels of the first ``n`` examples of ``data`` (eval
+    mode), reading no further: what ``representation_fit`` needs when no R² is wanted (``fitnets diagnose``)."""
+    kept = []
+    with eval_mode(fitnet.student, fitnet.regressor):
+        for x, y, _ in batches(data, batch_size):
+            x = inputs(x)
+            kept.append((fitnet.guided_features(x)[:n].float(), fitnet.hint_features(x)[:n].float(), y[:n]))
+            n -= len(kept[-1][2])
+            if n <= 0:
+                break
+    guided, hint, labels = (torch.cat(parts) for parts in zip(*kept))
+    return guided, hint, labels
+
+
+def representation_fit(guided: torch.Tensor, hint: torch.Tensor, labels: torch.Tensor, classes: int,
+                       hint_probe_acc: float | None = None) -> dict[str, float]:
+    """The linear probe on each side and the linear CKA between them, for the same examples (the hint's probe
+    as given, when it is)."""
+    if hint_probe_acc is None:
+        hint_probe_acc = probe_accuracy(probe_features(hint), labels, classes)
     return {"guided_probe_acc": probe_accuracy(probe_features(guided), labels, classes),
-            "hint_probe_acc": probe_accuracy(probe_features(hint), labels, classes),
-            "cka": linear_cka(guided, hint)}
+            "hint_probe_acc": hint_probe_acc, "cka": linear_cka(guided, hint)}
 
 
 Validation = tuple[dict[str, float], float]  # (metrics to log, score: higher is better)
@@ -135,9 +155,12 @@ class HintEval:
     batch_size: int = 1000
     inputs: InputFormat = InputFormat()
     diagnostics: int = 0
+    _hint_probe_acc: float | None = field(default=None, init=False, repr=False)  # the frozen teacher's, once
 
     def __call__(self) -> Validation:
-        val = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs, self.diagnostics)
+        val = evaluate_hint(self.fitnet, self.data, self.batch_size, self.inputs, self.diagnostics,
+                            self._hint_probe_acc)
+        self._hint_probe_acc = val.get("hint_probe_acc")
         metrics = {"val_hint_loss": val["loss"], "val_hint_r2": val["r2"]}
         return metrics | {f"val_{key}": val[key] for key in DIAGNOSTICS if key in val}, -val["loss"]
 

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from fitnets.errors import FitNetsError
     from fitnets.training.config import load_config
     from fitnets.training.loading import config_of_run
-    from fitnets.training.evaluate import evaluate_hint
+    from fitnets.training.evaluate import first_features, representation_fit
     from fitnets.training.run import Run
 
     folder = Path(args.run_dir)
@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         raise FitNetsError(f"the run in {folder} holds out no validation data (data.val_size 0): nothing to measure on")
     if not args.init:
         load_weights(measured.student, trained)
-    result = evaluate_hint(measured.fitnet, data.val, config.data.eval_batch_size, measured.inputs, args.examples)
+    features = first_features(measured.fitnet, data.val, args.examples, config.data.eval_batch_size, measured.inputs)
+    result = representation_fit(*features, data.val.num_classes)
     out = {"run": str(folder), "student": "initialised" if args.init else "trained", "hint": measured.fitnet.hint,
            "guided": measured.fitnet.guided, "examples": min(args.examples, len(data.val)),
            **{key: result[key] for key in ("guided_probe_acc", "hint_probe_acc", "cka")}}
