@@ -24,22 +24,22 @@ class FakeTime:
 
     def __init__(self, monkeypatch, student=STUDENT, teacher=TEACHER):
         self.now, self.steps = 0.0, []
-        real_teacher = fast.FrozenTeacher
+        real_teacher_runner = fast._teacher_runner
 
         def train_step(step_fn, optimizer, batch, epoch, inputs, autocast):  # the engine's, as the tuner calls it
             self.steps.append((inputs.channels_last, autocast))
             self.now += student[(inputs.channels_last, autocast)]
 
-        def frozen(module, dtype=None, **kwargs):
-            wrapped = real_teacher(module, dtype=dtype, **kwargs)
+        def teacher_runner(config, module, x, options):  # one forward of the teacher wrapped with options
+            forward = real_teacher_runner(config, module, x, options)
 
-            def forward(x):
-                self.now += teacher[dtype]
-                return wrapped(x)
-            return forward
+            def timed():
+                self.now += teacher[fast.DTYPES[options["teacher_dtype"]]]
+                return forward()
+            return timed
 
         monkeypatch.setattr(fast, "train_step", train_step)
-        monkeypatch.setattr(fast, "FrozenTeacher", frozen)
+        monkeypatch.setattr(fast, "_teacher_runner", teacher_runner)
 
     def __call__(self) -> float:
         return self.now

@@ -245,10 +245,18 @@ def _student_runner(config: RunConfig, student: nn.Module, x: torch.Tensor, y: t
 def _teacher_runner(config: RunConfig, teacher: nn.Module, x: torch.Tensor,
                     options: dict[str, Any]) -> Callable[[], Any]:
     """A copy of the teacher, wrapped as the run wraps it with ``options``: one forward per call."""
-    frozen = FrozenTeacher(copy.deepcopy(teacher), dtype=DTYPES[options["teacher_dtype"]],
-                           channels_last=config.teacher_channels_last, compile=options.get("compile", False),
-                           fold_bn=config.teacher_fold_bn, logits_key=config.teacher_logits_key)
+    frozen = frozen_teacher(copy.deepcopy(teacher), config, **{"compile": False, **options})
     return lambda: frozen(x)
+
+
+def frozen_teacher(module: nn.Module, config: RunConfig, **options: Any) -> FrozenTeacher:
+    """``module`` wrapped as a run with ``config`` wraps its teacher, ``options`` replacing the config's speed
+    keys (``teacher_dtype``, ``teacher_channels_last``, ``teacher_fold_bn``, ``compile``) as a candidate of the
+    tuner does: the one place the run and the tuner build it."""
+    def key(name: str) -> Any:
+        return options.get(name, getattr(config, name))
+    return FrozenTeacher(module, dtype=DTYPES[key("teacher_dtype")], channels_last=key("teacher_channels_last"),
+                         compile=key("compile"), fold_bn=key("teacher_fold_bn"), logits_key=config.teacher_logits_key)
 
 
 def _candidates(config: RunConfig, keys: tuple[str, ...], values: dict[str, tuple]) -> list[dict[str, Any]]:

@@ -27,7 +27,6 @@ from fitnets.core.modes import eval_mode
 from fitnets.core.outputs import logits_of, logits_origin
 from fitnets.core.taps import dry_run
 from fitnets.data.loader import example
-from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.training import distributed, fast
@@ -93,9 +92,7 @@ class Run:
         is kept, so that its wrapper can be built anew without loss."""
         c = self.config
         if self._teacher_module is not None:
-            self.teacher = FrozenTeacher(self._teacher_module, dtype=DTYPES[c.teacher_dtype],
-                                         channels_last=c.teacher_channels_last, compile=c.compile,
-                                         fold_bn=c.teacher_fold_bn, logits_key=c.teacher_logits_key)
+            self.teacher = fast.frozen_teacher(self._teacher_module, c)
             if self.fitnet is not None:
                 self.fitnet.teacher = self.teacher
         if c.fast.mode not in fast.UNRESOLVED:
