@@ -109,6 +109,21 @@ def test_extending_a_run_says_what_its_schedules_do(run_dir, capsys):
     assert [(r["stage"], r["epoch"]) for r in rows] == [("hint", 1), *[("main", e) for e in range(1, 6)]]
 
 
+def test_a_resume_reads_the_checkpoints_tensors_once(run_dir, monkeypatch):
+    """The checks before the run is built and the plan read the checkpoint's header; only the run itself loads
+    its tensors (a large model's checkpoint is read once, not once per check)."""
+    from fitnets import checkpoint
+
+    read = []
+    real = checkpoint.load_file
+    monkeypatch.setattr(checkpoint, "load_file", lambda path, *args, **kw: read.append(path) or real(path, *args, **kw))
+    assert main(["distill", "--resume", str(run_dir), "--epochs", "4", "--dry-run"]) == 0
+    last = str(run_dir / "last.safetensors")   # (the shipped teacher's weights are read too)
+    assert last not in read
+    assert main(["distill", "--resume", str(run_dir), "--epochs", "4"]) == 0
+    assert read.count(last) == 1
+
+
 def test_a_damaged_metrics_line_stops_a_resume_before_anything_is_written(run_dir, capsys):
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write('{"stage": "main", "epo\n')

@@ -47,8 +47,9 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         raise FitNetsError(f"cannot write {path}: {cause}{kept}; {fix}") from None
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a file written by ``save_checkpoint`` (or any safetensors file: its metadata is then ``{}``).
+def load_checkpoint(path: str | os.PathLike, tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a file written by ``save_checkpoint`` (or any safetensors file: its metadata is then ``{}``); with
+    ``tensors=False`` only its header (the metadata; no tensors, ``{}``), which costs nothing for any size.
 
     Raises:
         FitNetsError: the file is missing, truncated or not a safetensors file.
@@ -59,13 +60,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get(_META_KEY)
-        tensors = load_file(str(path))
+        body = load_file(str(path)) if tensors else {}
         meta = json.loads(raw) if raw else {}
     except Exception as err:  # safetensors raises several types for damaged files; all mean the same here
         raise FitNetsError(f"checkpoint {path} is corrupt or truncated, or not a safetensors file "
                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}); "
                            "use an earlier checkpoint or retrain") from None
-    return tensors, meta
+    return body, meta
 
 
 def model_tensors(tensors: dict[str, torch.Tensor], prefix: str = "model.") -> dict[str, torch.Tensor]:

@@ -180,8 +180,10 @@ class ResumePoint:
     config: dict[str, Any] = field(default_factory=dict)     # the config it was trained with
 
     @classmethod
-    def read(cls, path: Path) -> "ResumePoint":
-        tensors, meta = load_checkpoint(path)
+    def read(cls, path: Path, tensors: bool = True) -> "ResumePoint":
+        """The checkpoint at ``path``; ``tensors=False``: its metadata alone (``tensors`` and the optimizer's
+        tensors left empty), for what needs only where the run stopped and its config."""
+        tensors, meta = load_checkpoint(path, tensors)
         try:
             return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], tensors,
                        meta["optimizer"], meta.get("finished", {}), meta.get("elapsed_s", 0.0), meta.get("config", {}))

@@ -111,7 +111,7 @@ class Run:
         if c.fast.mode not in fast.UNRESOLVED:
             return
         if resume:
-            fast.adopt(c, resume_point(self.run_dir)[0])
+            fast.adopt(c, resume_point(self.run_dir, tensors=False)[0])
         else:
             fast.apply(c, fast.tune(c, self.student, self._teacher_module, self._batch(data), data.train.num_classes,
                                     self._steps(data), retune=c.fast.mode == "retune"))
@@ -190,7 +190,7 @@ class Run:
             lines.append(f"store    teacher logits per {per}, {human_size(store.size_bytes())} in all, from the "
                          f"store in {stores_dir(store.root)}, filled by the teacher's live forwards where empty")
         if resume:
-            _, point = resume_point(self.run_dir)
+            _, point = resume_point(self.run_dir, tensors=False)
             lines.append(f"resume   after epoch {point.epoch + 1} of stage {point.stage}")
             note = self.extension(stages, point, math.ceil(len(data.train) / c.data.batch_size))
             if note:

@@ -92,9 +92,11 @@ def trim_metrics(path: Path, point: ResumePoint, order: list[str]) -> None:
         path.write_text("".join(json.dumps(r) + "\n" for r in kept_rows(read_metrics(path), point, order)))
 
 
-def resume_point(run_dir: Path) -> tuple[RunConfig, ResumePoint]:
+def resume_point(run_dir: Path, tensors: bool = True) -> tuple[RunConfig, ResumePoint]:
     """What a resume of ``run_dir`` continues: the folder's ``config.yaml`` — the run's identity — and its last
-    checkpoint, which must have been trained with that identity (seed, method, models, data...).
+    checkpoint, which must have been trained with that identity (seed, method, models, data...); with
+    ``tensors=False`` the checkpoint's metadata alone (a checkpoint of any size read at no cost: the checks
+    before the run is built, the plan).
 
     Raises:
         FitNetsError: nothing to resume, or a ``config.yaml`` edited by hand so that it no longer says what the
@@ -106,7 +108,7 @@ def resume_point(run_dir: Path) -> tuple[RunConfig, ResumePoint]:
     if not last.is_file():
         raise FitNetsError(f"nothing to resume in {run_dir}: no epoch had finished (no last.safetensors); start the "
                            "run again")
-    point = ResumePoint.read(last)
+    point = ResumePoint.read(last, tensors)
     if point.config:
         edited = identity_changes(config_changes(from_dict(point.config), saved))
         if edited:

@@ -91,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides = fast_overrides(args.fast, explicit + [key for key, _ in overrides]) + overrides
     if not args.resume:
         return load_config(args.config, overrides)
-    saved, _ = resume_point(args.resume)  # the folder's identity, checked against its checkpoint
+    saved, _ = resume_point(args.resume, tensors=False)  # the folder's identity, checked against its checkpoint
     config = load_config(args.config, overrides, base=copy.deepcopy(saved))
     resume_changes(saved, config)  # refused before anything is built (the run checks it again)
     return config
