@@ -200,3 +200,14 @@ def test_a_bare_fast_before_a_positional_leaves_the_positional_alone(monkeypatch
     config = Path(__file__).resolve().parents[1] / "configs" / "demo-fitnet.yaml"
     assert main(["run", "--fast", str(config), "--device", "cpu", "--dry-run"]) == 0
     assert "fast     measures at the start" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("load, busy", [(3.0, True), (1.4, False)])
+def test_timing_on_a_busy_cpu_warns_that_the_cached_choice_reflects_it(tiny, tmp_path, monkeypatch, caplog, load, busy):
+    monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(fast.os, "getloadavg", lambda: (load, load, load))
+    tune(tiny, tmp_path, FakeTime(monkeypatch))
+    assert ("--fast: the machine is busy (load 3.0 on 2 cores)" in caplog.text) == busy
+    caplog.clear()
+    tune(tiny, tmp_path, FakeTime(monkeypatch))   # read from the cache: nothing is timed, nothing to warn about
+    assert "busy" not in caplog.text

@@ -374,6 +374,21 @@ def _measure(part: _Part, clock: Callable[[], float], sync: Callable[[], None], 
 CLOCK = time.perf_counter  # what times the candidates (tests put a fake one here)
 
 
+def _warn_if_busy(device: torch.device) -> None:
+    """On a CPU, a warning when other work holds at least half the cores while the candidates are timed (the
+    1-minute load average, less this process): the choice then reflects the contention — on this project's
+    2-core machine, with another run beside it, bf16 autocast no longer cleared the margin for the MNIST student
+    (docs/results.md) — and it is cached."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return
+    cores = os.cpu_count() or 1
+    others = os.getloadavg()[0] - 1  # this process, running, counts about 1
+    if others >= cores / 2:
+        log.warning("--fast: the machine is busy (load %.1f on %d cores) while the options are timed: the choice "
+                    "reflects that and is cached; on a quieter machine, --fast=retune measures again",
+                    others + 1, cores)
+
+
 def tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, num_classes: int,
          run_steps: int | None = None, retune: bool = False, clock: Callable[[], float] | None = None,
          cache: Path | None = None) -> Choice:
@@ -403,6 +418,8 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
         log.info("--fast: timing %s on this run's models, batch %d (a few seconds)",
                  " and ".join(f"{len(p.candidates)} options of the {p.name}'s "
                               f"{'step' if p.name == 'student' else 'forward'}" for p in todo), len(x))
+    if todo:
+        _warn_if_busy(x.device)
     choice, entries = Choice(cached=not todo), {}
     for part in parts:
         if part in todo:
