@@ -3,6 +3,7 @@ more than the noise margin, the choice is cached per models and machine, resolve
 training, and a resume reuses it without measuring. Timing is faked: no assertion here depends on real speed."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -202,12 +203,16 @@ def test_a_bare_fast_before_a_positional_leaves_the_positional_alone(monkeypatch
     assert "fast     measures at the start" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("load, busy", [(3.0, True), (1.4, False)])
-def test_timing_on_a_busy_cpu_warns_that_the_cached_choice_reflects_it(tiny, tmp_path, monkeypatch, caplog, load, busy):
+@pytest.mark.parametrize("others, busy", [(1.2, True), (0.3, False)])
+def test_timing_on_a_busy_cpu_warns_that_the_cached_choice_reflects_it(tiny, tmp_path, monkeypatch, caplog, others,
+                                                                     busy):
+    """Other work's cores over the timing: the machine's busy CPU seconds (faked: `others` cores over the fake
+    clock's span) less this process's own."""
+    clock = FakeTime(monkeypatch)
     monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(fast.os, "getloadavg", lambda: (load, load, load))
-    tune(tiny, tmp_path, FakeTime(monkeypatch))
-    assert ("--fast: the machine is busy (load 3.0 on 2 cores)" in caplog.text) == busy
+    monkeypatch.setattr(fast, "machine_cpu_seconds", lambda: 1000.0 + others * clock.now + time.process_time())
+    tune(tiny, tmp_path, clock)
+    assert ("--fast: other work kept %.1f of 2 cores busy" % others in caplog.text) == busy
     caplog.clear()
-    tune(tiny, tmp_path, FakeTime(monkeypatch))   # read from the cache: nothing is timed, nothing to warn about
+    tune(tiny, tmp_path, clock)   # read from the cache: nothing is timed, nothing to warn about
     assert "busy" not in caplog.text

@@ -374,19 +374,40 @@ def _measure(part: _Part, clock: Callable[[], float], sync: Callable[[], None], 
 CLOCK = time.perf_counter  # what times the candidates (tests put a fake one here)
 
 
-def _warn_if_busy(device: torch.device) -> None:
-    """On a CPU, a warning when other work holds at least half the cores while the candidates are timed (the
-    1-minute load average, less this process): the choice then reflects the contention — on this project's
-    2-core machine, with another run beside it, bf16 autocast no longer cleared the margin for the MNIST student
-    (docs/results.md) — and it is cached."""
-    if device.type != "cpu" or not hasattr(os, "getloadavg"):
-        return
-    cores = os.cpu_count() or 1
-    others = os.getloadavg()[0] - 1  # this process, running, counts about 1
-    if others >= cores / 2:
-        log.warning("--fast: the machine is busy (load %.1f on %d cores) while the options are timed: the choice "
-                    "reflects that and is cached; on a quieter machine, --fast=retune measures again",
-                    others + 1, cores)
+def machine_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy since boot, in seconds (``/proc/stat``); None without it."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    idle = sum(ticks[3:5])  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Contention:
+    """How many cores other work kept busy over a span: the machine's busy CPU time less this process's own
+    (``time.process_time``, all its threads), over the span's wall time (``clock``)."""
+
+    def __init__(self, clock: Callable[[], float]):
+        self.clock = clock
+        self.start = (machine_cpu_seconds(), time.process_time(), clock())
+
+    def others(self) -> float | None:
+        machine, own, wall = machine_cpu_seconds(), time.process_time(), self.clock()
+        if machine is None or self.start[0] is None or wall <= self.start[2]:
+            return None
+        return max(0.0, (machine - self.start[0]) - (own - self.start[1])) / (wall - self.start[2])
+
+
+def _warn_if_busy(device: torch.device, contention: Contention) -> None:
+    """On a CPU, a warning when other work kept at least half the cores busy while the candidates were timed:
+    the choice then reflects the contention — on this project's 2-core machine, with another run beside it, bf16
+    autocast no longer cleared the margin for the MNIST student (docs/results.md) — and later runs reuse it."""
+    others, cores = contention.others(), os.cpu_count() or 1
+    if device.type == "cpu" and others is not None and others >= cores / 2:
+        log.warning("--fast: other work kept %.1f of %d cores busy while the options were timed: the choice "
+                    "reflects that, and later runs reuse it from the cache (--fast=retune on a quieter machine "
+                    "measures again)", others, cores)
 
 
 def tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, num_classes: int,
@@ -418,8 +439,7 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
         log.info("--fast: timing %s on this run's models, batch %d (a few seconds)",
                  " and ".join(f"{len(p.candidates)} options of the {p.name}'s "
                               f"{'step' if p.name == 'student' else 'forward'}" for p in todo), len(x))
-    if todo:
-        _warn_if_busy(x.device)
+    contention = Contention(clock)
     choice, entries = Choice(cached=not todo), {}
     for part in parts:
         if part in todo:
@@ -430,6 +450,8 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
         choice.speedups[part.name] = entry["speedup"]
         choice.rates[part.name] = entry["rates"]
     choice.seconds = time.perf_counter() - started if todo else 0.0
+    if todo:
+        _warn_if_busy(x.device, contention)
     if "compile" not in config.fast.keep:
         searched = any(e.get("compile_searched") for e in (*entries.values(), *(cached.get(p.key, {}) for p in parts)))
         choice.note = "compile searched" if searched else compile_pays_off(x.device, None)[1]
