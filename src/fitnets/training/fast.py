@@ -439,7 +439,7 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
         log.info("--fast: timing %s on this run's models, batch %d (a few seconds)",
                  " and ".join(f"{len(p.candidates)} options of the {p.name}'s "
                               f"{'step' if p.name == 'student' else 'forward'}" for p in todo), len(x))
-    contention = Contention(clock)
+    contention = Contention(clock) if todo else None  # only what is timed now can be disturbed
     choice, entries = Choice(cached=not todo), {}
     for part in parts:
         if part in todo:
@@ -450,7 +450,7 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
         choice.speedups[part.name] = entry["speedup"]
         choice.rates[part.name] = entry["rates"]
     choice.seconds = time.perf_counter() - started if todo else 0.0
-    if todo:
+    if contention is not None:
         _warn_if_busy(x.device, contention)
     if "compile" not in config.fast.keep:
         searched = any(e.get("compile_searched") for e in (*entries.values(), *(cached.get(p.key, {}) for p in parts)))
