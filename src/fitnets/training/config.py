@@ -158,6 +158,7 @@ class StoreConfig:
     dir: str | None = None             # cache folder (default: $FITNETS_CACHE, else ~/.cache/fitnets)
     max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
     per_epoch: bool = False            # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
+    unaugmented: bool = False          # un-augmented data too (one slot per example), shared by every run with this teacher and data (`fitnets frontier` sets it: a family of students pays the teacher once)
 
 
 # The speed keys ``--fast`` chooses by measuring them (``fitnets.training.fast``).
@@ -426,6 +427,7 @@ RESUME_MAY_CHANGE = frozenset([
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "hint_stage.diagnostics", "data.dir", "data.download", "data.eval_batch_size",
     "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb", "store.per_epoch",
+    "store.unaugmented",
     "fast.mode", "fast.keep",
     *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
 

@@ -124,13 +124,15 @@ def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunCon
       training data are in memory (their content keys the store, each view a slot);
     * logits of drawn views (your Dataset's transforms, random-resized-crop), with ``store.per_epoch`` too: the
       store keyed by (seed, epoch, example);
+    * logits without augmentation, with ``store.unaugmented`` (``fitnets frontier``): the store, one slot per
+      example, so that runs with the same teacher and data (a family of students) share one teacher pass;
     * hints are never stored; without augmentation, on data whose examples do not change (not your Dataset's
       transforms), with ``teacher_cache``: computed once per example (``CachedOutputs``);
     * else live.
     """
     c, desc = config, f"teacher {kind}"
     aug = c.data.augmentation()
-    if kind == "logits" and (aug or not train.fixed) and c.store.enabled:
+    if kind == "logits" and (aug or not train.fixed or c.store.unaugmented) and c.store.enabled:
         store = functools.partial(StoredOutputs, teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
                                   Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
                                   {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
