@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
                         "is their product)")
     p.add_argument("--methods", default="fitnet", help="methods trained per candidate, e.g. fitnet,kd,ce "
                                                        "(default %(default)s)")
+    p.add_argument("--frontier-seeds", type=int, default=0, metavar="N",
+                   help="after the first pass, train the points on each method's frontier with N seeds (0,...,N-1)")
     p.add_argument("--jobs", type=int, default=1, help="trials trained at a time on this machine (worker processes)")
     p.add_argument("--storage", help="the study's storage: an RDB URL (postgresql://..., sqlite:///...) or a journal "
                                      "file (journal:PATH) that processes on other machines open too (default: a "
@@ -45,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-params", type=int, help="budget: at most this many parameters")
     p.add_argument("--max-macs", type=float, help="budget: at most this many multiply-accumulates per example")
     p.add_argument("--max-latency-ms", type=float, help="budget: at most this latency per batch (ms)")
+    p.add_argument("--pick-speedup", type=float, metavar="X",
+                   help="name the most accurate student at ≥ X× the teacher's speed, training the slower ones too "
+                        "(default: --min-speedup)")
     p.add_argument("--bench-batch", type=int, default=128, help="examples per timed forward (default %(default)s)")
     p.add_argument("--bench-repeats", type=int, default=10, help="timed forwards per model (after 3 warm-up ones)")
     p.add_argument("--no-figure", action="store_true", help="no frontier.png")
@@ -69,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
     _refuse_run_only(args)
     if not args.teacher:
         raise FitNetsError("give the trained teacher: --teacher NAME (or NAME:PATH, RUN_DIR)")
-    if args.jobs < 1 or args.heartbeat < 1 or args.screen < 0 or args.trials < 0 or (args.keep or 1) < 1:
-        raise FitNetsError("--jobs, --heartbeat and --keep must be ≥ 1; --screen and --trials ≥ 0")
+    if min(args.jobs, args.heartbeat, args.keep or 1) < 1 or min(args.screen, args.trials, args.frontier_seeds) < 0:
+        raise FitNetsError("--jobs, --heartbeat and --keep must be ≥ 1; --screen, --trials and --frontier-seeds ≥ 0")
     if args.keep and not args.screen:
         raise FitNetsError("--keep goes with --screen STEPS (the screen ranks the candidates it keeps)")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -88,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                                  screen=args.screen, keep=args.keep, trials=args.trials, jobs=args.jobs,
                                  storage=args.storage, heartbeat=args.heartbeat, bench_batch=args.bench_batch,
                                  bench_repeats=args.bench_repeats, progress=not args.no_progress,
-                                 figure=not args.no_figure)
+                                 figure=not args.no_figure, frontier_seeds=args.frontier_seeds,
+                                 pick_speedup=args.pick_speedup)
     if args.dry_run:
         print(api.plan(frontier))
         return 0

@@ -82,7 +82,10 @@ def markdown(answer: dict[str, Any], methods: list[str]) -> str:
              "top-1 agreement with the teacher on the test set, averaged over methods with a teacher and seeds.")]
     p = answer.get("pick")
     if p:
-        gap = f", {100 * (t['test_acc'] - p['test_acc']):+.2f} points from the teacher" if t.get("test_acc") else ""
+        gap = ""
+        if t.get("test_acc") is not None:
+            points = 100 * (t["test_acc"] - p["test_acc"])
+            gap = f", {abs(points):.2f} points {'below' if points > 0 else 'above'} the teacher's {100 * t['test_acc']:.2f}%"
         notes.append(f"**Pick** ({p['budget']}): {p['candidate']} by {p['method']}, {100 * p['test_acc']:.2f}% at "
                      f"{p['speedup']:.2f}× the teacher's speed{gap}.")
     screen = answer.get("screen")

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.frontier import family as engine
+from fitnets.tools.frontier import engine, family
 from fitnets.tools.frontier.candidates import (
     Candidate,
     check_arguments,
@@ -26,7 +26,8 @@ def frontier_from(config: RunConfig, words: list[str], *, grids: list[str] | Non
                   keep: int | None = None, trials: int = 0, jobs: int = 1, storage: str | None = None,
                   heartbeat: int = 60, bench_batch: int = 128, bench_repeats: int = 10, progress: bool = False,
                   figure: bool = True, teacher: nn.Module | None = None, data: TrialData | None = None,
-                  modules: list[nn.Module] | None = None) -> engine.Frontier:
+                  modules: list[nn.Module] | None = None, frontier_seeds: int = 0,
+                  pick_speedup: float | None = None) -> family.Frontier:
     """A ``Frontier`` from the command line's words (``CANDIDATE [KEY=V1,V2 ...] ...``) and ``--grid``s; each
     candidate's keyword arguments checked against its factory here, before anything is built."""
     space: dict[str, list[Any]] = {}
@@ -56,27 +57,27 @@ def frontier_from(config: RunConfig, words: list[str], *, grids: list[str] | Non
                         check_arguments(Candidate(c.spec, {key: value}))
     if (keep or 0) > len(candidates):
         raise FitNetsError(f"--keep {keep} is more than the {len(candidates)} candidates")
-    return engine.Frontier(config, candidates, Path(folder), list(methods), list(seeds), teacher, data or TrialData(),
+    return family.Frontier(config, candidates, Path(folder), list(methods), list(seeds), teacher, data or TrialData(),
                            budget or Budget(), screen, keep, trials, space, jobs, storage, heartbeat, bench_batch,
-                           bench_repeats, progress, figure)
+                           bench_repeats, progress, figure, frontier_seeds, pick_speedup)
 
 
-def plan(f: engine.Frontier) -> str:
+def plan(f: family.Frontier) -> str:
     """What the frontier will do (``--dry-run``): each candidate's free facts, guided layer and status, and what
     the teacher costs the family against its runs one by one."""
-    family = engine.resolve(f)
-    t = family.teacher_facts
+    resolved = family.resolve(f)
+    t = resolved.teacher_facts
     lines = [(f"teacher  {t['name']}: {t['params']:,} parameters, {t['macs'] / 1e6:.2f}M MACs, "
              f"{t['latency_ms']:.2f} ms per batch of {f.bench_batch}, test accuracy {100 * t['test_acc']:.2f}%"),
              "", "| candidate | params | MACs | latency ms | speed-up | compression | guided (from) | status |",
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for c in f.candidates:
-        x = family.facts[c.slug]
-        guided = f"{family.guided.get(c.slug)} ({family.sources.get(c.slug)})" if c.slug in family.sources else "—"
+        x = resolved.facts[c.slug]
+        guided = f"{resolved.guided.get(c.slug)} ({resolved.sources.get(c.slug)})" if c.slug in resolved.sources else "—"
         lines.append(f"| {c.label} | {x.params:,} | {x.macs / 1e6:.2f}M | {x.latency_ms:.2f} | {x.speedup:.2f} | "
-                     f"{x.compression:.2f} | {guided} | {family.status[c.slug]} |")
-    trials = engine.wanted(family)
-    n, classes = family.train_examples, f.data.num_classes or 0
+                     f"{x.compression:.2f} | {guided} | {resolved.status[c.slug]} |")
+    trials = family.wanted(resolved)
+    n, classes = resolved.train_examples, f.data.num_classes or 0
     fitnets_runs = sum(1 for t in trials if t["method"] == "fitnet")
     teacher_runs = sum(1 for t in trials if t["method"] != "ce")
     lines += ["", (f"trials   {len(trials)} ({len(f.methods)} method(s) × {len(f.seeds)} seed(s) over the candidates "
@@ -88,7 +89,7 @@ def plan(f: engine.Frontier) -> str:
     return "\n".join(lines)
 
 
-def run(f: engine.Frontier) -> tuple[dict[str, Any], str]:
+def run(f: family.Frontier) -> tuple[dict[str, Any], str]:
     return engine.run(f)
 
 
@@ -98,7 +99,8 @@ def frontier(teacher: nn.Module | str, candidates: list, train=None, *, val=None
              max_latency_ms: float | None = None, screen: int = 0, keep: int | None = None, trials: int = 0,
              jobs: int = 1, storage: str | None = None, heartbeat: int = 60, num_classes: int | None = None,
              config: RunConfig | str | None = None, overrides: dict[str, Any] | None = None, progress: bool = False,
-             figure: bool = True, **flags) -> dict[str, Any]:
+             figure: bool = True, frontier_seeds: int = 0, pick_speedup: float | None = None,
+             **flags) -> dict[str, Any]:
     """Which student? Train a family of candidate students against one teacher and return the frontier.
 
     Args:
@@ -110,7 +112,9 @@ def frontier(teacher: nn.Module | str, candidates: list, train=None, *, val=None
             config's dataset (``data="fashion-mnist"``).
         grid: keyword values applied to every named candidate: ``{"width": [8, 16, 32]}``.
         methods, seeds: trained per candidate (``seeds=3`` → 0, 1, 2).
-        min_speedup, max_params, max_macs, max_latency_ms: the budget.
+        frontier_seeds: then each (candidate, method) on its method's frontier is trained with seeds 0..N-1.
+        min_speedup, max_params, max_macs, max_latency_ms: the budget (students outside it are not trained).
+        pick_speedup: name the most accurate student at this speed-up (default: ``min_speedup``).
         screen, keep: a KD run of ``screen`` steps per candidate ranks them; the best ``keep`` go on.
         trials: with one named candidate and ``grid``, ``trials`` sampled by NSGA-II instead of the whole grid.
         jobs, storage, heartbeat: worker processes, the study's storage URL, Optuna's heartbeat.
@@ -149,5 +153,6 @@ def frontier(teacher: nn.Module | str, candidates: list, train=None, *, val=None
                       budget=budget, screen=screen, keep=keep, trials=trials, jobs=jobs, storage=storage,
                       heartbeat=heartbeat, progress=progress, figure=figure,
                       teacher=teacher if isinstance(teacher, nn.Module) else None,
-                      data=TrialData(train, val, test, num_classes), modules=modules)
+                      data=TrialData(train, val, test, num_classes), modules=modules,
+                      frontier_seeds=frontier_seeds, pick_speedup=pick_speedup)
     return engine.run(f)[0]

@@ -1,17 +1,12 @@
-"""A frontier from start to answer: resolve the family (identity, data, teacher, candidates and their free
-facts, budgets, guided layers), then screen, then queue and train the trials, then answer.
-
-Everything before the queue runs in the process that was started; the trials run in it (``jobs=1``), in
-``jobs`` worker processes, or in any process on any machine that opens the same study (``storage``).
-"""
+"""What a frontier is (``Frontier``: its flags) and what it resolves to before anything trains (``Family``):
+its identity checked against the folder, the data and the teacher loaded once, every candidate built, its free
+facts measured, its guided layer chosen and its status set (queued, outside the budget, no FitNets)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import logging
-import multiprocessing
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +16,17 @@ import yaml
 from torch import nn
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.frontier import answer, queue
+from fitnets.tools.frontier import queue
 from fitnets.tools.frontier.candidates import Candidate, build
 from fitnets.tools.frontier.facts import Budget, Facts, check_budget, measure
 from fitnets.tools.frontier.pairing import choose_guided
-from fitnets.tools.frontier.pareto import kendall_tau
-from fitnets.tools.frontier.trial import TrialData, TrialSpec, run_dir, run_trial
+from fitnets.tools.frontier.trial import TrialData
 from fitnets.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 IDENTITY = "frontier.yaml"
+FACTS = "facts.json"  # the free facts as first measured: a rerun shows the same latencies, and skips the timing
 
 
 @dataclass
@@ -45,8 +40,10 @@ class Frontier:
         candidates: the students; ``space``: with ``search`` > 0, the keyword values the sampler picks from for
             the first candidate's factory (``--trials``).
         methods, seeds: each kept candidate is trained by each method with each seed.
+        frontier_seeds: then the (candidate, method) pairs on that method's frontier get seeds 0..N-1 (0: none).
         folder: the frontier folder (``out/name``): trial run folders, the study, the answer.
-        budget: candidates outside it are listed, not trained; its ``min_speedup`` names the pick.
+        budget: candidates outside it are listed, not trained.
+        pick_speedup: the pick is the most accurate student at this speed-up (default: the budget's).
         screen_steps, keep: the screen's KD steps per candidate and how many candidates go on (0: no screen).
         jobs, storage, heartbeat: worker processes here, the study's storage URL, Optuna's heartbeat (s).
         bench_batch, bench_repeats: the batch and timed repeats of the latency measurement.
@@ -71,6 +68,8 @@ class Frontier:
     bench_repeats: int = 10
     progress: bool = False
     figure: bool = True
+    frontier_seeds: int = 0
+    pick_speedup: float | None = None
 
     @property
     def name(self) -> str:
@@ -114,6 +113,23 @@ class Family:
     input_shape: tuple[int, ...]
     train_examples: int
     screen: dict[str, Any] = field(default_factory=dict)
+    teacher: nn.Module | None = None            # on the CPU: the guided layers are chosen against it
+    example: torch.Tensor | None = None         # (2, C, H, W): two training inputs, to find shapes
+    device: str = "cpu"                         # where the facts are measured
+    measured: dict[str, Any] = field(default_factory=dict)  # facts.json's "facts"
+
+
+def _bench(f: Frontier, device: str) -> dict[str, Any]:
+    return {"batch": f.bench_batch, "repeats": f.bench_repeats, "device": device, "threads": torch.get_num_threads()}
+
+
+def _measured(f: Frontier, device: str) -> dict[str, dict[str, Any]]:
+    """The facts ``facts.json`` holds when they were measured the same way (batch, repeats, device), else none."""
+    try:
+        saved = json.loads((f.folder / FACTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved.get("facts", {}) if saved.get("bench") == _bench(f, device) else {}
 
 
 def _load(f: Frontier):
@@ -147,11 +163,13 @@ def resolve(f: Frontier) -> Family:
     x = example(data.train, 2, None).float().cpu()
     shape = tuple(x.shape[1:])
     teacher = teacher.to(device).eval()
-    t = measure(teacher, shape, f.bench_batch, f.bench_repeats, device)
+    measured = _measured(f, str(device))
+    if "teacher" not in measured:
+        measured["teacher"] = measure(teacher, shape, f.bench_batch, f.bench_repeats, device).to_dict()
+    t = Facts(**measured["teacher"])
     acc = evaluate_accuracy(teacher, data.test, f.base.data.eval_batch_size, InputFormat(), f.base.logits_key)["acc"]
     teacher_facts = {"name": f.base.teacher, **t.to_dict(), "test_acc": acc}
     teacher = teacher.to("cpu")
-    facts, guided, sources, status = {}, {}, {}, {}
     hint = f.base.hint
     if "fitnet" in f.methods and not hint:
         try:
@@ -162,163 +180,57 @@ def resolve(f: Frontier) -> Family:
             raise FitNetsError(f"method fitnet needs the teacher's hint layer: give --hint (see `fitnets layers "
                                f"{f.base.teacher}`)")
     f.base.hint = hint
-    for c in f.candidates:
-        model = build(c, f.data.num_classes)
-        facts[c.slug] = measure(model, shape, f.bench_batch, f.bench_repeats, device).relative_to(t)
-        status[c.slug] = "queued"
-        if "fitnet" in f.methods:
-            pairing = choose_guided(teacher, hint, model.to("cpu"), c.name, x, f.base.guided)
-            guided[c.slug], sources[c.slug] = pairing.guided, pairing.source
-            if pairing.guided is None:
-                status[c.slug] = f"no FitNets: {pairing.source}"
-        miss = f.budget.misses(facts[c.slug])
-        if miss:
-            status[c.slug] = f"outside the budget: {miss}"
-    check_budget(f.budget, facts, {c.slug: c.label for c in f.candidates})
-    return Family(f, teacher_facts, facts, guided, sources, status, shape, len(data.train))
+    family = Family(f, teacher_facts, {}, {}, {}, {}, shape, len(data.train), teacher=teacher, example=x,
+                    device=str(device), measured=measured)
+    for c in ([] if f.search else f.candidates):
+        admit(family, c)
+    (f.folder / FACTS).write_text(json.dumps({"bench": _bench(f, str(device)), "facts": measured}, indent=1))
+    check_budget(f.budget, family.facts, {c.slug: c.label for c in f.candidates})
+    return family
 
 
-def wanted(family: Family) -> list[dict[str, Any]]:
-    """Every trial to train, seed-major (a first pass of one seed over every candidate comes first)."""
+def admit(family: Family, c: Candidate) -> None:
+    """Build ``c``, measure its free facts (or take them from ``facts.json``), choose its guided layer and set
+    its status: ``queued``, or why it is not trained."""
+    f = family.frontier
+    model = build(c, f.data.num_classes)
+    if c.slug not in family.measured:
+        family.measured[c.slug] = measure(model, family.input_shape, f.bench_batch, f.bench_repeats,
+                                          family.device).to_dict()
+    teacher = Facts(**family.measured["teacher"])
+    family.facts[c.slug] = facts = Facts(**family.measured[c.slug]).relative_to(teacher)
+    family.status[c.slug] = "queued"
+    if "fitnet" in f.methods:
+        pairing = choose_guided(family.teacher, f.base.hint, model.to("cpu"), c.name, family.example, f.base.guided)
+        family.guided[c.slug], family.sources[c.slug] = pairing.guided, pairing.source
+        if pairing.guided is None:
+            family.status[c.slug] = f"no FitNets: {pairing.source}"
+    miss = f.budget.misses(facts)
+    if miss:
+        family.status[c.slug] = f"outside the budget: {miss}"
+
+
+def wanted(family: Family, seeds: list[int] | None = None,
+           only: set[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Every trial to train (of ``seeds``, by default the frontier's; ``only`` these (slug, method) pairs),
+    seed-major: a first pass of one seed over every candidate comes first."""
     f, out = family.frontier, []
-    for seed in f.seeds:
+    if f.search:  # the sampler picks the candidates, one trial at a time
+        return out
+    for seed in seeds if seeds is not None else f.seeds:
         for c in f.candidates:
             if not family.status[c.slug].startswith(("queued", "no FitNets")):
                 continue
             for method in f.methods:
-                if method == "fitnet" and family.guided.get(c.slug) is None:
+                if method == "fitnet" and family.guided.get(c.slug) is None or (
+                        only is not None and (c.slug, method) not in only):
                     continue
                 out.append({"candidate": c.slug, "method": method, "seed": seed})
     return out
 
 
-def screen(family: Family) -> None:
-    """The cheap screen: a short KD run of ``screen_steps`` steps per candidate in the budget (in this process,
-    its run folders under ``screen/``), ranked by validation accuracy; all but the best ``keep`` are set aside."""
-    f = family.frontier
-    if not f.screen_steps:
-        return
-    scores = {}
-    steps = {"epochs": 1, "data.train_size": f.screen_steps * f.base.data.batch_size}
-    for c in f.candidates:
-        if family.status[c.slug] != "queued" and not family.status[c.slug].startswith("no FitNets"):
-            continue
-        results = run_trial(f.base, TrialSpec(c, "kd", 0, extra=steps), f.folder / "screen", f.teacher, f.data)
-        scores[c.slug] = max(s.get("best_score", 0.0) for s in results["stages"].values())
-    kept = sorted(scores, key=lambda k: -scores[k])[:f.keep or len(scores)]
-    for slug, score in scores.items():
-        if slug not in kept:
-            family.status[slug] = f"screened out (val acc {100 * score:.2f}%)"
-    family.screen = {"steps": f.screen_steps, "keep": f.keep, "scores": scores, "kept": len(kept)}
+def open_study(f: Frontier):
+    """The frontier's study; NSGA-II's generations sized to the search (half of ``--trials``, 2 to 50)."""
+    from fitnets.tools.frontier.queue import open_study as open_named
 
-
-class Objective:
-    """A worker's trial: pops a queued (candidate, method, seed), drops it if another worker holds it, trains it
-    into its run folder; returns (test accuracy, latency)."""
-
-    def __init__(self, family: Family, study):
-        self.family, self.study = family, study
-        self.by_slug = {c.slug: c for c in family.frontier.candidates}
-
-    def __call__(self, trial) -> tuple[float, float]:
-        op = queue.optuna()
-        f = self.family.frontier
-        attrs = trial.user_attrs
-        if queue.trial_key(attrs) is None:
-            raise op.TrialPruned("no queued trial left")
-        other = queue.duplicate_of(self.study, trial)
-        if other is not None:
-            trial.set_user_attr("duplicate_of", other)
-            raise op.TrialPruned(f"trial {other} holds the same (candidate, method, seed)")
-        queue.mark_worker(trial)
-        c = self.by_slug[attrs["candidate"]]
-        spec = TrialSpec(c, attrs["method"], int(attrs["seed"]), guided=self.family.guided.get(c.slug))
-        results = run_trial(f.base, spec, f.folder, f.teacher, f.data, progress=f.progress)
-        trial.set_user_attr("teacher_images", results.get("teacher_images", {}))
-        return results["test_acc"], self.family.facts[c.slug].latency_ms
-
-
-def _worker(family: Family) -> None:
-    """A worker process of ``--jobs``: its share of the machine's threads, then trials until none is left."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // family.frontier.jobs))
-    f = family.frontier
-    study = queue.open_study(f.folder, f.name, f.storage, f.heartbeat)
-    queue.work(study, Objective(family, study))
-
-
-def train(family: Family) -> None:
-    """Queue every wanted trial (idempotent) and train them: here, or in ``jobs`` worker processes."""
-    f = family.frontier
-    study = queue.open_study(f.folder, f.name, f.storage, f.heartbeat)
-    with queue.folder_lock(f.folder):
-        taken = queue.retry_dead(study)
-        added = queue.enqueue(study, wanted(family))
-    if taken:
-        log.info("%d trial(s) of a worker that is gone queued again: they resume from their checkpoints", taken)
-    log.info("%d trial(s) queued, %d waiting in the study", added, queue.waiting(study))
-    if f.jobs <= 1:
-        queue.work(study, Objective(family, study))
-        return
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(family,)) for _ in range(f.jobs)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    failed = [w.exitcode for w in workers if w.exitcode]
-    if failed:
-        raise FitNetsError(f"{len(failed)} of {f.jobs} worker processes stopped with an error (exit codes "
-                           f"{failed}); run the same command again to continue")
-
-
-def collect(family: Family) -> dict[str, Any]:
-    """The answer from the trials' run folders (whoever trained them)."""
-    f = family.frontier
-    rows, images, trials, wall = [], {}, 0, 0.0
-    for c in f.candidates:
-        facts = family.facts[c.slug]
-        row = {"name": c.label, "spec": c.spec, "args": dict(c.args), **facts.to_dict(),
-               "guided": family.guided.get(c.slug), "guided_from": family.sources.get(c.slug),
-               "status": family.status[c.slug], "results": {},
-               "screen": family.screen.get("scores", {}).get(c.slug)}
-        for method in f.methods:
-            runs = []
-            for seed in f.seeds:
-                path = run_dir(f.folder, c, method, seed)
-                if (path / "results.json").is_file():
-                    result = json.loads((path / "results.json").read_text())
-                    record = json.loads((path / "trial.json").read_text()) if (path / "trial.json").is_file() else {}
-                    for kind, n in record.get("teacher_images", {}).items():
-                        images[kind] = images.get(kind, 0) + n
-                    wall += record.get("wall_s", 0.0)
-                    trials += 1
-                    runs.append(result)
-            if runs:
-                row["results"][method] = answer.summarize(runs)
-        if row["results"] and row["status"] == "queued":
-            done = sum(len(r["test_acc"]) for r in row["results"].values())
-            row["status"] = "trained" if done == len(f.seeds) * len(f.methods) else f"{done} trial(s) trained"
-        rows.append(row)
-    pick = answer.mark(rows, f.methods, f.budget.min_speedup, f"the most accurate student at {f.budget.describe()}")
-    out = {"name": f.name, "teacher": family.teacher_facts, "candidates": rows, "pick": pick,
-           "methods": f.methods, "seeds": f.seeds,
-           "cost": {"teacher_images": images, "trials": trials, "train_examples": family.train_examples,
-                    "wall_s": wall}}
-    if family.screen:
-        method = f.methods[0]
-        pairs = [(family.screen["scores"][r_slug], row["results"][method]["mean"])
-                 for r_slug, row in zip((c.slug for c in f.candidates), rows)
-                 if r_slug in family.screen["scores"] and method in row["results"]]
-        out["screen"] = {**{k: v for k, v in family.screen.items() if k != "scores"}, "method": method,
-                         "pairs": len(pairs), "tau": kendall_tau(*zip(*pairs)) if len(pairs) > 1 else None}
-    return out
-
-
-def run(f: Frontier) -> tuple[dict[str, Any], str]:
-    """The whole frontier: resolve, screen, train, answer. Returns the answer and its Markdown table."""
-    family = resolve(f)
-    screen(family)
-    train(family)
-    result = collect(family)
-    return result, answer.write(result, f.methods, f.folder, f.figure)
+    return open_named(f.folder, f.name, f.storage, f.heartbeat, population=max(2, min(50, f.search // 2)))

@@ -22,6 +22,7 @@ import fcntl
 import logging
 import os
 import socket
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ def optuna():
     except ImportError:
         raise FitNetsError(f"fitnets frontier runs its trials through Optuna, which is not installed: {INSTALL}") from None
     module.logging.set_verbosity(module.logging.WARNING)
+    # The heartbeat and its retry callback are marked experimental since Optuna 2.8–2.9; used as documented.
+    warnings.filterwarnings("ignore", category=module.exceptions.ExperimentalWarning)
     return module
 
 
@@ -70,14 +73,15 @@ def _storage(folder: Path, url: str | None, heartbeat: int):
         raise FitNetsError(f"cannot reach --storage {url}: {first}") from None
 
 
-def open_study(folder: Path, name: str, url: str | None = None, heartbeat: int = 60, seed: int = 0):
+def open_study(folder: Path, name: str, url: str | None = None, heartbeat: int = 60, seed: int = 0,
+               population: int = 50):
     """The frontier's study (created on first use), its trials to maximise accuracy and minimise latency; the
-    sampler for ``--trials`` is NSGA-II, seeded."""
+    sampler for ``--trials`` is NSGA-II (``population`` trials a generation), seeded."""
     op = optuna()
     storage = _storage(folder, url, heartbeat)
     try:
         return op.create_study(storage=storage, study_name=name, directions=DIRECTIONS, load_if_exists=True,
-                               sampler=op.samplers.NSGAIISampler(seed=seed))
+                               sampler=op.samplers.NSGAIISampler(population_size=population, seed=seed))
     except FitNetsError:
         raise
     except Exception as err:  # noqa: BLE001 — the storage's own errors, as above
