@@ -11,6 +11,7 @@ a bool, anything else a string).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import itertools
 import re
@@ -180,8 +181,8 @@ def build(candidate: Candidate, num_classes: int | None = None) -> nn.Module:
     Raises:
         FitNetsError: the model cannot be built (an unknown name, a factory that raises), in one line.
     """
-    if candidate.module is not None:
-        return candidate.module
+    if candidate.module is not None:  # a copy per trial: every trial starts from the weights you gave
+        return copy.deepcopy(candidate.module)
     check_arguments(candidate)
     args = with_classes(candidate, num_classes)
     ref = candidate.ref

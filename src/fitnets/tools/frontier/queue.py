@@ -78,10 +78,12 @@ def open_study(folder: Path, name: str, url: str | None = None, heartbeat: int =
     """The frontier's study (created on first use), its trials to maximise accuracy and minimise latency; the
     sampler for ``--trials`` is NSGA-II (``population`` trials a generation), seeded."""
     op = optuna()
-    storage = _storage(folder, url, heartbeat)
     try:
-        return op.create_study(storage=storage, study_name=name, directions=DIRECTIONS, load_if_exists=True,
-                               sampler=op.samplers.NSGAIISampler(population_size=population, seed=seed))
+        # One process at a time creates the storage's tables and the study (two workers started together race).
+        with folder_lock(folder):
+            return op.create_study(storage=_storage(folder, url, heartbeat), study_name=name, directions=DIRECTIONS,
+                                   load_if_exists=True,
+                                   sampler=op.samplers.NSGAIISampler(population_size=population, seed=seed))
     except FitNetsError:
         raise
     except Exception as err:  # noqa: BLE001 — the storage's own errors, as above
