@@ -247,7 +247,8 @@ def test_two_workers_split_a_grid_and_a_killed_workers_trial_is_finished_bit_ide
 
     argv = frontier_argv(nets, nets["student"], "width=3", "--methods", "kd", name="killed")
     steps = -(-300 // 128)   # per epoch: killed in the second epoch, after its first checkpoint
-    killed = subprocess.run([sys.executable, "-c", KILLER, str(steps + 1), *argv], capture_output=True, text=True, check=False)
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(steps + 1), *argv], capture_output=True, text=True,
+                            check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-1500:]
     folder = nets["tmp"] / "killed" / "trials" / "student-width=3" / "kd-seed0"
     assert (folder / "last.safetensors").is_file() and not (folder / "results.json").exists()
@@ -256,7 +257,8 @@ def test_two_workers_split_a_grid_and_a_killed_workers_trial_is_finished_bit_ide
     assert "1 trial(s) of a worker that is gone queued again" in again.stderr
     assert "resuming stage main after epoch 1" in again.stderr
     resumed, _ = load_checkpoint(folder / "student.safetensors")
-    whole, _ = load_checkpoint(nets["tmp"] / "shared" / "trials" / "student-width=3" / "kd-seed0" / "student.safetensors")
+    whole, _ = load_checkpoint(nets["tmp"] / "shared" / "trials" / "student-width=3" / "kd-seed0"
+                               / "student.safetensors")
     assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
 
 

@@ -62,7 +62,8 @@ def markdown(answer: dict[str, Any], methods: list[str]) -> str:
     head = ["candidate", "params", "MACs", "latency ms", "speed-up", "compression"]
     head += [f"{m} acc %" for m in methods] + ["agreement %", "train time", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines.append(f"| **teacher** {t['name']} | {t['params']:,} | {t['macs'] / 1e6:.2f}M | {t['latency_ms']:.2f} | 1.00 | "
+    lines.append(f"| **teacher** {t['name']} | {t['params']:,} | {t['macs'] / 1e6:.2f}M | {t['latency_ms']:.2f} "
+                 "| 1.00 | "
                  f"1.00 | " + " | ".join(_pct(t.get("test_acc")) if i == 0 else "" for i in range(len(methods)))
                  + " | | | |")
     for c in answer["candidates"]:
@@ -70,7 +71,8 @@ def markdown(answer: dict[str, Any], methods: list[str]) -> str:
         for m in methods:
             r = c.get("results", {}).get(m)
             star = " ★" if m in c.get("pareto", []) else ""
-            cells.append("—" if r is None else f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} ({len(r['test_acc'])}){star}")
+            cells.append("—" if r is None else
+                         f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f} ({len(r['test_acc'])}){star}")
         results = list(c.get("results", {}).values())
         agreement = [r["teacher_agreement"] for r in results if r.get("teacher_agreement") is not None]
         minutes = sum(r["train_time_s"] * len(r["test_acc"]) for r in results) / 60
@@ -85,7 +87,8 @@ def markdown(answer: dict[str, Any], methods: list[str]) -> str:
         gap = ""
         if t.get("test_acc") is not None:
             points = 100 * (t["test_acc"] - p["test_acc"])
-            gap = f", {abs(points):.2f} points {'below' if points > 0 else 'above'} the teacher's {100 * t['test_acc']:.2f}%"
+            side = "below" if points > 0 else "above"
+            gap = f", {abs(points):.2f} points {side} the teacher's {100 * t['test_acc']:.2f}%"
         notes.append(f"**Pick** ({p['budget']}): {p['candidate']} by {p['method']}, {100 * p['test_acc']:.2f}% at "
                      f"{p['speedup']:.2f}× the teacher's speed{gap}.")
     screen = answer.get("screen")
@@ -125,7 +128,7 @@ def plot(answer: dict[str, Any], methods: list[str], path: Path) -> bool:
             dots = ax.scatter(xs, ys, s=18, alpha=0.6, label=None)
             front = sorted((c[key], 100 * c["results"][method]["mean"]) for c in rows if method in c["pareto"])
             if front:
-                ax.plot(*zip(*front), "-o", color=dots.get_facecolor()[0], label=method, markersize=4)
+                ax.plot(*zip(*front, strict=True), "-o", color=dots.get_facecolor()[0], label=method, markersize=4)
         if t.get("test_acc") is not None:
             ax.plot([1.0 if key == "speedup" else t["params"]], [100 * t["test_acc"]], "k*", markersize=12,
                     label="teacher")

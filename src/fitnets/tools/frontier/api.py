@@ -73,7 +73,9 @@ def plan(f: family.Frontier) -> str:
              "|---|---:|---:|---:|---:|---:|---|---|"]
     for c in f.candidates:
         x = resolved.facts[c.slug]
-        guided = f"{resolved.guided.get(c.slug)} ({resolved.sources.get(c.slug)})" if c.slug in resolved.sources else "—"
+        guided = "—"
+        if c.slug in resolved.sources:
+            guided = f"{resolved.guided.get(c.slug)} ({resolved.sources.get(c.slug)})"
         lines.append(f"| {c.label} | {x.params:,} | {x.macs / 1e6:.2f}M | {x.latency_ms:.2f} | {x.speedup:.2f} | "
                      f"{x.compression:.2f} | {guided} | {resolved.status[c.slug]} |")
     trials = family.wanted(resolved)
@@ -81,7 +83,7 @@ def plan(f: family.Frontier) -> str:
     fitnets_runs = sum(1 for t in trials if t["method"] == "fitnet")
     teacher_runs = sum(1 for t in trials if t["method"] != "ce")
     lines += ["", (f"trials   {len(trials)} ({len(f.methods)} method(s) × {len(f.seeds)} seed(s) over the candidates "
-                  f"kept){'; a screen of ' + str(f.screen) + ' KD steps each first' if f.screen_steps else ''}"),
+                  f"kept){'; a screen of ' + str(f.screen_steps) + ' KD steps each first' if f.screen_steps else ''}"),
               (f"teacher  logits of the {n:,} training examples once for the family, in the teacher-output store "
               f"({n * (classes * 4 + 8) / 2**20:.1f} MB), instead of once per run ({teacher_runs} runs read them); "
               f"hint features computed once per FitNets run ({fitnets_runs} runs), not stored"),

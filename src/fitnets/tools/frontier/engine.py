@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
+from fitnets.errors import FitNetsError
 from fitnets.tools.frontier import answer
 from fitnets.tools.frontier.candidates import Candidate
+from fitnets.tools.frontier.facts import Budget, Facts
 from fitnets.tools.frontier.family import Family, Frontier, open_study, resolve, wanted
 from fitnets.tools.frontier.pareto import kendall_tau
 from fitnets.tools.frontier.trial import TrialSpec, run_dir, run_trial
 from fitnets.tools.frontier.workers import searched, train
+from fitnets.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +87,57 @@ def collect(family: Family) -> dict[str, Any]:
     if family.screen:
         method = "kd" if "kd" in f.methods else f.methods[0]  # the screen's own method where it is trained
         pairs = [(family.screen["scores"][r_slug], row["results"][method]["mean"])
-                 for r_slug, row in zip((c.slug for c in f.candidates), rows)
+                 for r_slug, row in zip((c.slug for c in f.candidates), rows, strict=True)
                  if r_slug in family.screen["scores"] and method in row["results"]]
         out["screen"] = {**{k: v for k, v in family.screen.items() if k != "scores"}, "method": method,
-                         "pairs": len(pairs), "tau": kendall_tau(*zip(*pairs)) if len(pairs) > 1 else None}
+                         "pairs": len(pairs),
+                         "tau": kendall_tau(*zip(*pairs, strict=True)) if len(pairs) > 1 else None}
     return out
 
 
 def slugs_by_slug(f: Frontier) -> dict[str, Candidate]:
     return {c.slug: c for c in f.candidates}
+
+
+RESOLVED = "family.json"  # what the family resolved to: what `fitnets report` needs to answer without training
+
+
+def save(family: Family) -> None:
+    f = family.frontier
+    (f.folder / RESOLVED).write_text(json.dumps({
+        "methods": f.methods, "seeds": f.seeds, "frontier_seeds": f.frontier_seeds, "pick_speedup": f.pick_speedup,
+        "budget": dataclasses.asdict(f.budget), "candidates": [{"spec": c.spec, "args": c.args} for c in f.candidates],
+        "teacher": family.teacher_facts, "facts": {k: v.to_dict() for k, v in family.facts.items()},
+        "guided": family.guided, "sources": family.sources, "status": family.status,
+        "input_shape": list(family.input_shape), "train_examples": family.train_examples, "screen": family.screen},
+        indent=1))
+
+
+def load(folder: Path) -> Family:
+    """The family a frontier folder resolved to (its ``family.json``), to collect its answer again.
+
+    Raises:
+        FitNetsError: the folder holds no resolved frontier.
+    """
+    try:
+        saved = json.loads((folder / RESOLVED).read_text())
+    except (OSError, ValueError):
+        raise FitNetsError(f"{folder} holds no frontier that has started (no readable {RESOLVED}): run "
+                           "`fitnets frontier ... --out PARENT --name NAME` first") from None
+    candidates = [Candidate(c["spec"], c["args"]) for c in saved["candidates"]]
+    f = Frontier(RunConfig(), candidates, folder, saved["methods"], saved["seeds"], budget=Budget(**saved["budget"]),
+                 frontier_seeds=saved["frontier_seeds"], pick_speedup=saved["pick_speedup"])
+    return Family(f, saved["teacher"], {k: Facts(**v) for k, v in saved["facts"].items()}, saved["guided"],
+                  saved["sources"], saved["status"], tuple(saved["input_shape"]), saved["train_examples"],
+                  saved["screen"])
+
+
+def report(folder: Path, figure: bool = True) -> str:
+    """The answer of the frontier in ``folder`` from what its trials have finished so far (nothing trained);
+    ``frontier.json``, ``.md`` and ``.png`` written again. Returns the table."""
+    family = load(Path(folder))
+    result = collect(family)
+    return answer.write(result, family.frontier.methods, family.frontier.folder, figure)
 
 
 def all_seeds(f: Frontier) -> list[int]:
@@ -101,6 +148,7 @@ def run(f: Frontier) -> tuple[dict[str, Any], str]:
     """The whole frontier: resolve, screen, train, answer. Returns the answer and its Markdown table."""
     family = resolve(f)
     screen(family)
+    save(family)
     train(family, wanted(family))
     result = collect(family)
     slugs = {c.label: c for c in f.candidates}
@@ -115,4 +163,5 @@ def run(f: Frontier) -> tuple[dict[str, Any], str]:
             break
         train(family, todo)
         result = collect(family)
+    save(family)  # with the sampler's candidates, when it searched
     return result, answer.write(result, f.methods, f.folder, f.figure)

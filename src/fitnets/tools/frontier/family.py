@@ -143,7 +143,7 @@ def _load(f: Frontier):
         data = user_data(config, device, f.data.train, f.data.test, f.data.val, f.data.num_classes)
     else:
         data = load_data(config, device)
-    teacher = f.teacher if f.teacher is not None else load_model(ModelRef.parse(f.base.teacher), trained=True,
+    teacher = f.teacher if f.teacher is not None else load_model(ModelRef.parse(str(f.base.teacher)), trained=True,
                                                                   **f.base.teacher_args)
     return data, teacher, device
 
@@ -167,13 +167,15 @@ def resolve(f: Frontier) -> Family:
     if "teacher" not in measured:
         measured["teacher"] = measure(teacher, shape, f.bench_batch, f.bench_repeats, device).to_dict()
     t = Facts(**measured["teacher"])
-    acc = evaluate_accuracy(teacher, data.test, f.base.data.eval_batch_size, InputFormat(), f.base.logits_key)["acc"]
+    test: Any = data.test  # any split type, read as Run.execute reads it to test a student
+    key: Any = f.base.logits_key
+    acc = evaluate_accuracy(teacher, test, f.base.data.eval_batch_size, InputFormat(), key)["acc"]
     teacher_facts = {"name": f.base.teacher, **t.to_dict(), "test_acc": acc}
     teacher = teacher.to("cpu")
     hint = f.base.hint
     if "fitnet" in f.methods and not hint:
         try:
-            hint = model_spec(f.base.teacher).hint
+            hint = model_spec(str(f.base.teacher)).hint
         except FitNetsError:
             hint = None
         if not hint:
@@ -201,6 +203,7 @@ def admit(family: Family, c: Candidate) -> None:
     family.facts[c.slug] = facts = Facts(**family.measured[c.slug]).relative_to(teacher)
     family.status[c.slug] = "queued"
     if "fitnet" in f.methods:
+        assert family.teacher is not None and family.example is not None and f.base.hint  # set by resolve
         pairing = choose_guided(family.teacher, f.base.hint, model.to("cpu"), c.name, family.example, f.base.guided)
         family.guided[c.slug], family.sources[c.slug] = pairing.guided, pairing.source
         if pairing.guided is None:

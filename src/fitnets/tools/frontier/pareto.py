@@ -4,10 +4,13 @@ and how well a cheap screen predicted the final ranking (Kendall's τ)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-def pareto(points: dict[str, tuple[float, float]]) -> set[str]:
+def pareto(points: dict[K, tuple[float, float]]) -> set[K]:
     """The keys of ``points`` (``key: (accuracy, speed)``, both higher-is-better) that no other point dominates:
     none is at least as accurate and at least as fast while better in one of the two."""
     front = set()
@@ -43,7 +46,7 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
     return (concordant - discordant) / denominator if denominator else None
 
 
-def pick(rows: dict[str, tuple[float, float]], min_speedup: float | None) -> str | None:
+def pick(rows: dict[K, tuple[float, float]], min_speedup: float | None) -> K | None:
     """The most accurate key of ``rows`` (``key: (accuracy, speed-up)``) at ``speed-up ≥ min_speedup``
     (any speed-up when ``None``); ties go to the faster one."""
     inside = {k: v for k, v in rows.items() if min_speedup is None or v[1] >= min_speedup}

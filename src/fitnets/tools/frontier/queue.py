@@ -32,7 +32,7 @@ from fitnets.errors import FitNetsError
 log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'fitnets[frontier]'"
-DIRECTIONS = ["maximize", "minimize"]  # test accuracy up, latency down
+DIRECTIONS: list = ["maximize", "minimize"]  # test accuracy up, latency down
 
 
 def optuna():
@@ -40,7 +40,8 @@ def optuna():
     try:
         import optuna as module
     except ImportError:
-        raise FitNetsError(f"fitnets frontier runs its trials through Optuna, which is not installed: {INSTALL}") from None
+        raise FitNetsError("fitnets frontier runs its trials through Optuna, which is not installed: "
+                           f"{INSTALL}") from None
     module.logging.set_verbosity(module.logging.WARNING)
     # The heartbeat and its retry callback are marked experimental since Optuna 2.8–2.9; used as documented.
     warnings.filterwarnings("ignore", category=module.exceptions.ExperimentalWarning)
@@ -68,7 +69,7 @@ def _storage(folder: Path, url: str | None, heartbeat: int):
     try:
         return op.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
                                       heartbeat_stale_trial_callback=op.storages.RetryHeartbeatStaleTrialCallback(3))
-    except Exception as err:  # noqa: BLE001 — sqlalchemy's many errors (no driver, no server, bad URL): one line
+    except Exception as err:  # sqlalchemy's many errors (no driver, no server, bad URL): one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FitNetsError(f"cannot reach --storage {url}: {first}") from None
 
@@ -86,7 +87,7 @@ def open_study(folder: Path, name: str, url: str | None = None, heartbeat: int =
                                    sampler=op.samplers.NSGAIISampler(population_size=population, seed=seed))
     except FitNetsError:
         raise
-    except Exception as err:  # noqa: BLE001 — the storage's own errors, as above
+    except Exception as err:  # the storage's own errors, as above
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise FitNetsError(f"cannot open the study {name!r} in --storage {url or folder}: {first}") from None
 

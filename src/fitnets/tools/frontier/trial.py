@@ -124,15 +124,16 @@ def run_trial(base: RunConfig, spec: TrialSpec, folder: Path, teacher: nn.Module
     from fitnets.training.run import Run
 
     config = config_for(base, spec, folder, data.num_classes)
-    path = Path(config.out) / config.name
+    path = run_dir(folder, spec.candidate, spec.method, spec.seed)
     if (path / "results.json").is_file():
         return {**json.loads((path / "results.json").read_text()), **_record(path)}
     record = _record(path)
     counter = _Counter()
     module = None
     if config.method != "ce":
-        module = teacher if isinstance(teacher, nn.Module) else load_model(ModelRef.parse(config.teacher), trained=True,
-                                                                           **config.teacher_args)
+        if not isinstance(teacher, nn.Module):
+            teacher = load_model(ModelRef.parse(str(config.teacher)), trained=True, **config.teacher_args)
+        module = teacher
         module = copy.deepcopy(module)
     student = build(spec.candidate, data.num_classes) if spec.candidate.ref.weights or spec.candidate.module else None
     resume = (path / "last.safetensors").is_file()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from typing import Any
 
 import torch
@@ -93,9 +94,14 @@ def sampled(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if SEARCHED in t.user_attrs and t.state != failed)
 
 
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def _worker(family: Family) -> None:
     """A worker process of ``--jobs``: its share of the machine's threads, then trials until none is left."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    signal.signal(signal.SIGTERM, _stop)  # a polite stop ends the trial as Ctrl-C does: marked failed, resumable
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // family.frontier.jobs))
     f = family.frontier
     study = open_study(f)
@@ -119,8 +125,15 @@ def train(family: Family, trials: list[dict[str, Any]]) -> None:
     workers = [context.Process(target=_worker, args=(family,)) for _ in range(f.jobs)]
     for w in workers:
         w.start()
-    for w in workers:
-        w.join()
+    try:
+        for w in workers:
+            w.join()
+    except BaseException:  # stopped (Ctrl-C, SIGTERM): the workers stop too, their trials left to resume
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.join()
+        raise
     failed = [w.exitcode for w in workers if w.exitcode]
     if failed:
         raise FitNetsError(f"{len(failed)} of {f.jobs} worker processes stopped with an error (exit codes "
