@@ -170,6 +170,24 @@ def test_a_family_trains_every_trial_once_and_a_rerun_trains_nothing(nets, capsy
     err = capsys.readouterr().err
     assert "0 trial(s) queued" in err and "stage=main" not in err       # nothing trained again
     assert read(nets)["candidates"] == first["candidates"]              # same facts (facts.json), same results
+    (nets["tmp"] / "f" / "frontier.json").unlink()
+    assert main(["report", str(nets["tmp"] / "f"), "--no-figures"]) == 0  # the answer again, nothing trained
+    assert "student(width=2)" in capsys.readouterr().out and read(nets)["candidates"] == first["candidates"]
+
+
+def test_the_python_api_trains_names_and_objects_through_the_same_engine(nets, fashion_dir):
+    import fitnets
+    from frontier_nets.models import Net, teacher
+
+    torch.manual_seed(0)
+    result = fitnets.frontier(teacher(), [(nets["student"], {"width": [2, 3]}), Net(width=2, depth=2)],
+                              methods="kd", data="fashion-mnist", data_dir=str(fashion_dir), train_size=300,
+                              val_size=100, epochs=1, out=str(nets["tmp"]), name="py",
+                              overrides={"data.test_size": 100}, figure=False)
+    names = [c["name"] for c in result["candidates"]]
+    assert names == ["student(width=2)", "student(width=3)", "frontier_nets.models.Net"], names
+    assert all(c["status"] == "trained" and len(c["results"]["kd"]["test_acc"]) == 1 for c in result["candidates"])
+    assert result == json.loads((nets["tmp"] / "py" / "frontier.json").read_text())
 
 
 def test_the_teacher_is_paid_once_for_the_family(nets, tmp_path, monkeypatch, capsys):

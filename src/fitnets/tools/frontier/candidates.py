@@ -112,6 +112,8 @@ def parse_candidates(words: list[str], grids: list[str] | None = None) -> list[C
 
 
 def _signature(candidate: Candidate) -> inspect.Signature | None:
+    if candidate.module is not None:  # built already: no factory to call
+        return None
     factory = model_spec(candidate.name).factory
     target = getattr(factory, "__wrapped__", factory)
     try:
@@ -170,6 +172,8 @@ def with_classes(candidate: Candidate, num_classes: int | None) -> dict[str, Any
     """The candidate's constructor arguments, with ``num_classes`` (the data's) where it takes it and was not
     given one: a ``resnet8`` (100 classes by default) becomes a 10-class student on Fashion-MNIST."""
     args = candidate.model_args
+    if candidate.module is not None:
+        return args
     if num_classes is not None and "num_classes" not in args and takes(candidate, "num_classes"):
         args = {**args, "num_classes": num_classes}
     return args
