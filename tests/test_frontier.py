@@ -176,8 +176,9 @@ def test_a_family_trains_every_trial_once_and_a_rerun_trains_nothing(nets, capsy
 
 
 def test_the_python_api_trains_names_and_objects_through_the_same_engine(nets, fashion_dir):
-    import fitnets
     from frontier_nets.models import Net, teacher
+
+    import fitnets
 
     torch.manual_seed(0)
     result = fitnets.frontier(teacher(), [(nets["student"], {"width": [2, 3]}), Net(width=2, depth=2)],

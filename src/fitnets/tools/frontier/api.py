@@ -44,7 +44,7 @@ def frontier_from(config: RunConfig, words: list[str], *, grids: list[str] | Non
         candidates = [Candidate(specs[0])]
     else:
         candidates = parse_candidates(words, grids) if words else []
-    for i, m in enumerate(modules or []):  # named by class (and position, when two share a class)
+    for m in modules or []:  # named by class (and position, when two share a class)
         name = f"python:{type(m).__module__}.{type(m).__qualname__}"
         twins = [n for n in modules or [] if type(n) is type(m)]
         candidates.append(Candidate(name + (f"#{twins.index(m) + 1}" if len(twins) > 1 else ""), module=m))
