@@ -55,6 +55,10 @@ def teacher(num_classes: int = 10):
 
 def broken(num_classes: int = 10):
     raise ValueError("no such net")
+
+
+def flat(num_classes: int = 10):   # no map anywhere: no regressor joins it to a hint
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, num_classes))
 '''
 
 DATA = ["--train-size", "300", "--val-size", "100", "--set", "data.test_size=100", "--epochs", "2", "--no-progress",
@@ -152,6 +156,17 @@ def test_grid_keys_and_value_types_are_checked_against_the_factory(nets):
 
 
 # ---------------------------------------------------------------- the whole command
+
+def test_the_plan_gives_the_free_facts_and_a_student_no_regressor_joins_is_one_row(nets, capsys):
+    argv = frontier_argv(nets, nets["student"], "frontier_nets.models:flat", "--methods", "fitnet,ce", "--hint",
+                         "features", "--dry-run")
+    assert main(argv) == 0, capsys.readouterr().err[-2000:]
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert "(suggest)" in rows["student"] and "queued" in rows["student"], out
+    assert "no FitNets: no layer of this student can be joined to the hint features" in rows["flat"], out
+    assert "trials   3 " in out                  # fitnet and ce for the student, ce alone for the flat one
+    assert not (nets["tmp"] / "f" / "trials").exists()   # a plan trains nothing
 
 def test_a_family_trains_every_trial_once_and_a_rerun_trains_nothing(nets, capsys):
     argv = frontier_argv(nets, nets["student"], "width=2,4", "--methods", "kd,ce")

@@ -77,7 +77,7 @@ def plan(f: family.Frontier) -> str:
     for c in f.candidates:
         x = resolved.facts[c.slug]
         guided = "—"
-        if c.slug in resolved.sources:
+        if resolved.guided.get(c.slug):
             guided = f"{resolved.guided.get(c.slug)} ({resolved.sources.get(c.slug)})"
         lines.append(f"| {c.label} | {x.params:,} | {x.macs / 1e6:.2f}M | {x.latency_ms:.2f} | {x.speedup:.2f} | "
                      f"{x.compression:.2f} | {guided} | {resolved.status[c.slug]} |")

@@ -51,8 +51,12 @@ def choose_guided(teacher: nn.Module, hint: str, student: nn.Module, name: str, 
                 return Pairing(layer, source)
             if source == "--guided":
                 return Pairing(None, f"--guided {layer} does not join the hint: {why}")
-    with dry_run(teacher, x), dry_run(student, x):
+    with torch.no_grad(), dry_run(teacher, x), dry_run(student, x):
         teacher_layers = [t for t in suggest.layers(teacher, x) if t.path == hint]
+        if not teacher_layers:  # a hint suggest would not offer (a whole-trunk block): taken as given, a map
+            out = tap(teacher.eval(), x, [hint])[0]
+            if out.dim() == 4:
+                teacher_layers = [suggest.Layer(hint, tuple(out.shape[1:]), 0.5)]
         student_layers = suggest.layers(student, x)
     ranked = suggest.rank(teacher_layers, student_layers)
     if not ranked:
