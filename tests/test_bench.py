@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from fitnets.data.loader import ImageData
-from fitnets.tools import bench
-from fitnets.tools.bench import DEFAULTS, Case, Pair, StepRow, default_cases, measure
+from fitnets.tools import bench_step as bench
+from fitnets.tools.bench_step import DEFAULTS, Case, Pair, StepRow, default_cases, measure
+from fitnets.training import recipes
 from fitnets.training.steps import HintStep
 
 
@@ -34,7 +35,7 @@ def test_a_row_is_the_median_of_the_engines_epochs_and_compiled_cases_come_last(
         return validate
 
     monkeypatch.setattr(bench, "train_one_epoch", epoch)
-    monkeypatch.setattr(bench, "AccuracyEval", validation(bench.AccuracyEval))
+    monkeypatch.setattr(recipes, "AccuracyEval", validation(recipes.AccuracyEval))  # the recipes build the stages
     monkeypatch.setattr(bench, "HintEval", validation(bench.HintEval))
     fast = bench.Speed.of(bench.load_config(None, [("compile", True), ("channels_last", True)]))
     cases = default_cases(fast)

@@ -13,12 +13,12 @@ from typing import Any
 from torch import nn
 
 from fitnets.errors import FitNetsError, closest
+from fitnets.imports import object_name
 from fitnets.training.config import FLAG_KEYS, RunConfig, flag_overrides, flatten, load_config, read_config_file
 from fitnets.training.fast import fast_overrides
 from fitnets.training.loading import user_data
 from fitnets.training.run import Run
 
-PYTHON = "python:"  # how a run's config names a model given as an object: python:module.Class
 
 
 def _model_name(model: nn.Module | str, role: str) -> str:
@@ -26,7 +26,7 @@ def _model_name(model: nn.Module | str, role: str) -> str:
         return model
     if not isinstance(model, nn.Module):
         raise FitNetsError(f"the {role} is a {type(model).__name__}: give an nn.Module or a model name")
-    return f"{PYTHON}{type(model).__module__}.{type(model).__qualname__}"
+    return object_name(model)
 
 
 def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, flags: dict[str, Any],
@@ -100,7 +100,7 @@ def train(student: nn.Module | str, train, *, val=None, test=None, config: RunCo
 
 
 def _run(config: RunConfig, train, val, test, num_classes, resume, progress, student, teacher) -> dict[str, Any]:
-    config.data.name = f"{PYTHON}{type(train).__module__}.{type(train).__qualname__}"
+    config.data.name = object_name(train)
     run = Run(config, progress=progress, student=student if isinstance(student, nn.Module) else None,
               teacher=teacher if isinstance(teacher, nn.Module) else None)
     data = user_data(config, run.device, train, test, val, num_classes)

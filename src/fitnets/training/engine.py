@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,12 +28,11 @@ from fitnets.data.images import ImageData
 from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
+from fitnets.training.schema import OptimConfig
 from fitnets.training.evaluate import Validation
 from fitnets.training.steps import Step
 from fitnets.training.teacher_outputs import TeacherOutputs
 
-if TYPE_CHECKING:  # the config imports the method table, hence the engine
-    from fitnets.training.config import OptimConfig
 
 log = logging.getLogger(__name__)
 

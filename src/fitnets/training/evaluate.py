@@ -15,6 +15,7 @@ from torch import nn
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.outputs import logits_of
+from fitnets.imports import is_object_name
 from fitnets.core.representations import linear_cka, probe_accuracy, probe_features
 from fitnets.core.modes import eval_mode
 from fitnets.data.loader import ImageData, batches
@@ -185,7 +186,7 @@ class HintFit:
                  100 * r2)
         if r2 < WEAK_FIT:
             fitnet = self.validate.fitnet
-            named = not any(m.startswith("python:") for m in (self.teacher, self.student))
+            named = not any(is_object_name(m) for m in (self.teacher, self.student))
             log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
                         "guided layer, more hint epochs, or %s to compare pairs", r2, WEAK_FIT, fitnet.hint,
                         fitnet.guided, f"`fitnets suggest {self.teacher} {self.student}`" if named else

@@ -20,7 +20,7 @@ from fitnets.data.preprocess import Preprocess
 from fitnets.errors import FitNetsError
 from fitnets import imports
 from fitnets.imports import cause, import_callable
-from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_import_path, model_spec
+from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_model_factory, model_spec
 from fitnets.training.config import RunConfig, from_dict
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,13 @@ class ModelRef:
 
     @classmethod
     def parse(cls, spec: str) -> "ModelRef":
-        if spec.startswith("python:"):  # a model given as an object (fitnets.distill): nothing to build it by
+        if imports.is_object_name(spec):  # a model given as an object (fitnets.distill): nothing to build it by
             return cls(spec)
         if ":" not in spec and Path(spec).is_dir():
             run = config_of_run(spec)
             return cls(run.student, Path(spec) / "student.safetensors", dict(run.model_args), run)
         name, _, path = spec.partition(":")
-        if name in EXTERNAL_LIBRARIES or is_import_path(spec):  # LIBRARY:NAME[:PATH], package.module:factory[:PATH]
+        if name in EXTERNAL_LIBRARIES or is_model_factory(spec):  # LIBRARY:NAME[:PATH], package.module:factory[:PATH]
             attr, _, path = path.partition(":")
             name = f"{name}:{attr}"
         if not path:
@@ -149,7 +149,7 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     ``package.module:factory``: a callable returning ``{"train": Dataset, "test": Dataset}`` and optionally
     ``"val"`` and ``"num_classes"``."""
     cfg = config.data
-    if imports.is_import_path(cfg.name):
+    if imports.spelled_as_import(cfg.name):
         return user_data(config, device, **_call_data_factory(cfg.name))
     size = tuple(cfg.image_size) if cfg.image_size and cfg.augment != "random-resized-crop" else None
     if cfg.augment == "random-resized-crop" and cfg.name == "folder" and cfg.image_size:

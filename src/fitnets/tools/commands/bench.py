@@ -61,7 +61,7 @@ def _hardware(device: torch.device) -> str:
 
 def _timed(spec: str, flag: str) -> ModelRef:
     """The model ``spec`` names, in any form ``ModelRef`` parses. A bench times an architecture, so the weights
-    are not read; bench.py builds its models by registry name with ``num_classes`` only, so a run folder's other
+    are not read; ``bench step`` builds its models by registry name with ``num_classes`` only, so a run folder's other
     ``model_args`` (say a width) are left out, and said so."""
     ref = ModelRef.parse(spec)
     others = {k: v for k, v in ref.model_args.items() if k != "num_classes"}
@@ -71,7 +71,7 @@ def _timed(spec: str, flag: str) -> ModelRef:
 
 
 def run_step(args: argparse.Namespace) -> int:
-    from fitnets.tools.bench import bench_step, fast_settings, format_step_table
+    from fitnets.tools.bench_step import bench_step, fast_settings, format_step_table
     from fitnets.training.distributed import resolve_device
 
     teacher, student = _timed(args.teacher, "--teacher"), _timed(args.student, "--student")
