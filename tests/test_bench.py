@@ -7,7 +7,7 @@ import torch
 
 from fitnets.data.loader import ImageData
 from fitnets.tools import bench_step as bench
-from fitnets.tools.bench_step import DEFAULTS, Case, Pair, StepRow, default_cases, measure
+from fitnets.tools.bench_step import DEFAULTS, Case, Pair, StepRow, default_cases, measure, ratios_of
 from fitnets.training import recipes
 from fitnets.training.steps import HintStep
 
@@ -54,7 +54,7 @@ def test_every_ratio_divides_rows_on_the_same_batches():
     cases = default_cases(DEFAULTS)
     rows = [StepRow(c.name, rate[c.key.removeprefix("fast_")] * (1.5 if c.key.startswith("fast_") else 1),
                     data_wait_share=0.01) for c in cases]
-    ratios = bench._ratios(cases, rows)
+    ratios = ratios_of(cases, rows)
     assert ratios["kd_cached_cost"] == 1000 / 800
     assert ratios["kd_store_cost"] == 900 / 850
     assert ratios["kd_fast_store_speedup"] == pytest.approx(1.5 * 850 / 900)  # augmented over augmented

@@ -192,6 +192,28 @@ def test_a_resume_keeps_the_recorded_choice_and_never_measures(monkeypatch, fash
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+def test_a_resume_with_fast_of_a_run_made_without_it_plans_what_it_does(monkeypatch, capsys, fashion_dir, tmp_path):
+    """`--resume RUN --fast` on a run made without --fast: the plan said it measures while the run did not (issue
+    27); both now keep the run's recorded options."""
+    from fitnets.tools.cli import main
+
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    assert main([*ARGS, "--epochs", "1", "--out", str(tmp_path), "--name", "plain"]) == 0
+    monkeypatch.setattr(fast, "_tune", lambda *args: pytest.fail("a resume measured"))
+    capsys.readouterr()
+    resume = ["distill", "--resume", str(tmp_path / "plain"), "--epochs", "2", "--fast", "--no-progress"]
+    assert main([*resume, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "measures at the start" not in plan
+    assert "fast     resuming with the speed options the run recorded (it did not use --fast)" in plan
+    assert "speed    student float32; teacher float32, channels_last, folded BN" in plan  # the run's, not --fast's
+    assert main(resume) == 0
+    logged = capsys.readouterr().err  # the plan the run logs before it trains
+    assert "plan:" in logged and "measures at the start" not in logged and "fast     resuming with the" in logged
+    saved = yaml.safe_load((tmp_path / "plain" / "config.yaml").read_text())
+    assert saved["fast"]["mode"] == "off" and saved["cache_dtype"] == "float32"
+
+
 def test_a_run_measures_once_then_reads_its_choice_from_the_cache(monkeypatch, fashion_dir, tmp_path, capsys):
     from fitnets.tools.cli import main
 

@@ -1,5 +1,7 @@
-"""The package's structure: no import circles (a function-level import counts as much as a top-level one; only
-``if TYPE_CHECKING:`` imports, which never run, are left out), and the core imports no model zoo."""
+"""The package's structure: no import circles (a function-level import counts as much as a top-level one, and so
+does an ``if TYPE_CHECKING:`` import: one that would close a circle only hides it), the layers pointing one way
+(the core imports nothing of training or tools, nor the model zoo; the config is a leaf), and no module longer
+than one sitting."""
 
 import ast
 from pathlib import Path
@@ -15,14 +17,10 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path, known: set[str]) -> set[str]:
-    """The fitnets modules ``path`` imports anywhere except under ``if TYPE_CHECKING:``."""
+    """The fitnets modules ``path`` imports anywhere (under ``if TYPE_CHECKING:`` too)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-               for child in node.body for n in ast.walk(child)}
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fitnets"):
             names = [f"{node.module}.{a.name}" for a in node.names]
             found |= {n for n in names if n in known} or {node.module}
@@ -72,3 +70,46 @@ def test_the_core_imports_no_model_zoo():
     for name, imported in graph().items():
         if name.startswith("fitnets.core."):
             assert not [m for m in imported if m.startswith("fitnets.models")], name
+
+
+def _reach(edges: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_the_core_imports_nothing_of_training_or_tools():
+    for name, imported in graph().items():
+        if name.startswith("fitnets.core."):
+            assert not [m for m in imported if m.startswith(("fitnets.training", "fitnets.tools"))], name
+
+
+CONFIG = ("fitnets.training.config", "fitnets.training.schema", "fitnets.training.speed", "fitnets.training.methods")
+
+
+def test_the_config_is_a_leaf():
+    """The config describes a run: it reads the method table and the speed facts, never the recipes or anything
+    that runs one (engine, steps, store, teacher outputs, the run)."""
+    edges = graph()
+    reached = _reach(edges, "fitnets.training.config")
+    assert set(CONFIG) <= reached | {"fitnets.training.config"}
+    allowed = set(CONFIG) | {"fitnets.errors", "fitnets.data.augment"}
+    assert reached <= allowed, sorted(reached - allowed)
+
+
+def test_the_layer_rules_see_an_import_hidden_under_type_checking(tmp_path):
+    (tmp_path / "m.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    from fitnets.training.recipes import METHODS\n")
+    assert _imports(tmp_path / "m.py", {"fitnets.training.recipes"}) == {"fitnets.training.recipes"}
+
+
+MAX_LINES = 400
+
+
+def test_no_module_is_longer_than_one_sitting():
+    long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines (split them by concept): {long}"

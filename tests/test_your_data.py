@@ -260,3 +260,23 @@ def test_a_factory_with_the_wrong_number_of_outputs_is_told_how_to_fix_it(user, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "has 12 outputs" in err and "make userdata:twelve build 4 outputs" in err and "model_args.num" not in err
+
+
+@pytest.mark.parametrize("per_epoch", [True, False])
+def test_store_build_and_a_run_agree_on_a_user_dataset(user, tmp_path, monkeypatch, capsys, per_epoch):
+    """One rule decides whether a run reads a store (issue 27: with store.per_epoch a run made one while `store
+    build` said none was needed): the run's plan and `store build` say the same."""
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    flags = ["--method", "kd", "--data", "userdata:splits", "--teacher",
+             f"userdata:teacher:{_teacher_weights(user, tmp_path)}", "--student", "userdata:student", "--val-size",
+             "40", "--no-progress", "--set", "data.workers=0", "--set", f"store.per_epoch={str(per_epoch).lower()}"]
+    assert main(["distill", *flags, "--epochs", "1", "--out", str(tmp_path), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert ("store    teacher logits per (seed, epoch, example)" in plan) == per_epoch
+    assert main(["store", "build", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "Traceback" not in err
+    if per_epoch:
+        assert "the runs that draw them fill it, not ahead of time" in err
+    else:
+        assert "this run reads no teacher-output store: your Dataset's views are drawn" in err

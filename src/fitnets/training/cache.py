@@ -18,8 +18,16 @@ CACHE_ENV = "FITNETS_CACHE"
 
 
 def cache_root() -> Path:
-    """``$FITNETS_CACHE``, else ``~/.cache/fitnets``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fitnets")
+    """``$FITNETS_CACHE``, else ``~/.cache/fitnets`` (created when first written).
+
+    Raises:
+        FitNetsError: ``$FITNETS_CACHE`` names something that is not a folder (a file, say).
+    """
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fitnets")
+    if root.exists() and not root.is_dir():
+        raise FitNetsError(f"${CACHE_ENV} is {root}, which is not a folder: point it at a folder (created if "
+                           "missing), or unset it to use ~/.cache/fitnets")
+    return root
 
 
 def stores_dir(root: Path | None = None) -> Path:

@@ -32,6 +32,7 @@ from fitnets.errors import FitNetsError
 from fitnets.imports import is_object_name
 from fitnets.models.registry import create_model, is_model_factory, model_spec
 from fitnets.training import distributed, fast
+from fitnets.training.cache import cache_root
 from fitnets.training.config import RunConfig, to_dict
 from fitnets.training.engine import RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
@@ -106,6 +107,8 @@ class Run:
         (``--dry-run``: the plan then says what ``--fast`` will do)."""
         c = self.config
         self._check_models(data)
+        if c.fast.mode in fast.UNRESOLVED or (self.method.logits and c.store.enabled and not c.store.dir):
+            cache_root()  # a cache folder that cannot be one: said now, in one line, not by each of its users
         if resume:
             if c.fast.mode in fast.UNRESOLVED:
                 saved, _ = resume_point(self.run_dir, tensors=False)
