@@ -113,3 +113,42 @@ MAX_LINES = 400
 def test_no_module_is_longer_than_one_sitting():
     long = {str(p.relative_to(ROOT)): n for p in ROOT.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines (split them by concept): {long}"
+
+
+def _loaded_after(code: str) -> list[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True).stdout
+    return [m for m in out.split() if m == "fitnets" or m.startswith("fitnets.")]
+
+
+def test_the_package_is_lazy_importing_the_core_loads_the_core_alone():
+    loaded = _loaded_after("import fitnets.core.losses")
+    assert "fitnets.core.losses" in loaded
+    assert all(m in ("fitnets", "fitnets.errors") or m.startswith("fitnets.core") for m in loaded), loaded
+    assert _loaded_after("import fitnets") == ["fitnets"]
+
+
+def test_the_lazy_package_keeps_its_public_names():
+    import subprocess
+    import sys
+
+    code = ("import fitnets\nnames = fitnets.__all__\nassert set(names) <= set(dir(fitnets))\n"
+            "assert all(getattr(fitnets, n) is not None for n in names)\n"
+            "from fitnets import Run, distill, FitNet\nassert Run.__module__ == 'fitnets.training.run'\n"
+            "try:\n    fitnets.nothing\nexcept AttributeError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "has no attribute 'nothing'" in out
+    assert {"FitNet", "Run", "RunConfig", "distill", "train", "load_weights", "FitNetsError"} <= set(fitnets.__all__)
+
+
+def test_the_version_is_written_once():
+    import re
+
+    pyproject = (ROOT.parents[1] / "pyproject.toml").read_text()
+    project = pyproject.split("[project]", 1)[1].split("\n[", 1)[0]  # the [project] table alone
+    assert not re.search(r"(?m)^version\s*=", project) and 'dynamic = ["version"]' in project
+    assert 'version = { attr = "fitnets.__version__" }' in pyproject
+    assert re.fullmatch(r"\d+\.\d+\.\d+", fitnets.__version__)

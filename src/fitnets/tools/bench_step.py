@@ -30,6 +30,16 @@ from fitnets.data.images import ImageData
 from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_model_factory, model_spec
+from fitnets.tools.bench_cases import (
+    AUGMENTATION,
+    DEFAULTS,
+    Case,
+    StepRow,
+    default_cases,
+    format_step_table,
+    matrix_cases,
+    ratios_of,
+)
 from fitnets.training import fast as fast_choice
 from fitnets.training.config import DataConfig, RunConfig, load_config
 from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch
@@ -39,8 +49,6 @@ from fitnets.training.recipes import Parts, backprop, hint_stage, knowledge_dist
 from fitnets.training.speed import FIXED, Speed
 from fitnets.training.store import StoredOutputs
 from fitnets.training.teacher_outputs import LiveOutputs, frozen_teacher, teacher_source
-from fitnets.tools.bench_cases import (AUGMENTATION, DEFAULTS, Case, StepRow, default_cases, format_step_table,
-                                       matrix_cases, ratios_of)
 
 __all__ = ["DEFAULTS", "Case", "Pair", "StepRow", "bench_step", "default_cases", "fast_settings", "format_step_table",
            "measure"]

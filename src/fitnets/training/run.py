@@ -25,8 +25,8 @@ from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.modes import eval_mode
 from fitnets.core.outputs import logits_of, logits_origin
-from fitnets.core.teacher import FrozenTeacher
 from fitnets.core.taps import dry_run
+from fitnets.core.teacher import FrozenTeacher
 from fitnets.data.loader import example
 from fitnets.errors import FitNetsError
 from fitnets.imports import is_object_name
@@ -38,8 +38,18 @@ from fitnets.training.engine import RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
-from fitnets.training.run_folder import (check_point, check_resume, extension, kept_rows, open_folder, read_metrics,
-                                         refuse_occupied, release_folder, resume_point, trim_metrics)
+from fitnets.training.run_folder import (
+    check_point,
+    check_resume,
+    extension,
+    kept_rows,
+    open_folder,
+    read_metrics,
+    refuse_occupied,
+    release_folder,
+    resume_point,
+    trim_metrics,
+)
 from fitnets.training.run_plan import plan_text
 from fitnets.training.speed import Speed, lowered
 from fitnets.training.teacher_outputs import TeacherOutputs, frozen_teacher, teacher_source

@@ -165,7 +165,7 @@ class RunConfig:
     log_every: int = 50                # steps between progress-bar updates (each one syncs the device)
     tensorboard: bool = False          # also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         for key, allowed in _choice_fields(self):
             value = _get(self, key)
             if value not in allowed:

@@ -73,11 +73,11 @@ class Speed:
     teacher_compile: bool | None = None
 
     @classmethod
-    def of(cls, config: Any, **options: Any) -> "Speed":
+    def of(cls, config: Any, **options: Any) -> Speed:
         """What a run with ``config`` uses, ``options`` replacing some of it (a candidate of the tuner)."""
         return cls(**({key: getattr(config, key) for key in SPEED_KEYS} | options))
 
-    def replace(self, **options: Any) -> "Speed":
+    def replace(self, **options: Any) -> Speed:
         return replace(self, **options)
 
     @property
