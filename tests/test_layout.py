@@ -6,6 +6,8 @@ than one sitting."""
 import ast
 from pathlib import Path
 
+import torch
+
 import fitnets
 
 ROOT = Path(fitnets.__file__).parent
@@ -142,6 +144,7 @@ def test_the_lazy_package_keeps_its_public_names():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "has no attribute 'nothing'" in out
     assert {"FitNet", "Run", "RunConfig", "distill", "train", "load_weights", "FitNetsError"} <= set(fitnets.__all__)
+    assert sorted(fitnets.__all__) == sorted(fitnets._EXPORTS)
 
 
 def test_the_version_is_written_once():
@@ -152,3 +155,24 @@ def test_the_version_is_written_once():
     assert not re.search(r"(?m)^version\s*=", project) and 'dynamic = ["version"]' in project
     assert 'version = { attr = "fitnets.__version__" }' in pyproject
     assert re.fullmatch(r"\d+\.\d+\.\d+", fitnets.__version__)
+
+
+def test_code_asks_a_split_not_its_class():
+    """The three data splits share the ``Split`` protocol: no code asks which class a split is, and the streamed
+    splits' copies are one piece of code (``Replaceable``)."""
+    import re
+
+    from fitnets.data.datasets import DatasetSplit
+    from fitnets.data.folder import FolderStream
+    from fitnets.data.images import ImageData
+    from fitnets.data.split import Replaceable, Split
+
+    asks = re.compile(r"isinstance\([^)]*\b(ImageData|FolderStream|DatasetSplit)\b")
+    found = [f"{p.relative_to(ROOT)}:{i}" for p in ROOT.rglob("*.py")
+             for i, line in enumerate(p.read_text().splitlines(), 1) if asks.search(line)]
+    assert not found, found
+    assert issubclass(FolderStream, Replaceable) and issubclass(DatasetSplit, Replaceable)
+    assert not any("_copy" in vars(cls) for cls in (ImageData, FolderStream, DatasetSplit))
+    g = torch.Generator().manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (4, 1, 2, 2), dtype=torch.uint8, generator=g), torch.arange(4), 4)
+    assert isinstance(data, Split) and isinstance(DatasetSplit([(torch.zeros(1, 2, 2), 0)], 1), Split)

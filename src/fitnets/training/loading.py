@@ -13,10 +13,10 @@ from torch import nn
 
 from fitnets.checkpoint import load_weights
 from fitnets.data.datasets import DatasetSplit, Normalize
-from fitnets.data.folder import FolderStream
 from fitnets.data.images import ImageData
 from fitnets.data.loader import load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
+from fitnets.data.split import Split
 from fitnets.errors import FitNetsError
 from fitnets import imports
 from fitnets.imports import cause, import_callable
@@ -136,11 +136,11 @@ def input_shape(config: RunConfig) -> tuple[int, ...]:
 @dataclass
 class Data:
     """The three splits of a run, on its device: each an ``ImageData`` (in memory), a ``FolderStream`` or a
-    ``DatasetSplit`` (your Dataset) — the engine does not care which."""
+    ``DatasetSplit`` (your Dataset) — the engine does not care which: it asks the ``Split`` protocol."""
 
-    train: ImageData | FolderStream | DatasetSplit
-    val: ImageData | FolderStream | DatasetSplit
-    test: ImageData | FolderStream | DatasetSplit
+    train: Split
+    val: Split
+    test: Split
 
 
 def load_data(config: RunConfig, device: torch.device) -> Data:
@@ -159,7 +159,7 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     train, val = split_validation(train, cfg.val_size, seed=0)
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
     if cfg.preprocess != "none":
-        if not isinstance(train, ImageData):
+        if not train.in_memory:
             raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)
@@ -208,7 +208,7 @@ def user_data(config: RunConfig, device: torch.device, train, test=None, val=Non
                            "normalise with data.mean / data.std or in its transform")
 
     def split(dataset, name: str, classes: int | None):
-        if isinstance(dataset, DatasetSplit):
+        if isinstance(dataset, Split):  # already a split (the protocol, not a class)
             return dataset
         return DatasetSplit(dataset, classes, keys=(cfg.input_key, cfg.label_key), workers=cfg.workers, name=name)
 

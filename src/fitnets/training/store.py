@@ -47,8 +47,7 @@ import torch
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.augment import to_float
-from fitnets.data.folder import FolderStream
-from fitnets.data.images import ImageData
+from fitnets.data.split import hash_tensor
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
 from fitnets.training.cache import CACHE_ENV, StoreInfo, cache_root, clear_stores, list_stores, stores_dir
@@ -71,42 +70,18 @@ class StoreRefused(FitNetsError):
 
 # ---------------------------------------------------------------- the key
 
-def _hash_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    h.update(str((t.dtype, tuple(t.shape))).encode())
-    h.update(t.numpy().tobytes() if t.numel() else b"")
-
-
-def _hash_data(h, data) -> None:
-    """What the training examples are, for the key: the images themselves when in memory; a folder's files; your
-    Dataset's class, size and selection (its transforms cannot be hashed: the audit catches a changed one)."""
-    if isinstance(data, ImageData):
-        _hash_tensor(h, data.images)
-    elif isinstance(data, FolderStream):
-        h.update(json.dumps([data.files, list(data.size), data.resize]).encode())
-    else:
-        dataset = data.dataset
-        h.update(json.dumps([type(dataset).__module__, type(dataset).__qualname__, len(dataset), list(data.keys)]).encode())
-        if data.indices is not None:
-            _hash_tensor(h, data.indices)
-    for part in (data.view, data.normalize):
-        h.update(repr(vars(part) if part is not None else None).encode())
-
-
 def store_key(teacher: torch.nn.Module, teacher_dtype: torch.dtype | None, data, aug, dtype: torch.dtype,
               drawn: dict[str, int] | None = None) -> str:
     """The name of the store for these outputs: a hash of the teacher's weights (and buffers) and dtype, the
-    training examples (``_hash_data``), the augmentation, the stored dtype — and, for drawn views, the seed and
+    training examples (their ``add_identity``), the augmentation, the stored dtype — and, for drawn views, the seed and
     epochs they were drawn for."""
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps({"format": FORMAT, "teacher_dtype": str(teacher_dtype), "aug": str(aug), "dtype": str(dtype),
                          "teacher_class": type(teacher).__name__, "drawn": drawn}).encode())
     for name, t in teacher.state_dict().items():
         h.update(name.encode())
-        _hash_tensor(h, t)
-    _hash_data(h, data)
+        hash_tensor(h, t)
+    data.add_identity(h)
     return h.hexdigest()
 
 

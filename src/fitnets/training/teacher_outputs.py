@@ -134,7 +134,7 @@ def store_layout(config: RunConfig, train) -> tuple[dict[str, int] | None, str]:
     if not config.store.enabled:
         return None, "store.enabled is false in this config: the run would not read a store"
     if train.fixed and aug.views:
-        if isinstance(train, ImageData):
+        if train.in_memory:  # their content keys the store
             return {}, ""
         return None, ("a streamed folder is not held in memory, so it cannot be keyed by its content; the teacher "
                       "runs live")
