@@ -176,3 +176,14 @@ def test_code_asks_a_split_not_its_class():
     g = torch.Generator().manual_seed(0)
     data = ImageData(torch.randint(0, 256, (4, 1, 2, 2), dtype=torch.uint8, generator=g), torch.arange(4), 4)
     assert isinstance(data, Split) and isinstance(DatasetSplit([(torch.zeros(1, 2, 2), 0)], 1), Split)
+
+
+def test_a_teacher_is_wrapped_in_one_place():
+    """The run, the --fast tuner, bench, evaluate and suggest --probe all wrap a teacher with
+    ``teacher_outputs.frozen_teacher`` (``FitNet`` keeps its public fallback for a bare module)."""
+    builders = sorted(str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")
+                      if "FrozenTeacher(" in p.read_text() and p.name != "teacher.py")
+    assert builders == ["core/fitnet.py", "training/teacher_outputs.py"], builders
+    users = {"training/run.py", "training/fast.py", "tools/bench_step.py", "tools/commands/evaluate.py",
+             "tools/commands/suggest.py"}
+    assert all("frozen_teacher(" in (ROOT / u).read_text() for u in users)

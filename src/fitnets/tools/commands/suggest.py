@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from fitnets.training.config import load_config
     from fitnets.training.distributed import resolve_device
     from fitnets.training.loading import ModelRef, input_shape, load_data, load_model
+    from fitnets.training.speed import Speed
+    from fitnets.training.teacher_outputs import frozen_teacher
 
     if args.top < 1 or args.probe < 0:
         raise FitNetsError("--top must be ≥ 1 and --probe ≥ 0")
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     shown = candidates[:args.top]
     if args.probe:
         data = load_data(config, device)
-        suggest.probe(teacher, lambda: load_model(student_ref), shown[:5], data, args.probe,
+        frozen = frozen_teacher(teacher, Speed.of(config))  # wrapped as a run with this config wraps it
+        suggest.probe(frozen, lambda: load_model(student_ref), shown[:5], data, args.probe,
                       progress=not args.no_progress)
     print(suggest.format_table(shown, default))
     if default is not None:
