@@ -325,3 +325,22 @@ def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monk
     assert err.strip().splitlines()[-1] == ("error: torch.compile failed: RuntimeError: InvalidCxxCompiler: No "
                                             "working C++ compiler found — run without --compile")
     assert "Traceback" not in err
+
+
+def test_flag_defaults_are_read_from_the_config_not_restated():
+    """`--out`, `--device` and `--data` default to the config's own defaults (one home for each fact)."""
+    import re
+    from pathlib import Path
+
+    from fitnets.tools.cli import build_parser
+    from fitnets.training.config import RunConfig
+
+    parser, default = build_parser(), RunConfig()
+    demo = parser.parse_args(["demo"])
+    assert (demo.out, demo.device) == (default.out, default.device)
+    suggest = parser.parse_args(["suggest", "a", "b"])
+    assert (suggest.data, suggest.device) == (default.data.name, default.device)
+    commands = Path(__file__).resolve().parents[1] / "src" / "fitnets" / "tools" / "commands"
+    restated = [f"{p.name}: {m.group(0)}" for p in commands.glob("*.py")
+                for m in re.finditer(r'default="(runs|auto|fashion-mnist)"', p.read_text())]
+    assert not restated, restated

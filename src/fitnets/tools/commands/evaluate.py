@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP, MODEL_FORMS
+from fitnets.tools.commands.flags import DATASETS_HELP, DEFAULT, DEVICE_HELP, MODEL_FORMS
 
 
 def add_parser(sub) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None, help=f"dataset: {DATASETS_HELP} (default: the run's, else fashion-mnist)")
     p.add_argument("--data-dir", help="folder with the dataset files (default: the run's)")
     p.add_argument("--teacher", help=f"also report top-1 agreement and KL with this teacher ({MODEL_FORMS})")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default=DEFAULT.device, help=DEVICE_HELP)
     p.set_defaults(func=run)
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         test = load_data(config, device).test
         inputs = InputFormat(channels_last=config.channels_last)
     else:
-        test = load_dataset(args.data or "fashion-mnist", "test", args.data_dir).to(device)
+        test = load_dataset(args.data or config.data.name, "test", args.data_dir).to(device)
     with dry_run(model, example(test, 2)):   # a model that cannot take this dataset's images: one line
         model.eval()(inputs(example(test, 2)))
     result = evaluate_accuracy(model, test, inputs=inputs, logits_key=logits_key)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fitnets.errors import FitNetsError
 from fitnets.tools.commands.flags import add_run_flags, config_from_args, parse_seeds
-from fitnets.training.recipes import METHODS
+from fitnets.training.methods import METHODS
 
 log = logging.getLogger("fitnets")
 
