@@ -122,21 +122,22 @@ def matrix_cases(fast: Speed, compile: bool) -> list[Case]:
 
 # Each ratio of two rows measured on the same batches: (numerator, denominator) by the rows' keys.
 RATIOS = {"kd_cached_cost": ("ce", "kd_cached"), "kd_store_cost": ("ce_aug", "kd_store"),
-          "kd_fast_store_speedup": ("fast_kd_store", "ce_aug"), "kd_preset_store_speedup": ("preset_kd_store", "ce_aug"),
+          "kd_fast_store_speedup": ("fast_kd_store", "ce_aug"),
+          "kd_preset_store_speedup": ("preset_kd_store", "ce_aug"),
           "stage1_cut_cost": ("stage1_full", "stage1_cut"),
           "stage1_cached_cost": ("stage1_full", "stage1_cached")}
 
 
 def ratios_of(cases: list[Case], rows: list[StepRow]) -> dict[str, float | str]:
     """The ratios whose rows were measured (``--only`` may leave some out)."""
-    row = {case.key: r for case, r in zip(cases, rows) if case.key}
+    row = {case.key: r for case, r in zip(cases, rows, strict=True) if case.key}
     rate = {key: r.images_per_s for key, r in row.items()}
     ratios: dict[str, float | str] = {name: rate[a] / rate[b] for name, (a, b) in RATIOS.items()
                                       if a in rate and b in rate}
     if "kd_live_aug" in row:
         ratios["data_wait_share"] = row["kd_live_aug"].data_wait_share
     ratios["store_build_share"] = AUGMENTATION.views / PROTOCOL_EPOCHS
-    live = [(case, r) for case, r in zip(cases, rows) if case.step == "kd" and case.teacher == "live"
+    live = [(case, r) for case, r in zip(cases, rows, strict=True) if case.step == "kd" and case.teacher == "live"
             and not case.augmented]
     fp32 = [(case, r) for case, r in live if case.speed.autocast is None]
     bf16 = [r.images_per_s for case, r in live if case.speed.autocast]
@@ -146,7 +147,7 @@ def ratios_of(cases: list[Case], rows: list[StepRow]) -> dict[str, float | str]:
         ratios |= {"kd_fast_over_baseline": fastest_row.images_per_s / rate["kd_off"],
                    "kd_fast_bf16_over_baseline": max(bf16) / rate["kd_off"],
                    "fastest_teacher_option": teacher, "fastest_student_option": student or "student contiguous, eager"}
-    cut = [r.images_per_s for case, r in zip(cases, rows)
+    cut = [r.images_per_s for case, r in zip(cases, rows, strict=True)
            if case.step == "hint" and case.teacher == "live" and case.cut and case.speed != ALL_OFF]
     if "stage1_full" in rate and cut:
         ratios["stage1_fast_cost"] = rate["stage1_full"] / max(cut)

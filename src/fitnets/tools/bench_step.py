@@ -212,9 +212,9 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
                matrix: bool = False, only: str | None = None, progress: bool = False
                ) -> tuple[list[StepRow], dict[str, float | str]]:
     """Training throughput of one teacher/student pair on synthetic data: each method's step as a run trains
-    it, with the default config, the fixed preset and ``--fast``'s measured choice (``default_cases``) — and, with ``matrix``, every speed
-    option on its own (``matrix_cases``) — all in one process, so that the ratios compare like with like;
-    ``only``: the rows whose name holds that text.
+    it, with the default config, the fixed preset and ``--fast``'s measured choice (``default_cases``) — and,
+    with ``matrix``, every speed option on its own (``matrix_cases``) — all in one process, so that the ratios
+    compare like with like; ``only``: the rows whose name holds that text.
 
     Returns:
         The rows, and ratios, each between rows measured on the same batches:
@@ -252,7 +252,8 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
     if only:
         cases = [case for case in cases if only.lower() in case.name.lower()]
         if not cases:
-            raise FitNetsError(f"no row of bench step has {only!r} in its name{'' if matrix else ' (--all: more rows)'}")
+            more = "" if matrix else " (--all: more rows)"
+            raise FitNetsError(f"no row of bench step has {only!r} in its name{more}")
     with tempfile.TemporaryDirectory(prefix="fitnets-bench-store-") as store_root:
         pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, val, batch_size, rounds,
                     Path(store_root))

@@ -169,8 +169,9 @@ class Run:
             outputs = logits_of(raw, c.logits_key).shape[-1]
         classes = data.train.num_classes
         if outputs != classes:
+            fix = _more_outputs(c.student, "model_args", classes)
             raise FitNetsError(f"{c.student} has {outputs} outputs{logits_origin(raw, c.logits_key)} but "
-                               f"{c.data.name} has {classes} classes; {_more_outputs(c.student, 'model_args', classes)}")
+                               f"{c.data.name} has {classes} classes; {fix}")
         if self.teacher_module is not None:
             with torch.no_grad(), eval_mode(self.teacher_module), dry_run(self.teacher_module, x):
                 teacher_outputs = logits_of(self.teacher_module(x), c.teacher_logits_key).shape[-1]
@@ -249,7 +250,7 @@ class Run:
             if board is not None:
                 board.close()
             if main:
-                release_folder(self.run_dir)  # the folder is free again: for a resume, or a new run if nothing was saved
+                release_folder(self.run_dir)  # free again: for a resume, or a new run if nothing was saved
         return self._finish(data, ctx)
 
     def _finish(self, data: Data, ctx: RunContext) -> dict[str, Any]:
