@@ -24,7 +24,7 @@ from tqdm import tqdm
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.core.inputs import InputFormat
 from fitnets.data.augment import Augmentation
-from fitnets.data.images import ImageData
+from fitnets.data.split import Split
 from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
@@ -140,7 +140,7 @@ class Stage:
 class RunContext:
     """What every stage of a run shares: data, run folder, batching and step settings."""
 
-    train: ImageData
+    train: Split
     run_dir: Path
     config: dict[str, Any]
     batch_size: int

@@ -144,6 +144,7 @@ class Run:
         speed = Speed.of(c)
         if self.teacher_module is not None:
             self.teacher = frozen_teacher(self.teacher_module, speed, c.teacher_logits_key)
+            self.teacher_module = None  # the frozen teacher holds what it needs (a folded copy): no second one kept
         self.inputs = InputFormat(channels_last=speed.channels_last)
         self.inputs.apply_to(self.student)
         # The CE/KD steps call the student through torch.compile when asked; the hint stages keep the eager

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.augment import Augmentation
-from fitnets.data.images import ImageData
+from fitnets.data.split import Split
 from fitnets.data.loader import batches
 from fitnets.training.schema import RunConfig
 from fitnets.training.speed import DTYPES, Speed, lowered
@@ -95,7 +95,7 @@ class CachedOutputs(TeacherOutputs):
             ``spill_dir`` (e.g. the run folder) instead of held in RAM.
     """
 
-    def __init__(self, forward: Forward, data: ImageData, batch_size: int = 1000, desc: str = "teacher cache",
+    def __init__(self, forward: Forward, data: Split, batch_size: int = 1000, desc: str = "teacher cache",
                  progress: bool = True, dtype: torch.dtype | None = None, spill_dir: str | Path | None = None,
                  spill_bytes: int = 2 << 30):
         self.forward, self.data, self.batch_size, self.desc = forward, data, batch_size, desc
@@ -145,7 +145,7 @@ def store_layout(config: RunConfig, train) -> tuple[dict[str, int] | None, str]:
                   "epoch, example) for the runs of this seed; the teacher runs live")
 
 
-def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunConfig, teacher: FrozenTeacher,
+def teacher_source(forward: Forward, kind: str, train: Split, config: RunConfig, teacher: FrozenTeacher,
                    spill_dir: str | Path | None = None, progress: bool = True) -> TeacherOutputs:
     """Where a stage's teacher outputs come from (``kind``: ``"logits"`` or ``"hints"``), decided here only:
 
