@@ -67,3 +67,30 @@ def test_stage_1_is_the_recipes_stage(tiny, tmp_path):
     assert isinstance(stage.step, HintStep) and stage.step.cut and set(stage.saves) == {"model", "regressor"}
     assert [id(w) for w in stage.optimized()] == [id(w) for w in fitnet.stage1_parameters()]
     assert "hint loss" in stage.about  # written by recipes.hint_stage
+
+
+def test_the_cost_said_before_measuring_is_what_measuring_spends(tiny, tmp_path, monkeypatch):
+    """`bench step` says its cost before paying it: the teacher forwards it counts are those the cases run (up to
+    the store's few audit forwards and the FitNet's two-image probe of its layers), and a cache or store is filled
+    once per teacher setting, for the views the timed epochs read only (not every view of every example)."""
+    from fitnets.core.teacher import FrozenTeacher
+    from fitnets.tools.bench_step import workload
+
+    seen = {"images": 0}
+    call, features = FrozenTeacher.__call__, FrozenTeacher.features
+
+    def counting(fn):
+        def wrapped(self, x, *args, **kwargs):
+            seen["images"] += len(x)
+            return fn(self, x, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(FrozenTeacher, "__call__", counting(call))
+    monkeypatch.setattr(FrozenTeacher, "features", counting(features))
+    p = pair(tiny, tmp_path, rounds=2)
+    cases = default_cases(DEFAULTS, preset=DEFAULTS.replace(teacher_dtype="bfloat16", cache_dtype="bfloat16"))
+    measure(cases, p, rounds=2, warmup=1)
+    teacher, student = workload(cases, len(p.data), p.batch_size, 1, 2, len(p.val))
+    assert teacher <= seen["images"] <= 1.1 * teacher
+    # the store rows' fill: the views of the 2 timed epochs, 2 × 32, once per teacher setting — not 32 × 18 views
+    assert teacher < 2 * 32 * 18

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import statistics
 import tempfile
 from dataclasses import replace
@@ -48,15 +49,17 @@ from fitnets.training.loading import Data
 from fitnets.training.recipes import Parts, backprop, hint_stage, knowledge_distillation
 from fitnets.training.speed import FIXED, Speed
 from fitnets.training.store import StoredOutputs
-from fitnets.training.teacher_outputs import LiveOutputs, frozen_teacher, teacher_source
+from fitnets.training.teacher_outputs import LiveOutputs, TeacherOutputs, frozen_teacher, teacher_source
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULTS", "Case", "Pair", "StepRow", "bench_step", "default_cases", "fast_settings", "format_step_table",
            "measure"]
 
 class Pair:
     """What the cases are built from: the teacher and the student as created, their layers, the synthetic data
-    (training, and one evaluation batch of validation), and the teachers and stores the cases share (a teacher
-    with given settings is wrapped once, a store filled once)."""
+    (training, and one evaluation batch of validation), and the teachers and teacher outputs the cases share (a
+    teacher with given settings is wrapped once; a cache or a store of its outputs filled once)."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module, hint: str, guided: str, data: ImageData,
                  val: ImageData, batch_size: int, epochs: int, store_root: Path):
@@ -64,7 +67,7 @@ class Pair:
         self.hint, self.guided, self.data, self.val, self.batch_size = hint, guided, data, val, batch_size
         self.epochs, self.store_root = epochs, store_root
         self._teachers: dict[tuple, FrozenTeacher] = {}
-        self._stores: dict[tuple, StoredOutputs] = {}
+        self._sources: dict[tuple, TeacherOutputs] = {}
 
     def config(self, case: Case) -> RunConfig:
         """The run config the case is: its speed options, its batches (augmented or not), and where a run with
@@ -88,16 +91,19 @@ class Pair:
         """A fresh copy: every case starts from the same weights."""
         return InputFormat(channels_last=s.channels_last).apply_to(copy.deepcopy(self.student_model))
 
-    def logits(self, case: Case, config: RunConfig, teacher: FrozenTeacher):
-        """The source of the teacher's logits a run with ``config`` reads (``teacher_source``); a store is
-        shared by the cases with its teacher and filled before timing (``fill_timed``)."""
+    def source(self, case: Case, kind: str, config: RunConfig, teacher: FrozenTeacher, forward) -> TeacherOutputs:
+        """The source of the teacher's ``kind`` (logits or hints) a run with ``config`` reads (``teacher_source``):
+        a cache or a store is shared by the cases with its teacher settings (its values are the same), a store
+        filled before timing (``fill_timed``)."""
         s = case.speed
-        key = (s.teacher_dtype, s.teacher_channels_last, s.teacher_fold_bn, s.cache_dtype)
-        if case.teacher == "store" and key in self._stores:
-            return self._stores[key]
-        source = teacher_source(teacher, "logits", self.data, config, teacher, progress=False)
+        key = (case.teacher, kind, s.teacher_dtype, s.teacher_channels_last, s.teacher_fold_bn, s.cache_dtype)
+        if key in self._sources:
+            return self._sources[key]
+        source = teacher_source(forward, kind, self.data, config, teacher, progress=False)
         if isinstance(source, StoredOutputs):
-            self._stores[key] = fill_timed(source, self.data, self.batch_size, self.epochs)
+            source = fill_timed(source, self.data, self.batch_size, self.epochs)
+        if case.teacher != "live":
+            self._sources[key] = source
         return source
 
     def stage(self, case: Case) -> Stage:
@@ -110,14 +116,36 @@ class Pair:
         teacher = self.teacher(s if case.teacher == "live" and case.step == "kd" else s.replace(teacher_compile=False))
         if case.step == "hint":
             fitnet = FitNet(teacher, student, self.hint, self.guided, to_float(self.data.head(2)))
-            hints = (teacher_source(fitnet.hint_features, "hints", self.data, config, teacher, progress=False)
-                     if case.cut else LiveOutputs(functools.partial(fitnet.hint_features, cut=False)))
+            hints = (self.source(case, "hints", config, teacher, fitnet.hint_features) if case.cut else
+                     LiveOutputs(functools.partial(fitnet.hint_features, cut=False)))
             return hint_stage(fitnet, hints, config.hint_stage, HintEval(fitnet, self.val, len(self.val), inputs),
                               cut=case.cut)
         parts = Parts(config, Data(self.data, self.val, self.val), student, inputs,
-                      self.logits(case, config, teacher) if case.step == "kd" else None,
+                      self.source(case, "logits", config, teacher, teacher) if case.step == "kd" else None,
                       student_forward=torch.compile(student) if s.compile else None, teacher=teacher)
         return (knowledge_distillation if case.step == "kd" else backprop)(parts)[0]
+
+
+def workload(cases: list[Case], n: int, batch_size: int, warmup: int, rounds: int, val: int) -> tuple[int, int]:
+    """What measuring ``cases`` costs, before it is paid: the teacher's forward images (live steps, the caches
+    and stores filled once per teacher setting, stage 1's validation hints) and the student's training images
+    (warm-up and timed epochs; each case's validation pass counted as a third of a step per image)."""
+    teacher = student = 0
+    filled: set[tuple] = set()
+    for case in cases:
+        trained = min(warmup * batch_size, n) + rounds * n
+        student += trained + val // 3
+        if case.teacher is None:
+            continue
+        s = case.speed
+        key = (case.teacher, case.step, s.teacher_dtype, s.teacher_channels_last, s.teacher_fold_bn, s.cache_dtype)
+        teacher += val if case.step == "hint" else 0   # HintEval runs the teacher on the validation split
+        if case.teacher == "live":
+            teacher += trained
+        elif key not in filled:
+            filled.add(key)
+            teacher += n if case.teacher == "cached" else rounds * n + min(warmup * batch_size, n)
+    return teacher, student
 
 
 def fill_timed(outputs: StoredOutputs, data: ImageData, batch_size: int, epochs: int) -> StoredOutputs:
@@ -254,8 +282,23 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
         if not cases:
             more = "" if matrix else " (--all: more rows)"
             raise FitNetsError(f"no row of bench step has {only!r} in its name{more}")
+    _say_the_cost(cases, choice, n, batch_size, warmup, rounds, len(val))
     with tempfile.TemporaryDirectory(prefix="fitnets-bench-store-") as store_root:
         pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, val, batch_size, rounds,
                     Path(store_root))
         rows = measure(cases, pair, rounds, warmup, progress)
     return rows, ratios_of(cases, rows) | {"fast_choice": choice.summary(), "fast_tuning_s": choice.seconds}
+
+
+def _say_the_cost(cases: list[Case], choice: fast_choice.Choice, n: int, batch_size: int, warmup: int, rounds: int,
+                  val: int) -> None:
+    """Log what the rows will cost, at the speeds ``--fast`` has just measured for this pair (its defaults'
+    images/s): the teacher's forwards and the student's steps, in minutes, before they are spent."""
+    teacher, student = workload(cases, n, batch_size, warmup, rounds, val)
+    rates = {part: next(iter(r.values())) for part, r in choice.rates.items() if r}
+    if "student" not in rates:
+        return
+    seconds = student / rates["student"] + (teacher / rates["teacher"] if "teacher" in rates else 0.0)
+    log.info("bench step: %d rows, %s teacher forwards and %s student training images: about %.0f min here, at the "
+             "speeds --fast just measured (--only ROW, fewer --steps or --rounds cost less)", len(cases),
+             f"{teacher:,}", f"{student:,}", seconds / 60)
