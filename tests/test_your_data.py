@@ -2,6 +2,7 @@
 transforms (torch's, Python's ``random``, NumPy's) read by DataLoader workers — reproducible to the bit, killed
 and resumed, under torchrun — and ``--data package.module:factory``."""
 
+import copy
 import json
 import os
 import signal
@@ -135,6 +136,35 @@ def test_distill_runs_the_engine_on_objects_and_datasets(user, tmp_path):
                         progress=False, overrides={"data.workers": 2, "log_every": 1})
     with pytest.raises(fitnets.FitNetsError, match="unknown flag 'epoch'. Did you mean: epochs"):
         fitnets.distill(user.teacher(), user.student(), user.Noisy(), epoch=3)
+
+
+@pytest.mark.parametrize("call, kwargs, needle", [
+    ("distill", {"data": "cifar10"}, "cannot use data=: the data is the Dataset objects given"),
+    ("distill", {"data_dir": "/data"}, "cannot use data_dir="),
+    ("distill", {"download": True}, "cannot use download="),
+    ("distill", {"overrides": {"data.name": "mnist"}}, "cannot use overrides={'data.name': ...}"),
+    ("distill", {"val": "split", "val_size": 10}, "cannot use val_size=: val= is the validation split"),
+    ("train", {"temperature": 5}, "fitnets.train() cannot use temperature=: it trains with cross-entropy alone"),
+    ("train", {"hint": "x"}, "fitnets.train() cannot use hint="),
+    ("train", {"method": "kd"}, "fitnets.train() cannot use method="),
+    ("train", {"overrides": {"kd.temperature": 5}}, "cannot use overrides={'kd.temperature': ...}"),
+])
+def test_a_call_refuses_what_it_cannot_use(user, call, kwargs, needle):
+    if kwargs.get("val") == "split":
+        kwargs["val"] = user.Noisy(40)
+    models = (user.teacher(), user.student()) if call == "distill" else (user.student(),)
+    with pytest.raises(fitnets.FitNetsError) as error:
+        getattr(fitnets, call)(*models, user.Noisy(), **kwargs)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_distill_leaves_the_callers_config_as_it_was(user, tmp_path):
+    config = fitnets.load_config(None, [("data.val_size", 40), ("data.batch_size", 40), ("data.workers", 0)])
+    before = copy.deepcopy(config)
+    fitnets.distill(user.teacher(), user.student(), user.Noisy(120), test=user.Noisy(40, seed=1), method="kd",
+                    config=config, epochs=1, out=str(tmp_path), name="kd", progress=False)
+    assert config == before and config.method == "fitnet" and config.data.name == "fashion-mnist"
+    assert "method: kd" in (tmp_path / "kd" / "config.yaml").read_text()
 
 
 def test_kill_9_and_resume_give_the_uninterrupted_student(user, tmp_path):
