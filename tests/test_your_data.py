@@ -213,8 +213,13 @@ def test_data_factory_from_the_command_line(user, tmp_path, capsys):
             "--student", "userdata:student", "--epochs", "1", "--val-size", "40", "--out", str(tmp_path),
             "--no-progress", "--set", "data.workers=0"]
     assert main([*argv, "--teacher", f"userdata:teacher:{_teacher_weights(user, tmp_path)}"]) == 0
-    results = json.loads(next(tmp_path.glob("kd-*/results.json")).read_text())
-    assert results["dataset"] == "userdata:splits" and 0 <= results["test_acc"] <= 1
+    run_dir = next(tmp_path.glob("kd-*"))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["dataset"] == "userdata:splits"
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == 0   # the factory's test split (60 images), read again by the run folder
+    printed = capsys.readouterr().out
+    assert f"test accuracy {results['test_acc']:.4f}, loss {results['test_loss']:.4f} (60 images)" in printed
 
 
 def _teacher_weights(user, tmp_path):
@@ -266,7 +271,11 @@ def test_the_store_keeps_your_datasets_views_for_the_runs_of_one_seed(user, tmp_
     assert [r.get("store_hit_rate") for r in _rows(tmp_path / "fitnet")] == [None, 1.0, 1.0]  # hint stage: no logits
     live = user.run(str(tmp_path), "kd-live", method="kd", epochs=2, overrides={"store.enabled": False})
     assert live["test_loss"] == pytest.approx(first["test_loss"], rel=1e-5)  # stored values: fp32, as computed
-    assert fitnet["test_acc"] >= 0 and "does not match" not in caplog.text
+    fitnet_live = user.run(str(tmp_path), "fitnet-live", epochs=2, hint_epochs=1, overrides={"store.enabled": False})
+    # the second method read the first one's values: its student is the live-teacher one, to the last bit
+    kd_losses = [[r.get("kd_loss") for r in _rows(tmp_path / name)] for name in ("fitnet", "fitnet-live")]
+    assert kd_losses[0] == kd_losses[1]
+    assert fitnet["test_loss"] == fitnet_live["test_loss"] and "does not match" not in caplog.text
 
 
 def test_a_changed_transform_under_the_same_name_drops_the_store(user, tmp_path, monkeypatch, caplog):

@@ -117,8 +117,8 @@ def train(student: nn.Module | str, train, *, val=None, test=None, config: RunCo
     ``distill``'s."""
     _refuse("train", flags, overrides, DISTILL_FLAGS, "it trains with cross-entropy alone, with no teacher "
             "(fitnets.distill takes it)")
-    config = _config("train", config, overrides, flags, [("method", "ce"), ("student", _model_name(student, "student"))],
-                     val)
+    fixed = [("method", "ce"), ("student", _model_name(student, "student"))]
+    config = _config("train", config, overrides, flags, fixed, val)
     return _run(config, train, val, test, num_classes, resume, progress, student, None)
 
 
