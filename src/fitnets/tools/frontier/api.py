@@ -113,8 +113,8 @@ def frontier(teacher: nn.Module | str, candidates: list, train=None, *, val=None
         candidates: the students: model names in the CLI's forms (``"resnet8"``, ``"pkg.mod:factory"``,
             ``"NAME:PATH"``, a run folder), ``(name, {keyword: value or [values]})`` pairs, or ``nn.Module``
             objects (trained in this process: ``jobs=1``).
-        train, val, test: your ``Dataset`` objects (as ``fitnets.distill`` takes them), or ``None`` for the
-            config's dataset (``data="fashion-mnist"``).
+        train, val, test: your ``Dataset`` objects (as ``fitnets.distill`` takes them), or ``None`` for a
+            built-in dataset by name (``data="fashion-mnist"``, ``data_dir=...``).
         grid: keyword values applied to every named candidate: ``{"width": [8, 16, 32]}``.
         methods, seeds: trained per candidate (``seeds=3`` → 0, 1, 2).
         frontier_seeds: then each (candidate, method) on its method's frontier is trained with seeds 0..N-1.
@@ -136,11 +136,19 @@ def frontier(teacher: nn.Module | str, candidates: list, train=None, *, val=None
         >>> answer = fitnets.frontier("paper-mnist-teacher", ["fmnist-depth5", "paper-mnist-fitnet"],
         ...                           methods="fitnet,kd", data="fashion-mnist", epochs=2, name="which")
     """
-    from fitnets.api import _config, _model_name
+    from fitnets.api import DATA_FLAGS, _config, _model_name
+    from fitnets.training.config import flag_overrides, load_config
 
     methods = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    base = _config(config, overrides, dict(flags), [("teacher", _model_name(teacher, "teacher"))])
+    flags = dict(flags)
+    data_flags = {k: flags.pop(k) for k in DATA_FLAGS if flags.get(k) is not None}  # a built-in dataset by name
+    if data_flags and train is not None:
+        raise FitNetsError(f"fitnets.frontier() cannot use {next(iter(data_flags))}=: the data is the Dataset "
+                           "objects given (train, val=, test=)")
+    base = _config("frontier", config, overrides, flags, [("teacher", _model_name(teacher, "teacher"))], val)
+    if data_flags:
+        base = load_config(None, flag_overrides(data_flags, []), base=base)
     words, modules = [], []
     for c in candidates:
         if isinstance(c, nn.Module):
