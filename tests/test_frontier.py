@@ -260,6 +260,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 def test_two_workers_split_a_grid_and_a_killed_workers_trial_is_finished_bit_identically(nets):
     """Two processes on one study share out a grid, no trial trained twice. Then a worker is killed with
     SIGKILL in its trial's second epoch; a rerun of the same command takes the trial back and resumes it from its
