@@ -106,8 +106,8 @@ def markdown(answer: dict[str, Any], methods: list[str]) -> str:
 
 
 def plot(answer: dict[str, Any], methods: list[str], path: Path) -> bool:
-    """Accuracy against speed-up and against parameters, one line per method through its frontier, the teacher
-    as a star. Returns False (and says so) without matplotlib."""
+    """Accuracy (mean ± std over seeds) against speed-up and against parameters, one line per method through its
+    frontier in each panel, the teacher as a star. Returns False (and says so) without matplotlib."""
     try:
         import matplotlib
 
@@ -125,10 +125,14 @@ def plot(answer: dict[str, Any], methods: list[str], path: Path) -> bool:
                 continue
             xs = [c[key] for c in rows]
             ys = [100 * c["results"][method]["mean"] for c in rows]
-            dots = ax.scatter(xs, ys, s=18, alpha=0.6, label=None)
-            front = sorted((c[key], 100 * c["results"][method]["mean"]) for c in rows if method in c["pareto"])
+            dots = ax.errorbar(xs, ys, yerr=[100 * c["results"][method]["std"] for c in rows], fmt="o", ms=4,
+                               alpha=0.5, label=None)
+            # the frontier of this panel: faster is better on the left, fewer parameters on the right
+            sign = 1 if key == "speedup" else -1
+            best = pareto({i: (y, sign * x) for i, (x, y) in enumerate(zip(xs, ys, strict=True))})
+            front = sorted((xs[i], ys[i]) for i in best)
             if front:
-                ax.plot(*zip(*front, strict=True), "-o", color=dots.get_facecolor()[0], label=method, markersize=4)
+                ax.plot(*zip(*front, strict=True), "-o", color=dots[0].get_color(), label=method, markersize=4)
         if t.get("test_acc") is not None:
             ax.plot([1.0 if key == "speedup" else t["params"]], [100 * t["test_acc"]], "k*", markersize=12,
                     label="teacher")
