@@ -60,12 +60,13 @@ def _pct(value: float | None) -> str:
 def markdown(answer: dict[str, Any], methods: list[str]) -> str:
     t = answer["teacher"]
     head = ["candidate", "params", "MACs", "latency ms", "speed-up", "compression"]
-    head += [f"{m} acc %" for m in methods] + ["agreement %", "train time", "status"]
+    head += [f"{m} acc %" for m in methods] + ["agreement %", "train time"]
+    head += ["guided (from)"] * ("fitnet" in methods) + ["status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines.append(f"| **teacher** {t['name']} | {t['params']:,} | {t['macs'] / 1e6:.2f}M | {t['latency_ms']:.2f} "
                  "| 1.00 | "
                  f"1.00 | " + " | ".join(_pct(t.get("test_acc")) if i == 0 else "" for i in range(len(methods)))
-                 + " | | | |")
+                 + " | | |" + " |" * ("fitnet" in methods) + " |")
     for c in answer["candidates"]:
         cells = []
         for m in methods:
@@ -79,7 +80,9 @@ def markdown(answer: dict[str, Any], methods: list[str]) -> str:
         lines.append(f"| {c['name']} | {c['params']:,} | {c['macs'] / 1e6:.2f}M | {c['latency_ms']:.2f} | "
                      f"{c['speedup']:.2f} | {c['compression']:.2f} | " + " | ".join(cells) +
                      f" | {_pct(statistics.fmean(agreement)) if agreement else '—'} | "
-                     f"{f'{minutes:.1f} min' if results else '—'} | {c['status']} |")
+                     f"{f'{minutes:.1f} min' if results else '—'} | "
+                     + (f"{c['guided'] or '—'} ({c.get('guided_from')}) | " if "fitnet" in methods else "")
+                     + f"{c['status']} |")
     notes = ["", ("★: on that method's Pareto frontier of test accuracy against speed-up; (n): seeds. Agreement: "
              "top-1 agreement with the teacher on the test set, averaged over methods with a teacher and seeds.")]
     p = answer.get("pick")

@@ -158,6 +158,7 @@ def resolve(f: Frontier) -> Family:
 
     queue.optuna()
     check_identity(f)
+    open_study(f)  # an unreachable --storage is said now, before anything is loaded or measured
     data, teacher, device = _load(f)
     f.data.num_classes = data.train.num_classes
     x = example(data.train, 2, None).float().cpu()
