@@ -21,7 +21,9 @@ import contextlib
 import fcntl
 import logging
 import os
+import random
 import socket
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,7 +169,13 @@ def work(study, objective: Callable, more: Callable[[], bool] = lambda: False) -
     waiting trial, or asks the sampler for a new one. A trial whose training fails (a ``FitNetsError``) is
     marked failed, said in the log, and the worker goes on."""
     while waiting(study) or more():
-        study.optimize(objective, n_trials=1, catch=(FitNetsError,), gc_after_trial=False)
+        try:
+            study.optimize(objective, n_trials=1, catch=(FitNetsError,), gc_after_trial=False)
+        except Exception as err:  # SQLite refuses a write while another worker's is pending: wait, try again
+            if "database is locked" not in str(err):
+                raise
+            log.info("the study's database is busy: trying again")
+            time.sleep(random.uniform(0.2, 1.0))
 
 
 def mark_worker(trial) -> None:
