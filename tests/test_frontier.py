@@ -224,6 +224,23 @@ def test_the_teacher_is_paid_once_for_the_family(nets, tmp_path, monkeypatch, ca
     assert sum(live) == 3 * 2 * 300                       # 3 runs × 2 epochs × 300 examples, every one live
 
 
+def test_trials_sample_the_factorys_keyword_space_with_two_objectives(nets, capsys):
+    argv = frontier_argv(nets, nets["student"], "--grid", "width=1,2,3,4", "--grid", "depth=1,2", "--trials", "3",
+                         "--methods", "kd")
+    assert main(argv) == 0, capsys.readouterr().err[-2000:]
+    result = read(nets)
+    import optuna
+
+    study = optuna.load_study(study_name="f", storage=f"sqlite:///{nets['tmp'] / 'f' / 'study.db'}")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]   # accuracy up, latency down
+    sampled = [t for t in study.trials if "searched" in t.user_attrs]
+    assert len(sampled) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in sampled)
+    for t in sampled:   # each trial's values: (test accuracy, latency) of the candidate it sampled
+        row = next(c for c in result["candidates"] if c["args"] == t.user_attrs["searched"]["args"])
+        assert t.values == [row["results"]["kd"]["mean"], row["latency_ms"]]
+    assert 1 <= len(result["candidates"]) <= 3
+
+
 def test_the_screen_keeps_the_best_and_reports_kendall_tau(nets, capsys):
     argv = frontier_argv(nets, nets["student"], "width=1,2,8", "--methods", "kd", "--screen", "2", "--keep", "2")
     assert main(argv) == 0, capsys.readouterr().err[-2000:]

@@ -5,7 +5,8 @@ written as ``frontier.json`` (for programs), ``frontier.md`` and ``frontier.png`
 ``frontier.json``: ``{"teacher": {...}, "candidates": [{"name", "spec", "args", "params", "macs",
 "latency_ms", "speedup", "compression", "status", "guided", "results": {METHOD: {"test_acc": [per seed],
 "seeds", "mean", "std", "teacher_agreement", "train_time_s"}}, "pareto": [METHOD, ...], "screen"}, ...],
-"pick": {...}, "screen": {...}, "cost": {...}}``.
+"pick": {...}, "screen": {...}, "cost": {"teacher_images": {"training", "evaluation"}, "trials",
+"train_examples", "wall_s", "by_trial": [{"candidate", "method", "seed", "teacher_images", "wall_s"}]}}``.
 """
 
 from __future__ import annotations

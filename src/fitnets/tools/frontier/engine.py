@@ -44,7 +44,7 @@ def screen(family: Family) -> None:
 def collect(family: Family) -> dict[str, Any]:
     """The answer from the trials' run folders (whoever trained them)."""
     f = family.frontier
-    rows, images, trials, wall = [], {}, 0, 0.0
+    rows, images, trials, wall, by_trial = [], {}, 0, 0.0, []
     if f.search:  # the candidates are those the sampler tried
         from fitnets.tools.frontier.family import admit
 
@@ -69,6 +69,9 @@ def collect(family: Family) -> dict[str, Any]:
                         images[kind] = images.get(kind, 0) + n
                     wall += record.get("wall_s", 0.0)
                     trials += 1
+                    by_trial.append({"candidate": c.label, "method": method, "seed": seed,
+                                     "teacher_images": record.get("teacher_images", {}),
+                                     "wall_s": record.get("wall_s")})
                     runs.append(result)
             if runs:
                 row["results"][method] = answer.summarize(runs)
@@ -83,7 +86,7 @@ def collect(family: Family) -> dict[str, Any]:
     out = {"name": f.name, "teacher": family.teacher_facts, "candidates": rows, "pick": pick,
            "methods": f.methods, "seeds": f.seeds,
            "cost": {"teacher_images": images, "trials": trials, "train_examples": family.train_examples,
-                    "wall_s": wall}}
+                    "wall_s": wall, "by_trial": by_trial}}
     if family.screen:
         method = "kd" if "kd" in f.methods else f.methods[0]  # the screen's own method where it is trained
         pairs = [(family.screen["scores"][r_slug], row["results"][method]["mean"])
