@@ -103,7 +103,7 @@ class Stage:
         validate: ``validate() -> (metrics, score)``, score higher-is-better; ``None`` when there is no
             validation data (nothing to select by: the stage ends with its last weights).
         epochs, optim, patience: as in the config; ``patience`` stops the stage after that many epochs without
-            a better score.
+            a better score (never without validation data: an epoch with no score is not a worse one).
         keep: ``"best"`` (end with the weights of the best score) or ``"last"``.
         teachers: the teacher-output sources the step reads (hints, logits), each prepared (a cache built)
             before the first epoch and asked for its figures (the store's hit rate) after each.
@@ -317,6 +317,9 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         log.info("resuming stage %s after epoch %d", stage.name, start_epoch)
         if stage.patience is not None and stale >= stage.patience:
             start_epoch = stage.epochs  # it had stopped early: nothing left to train
+    if stage.patience is not None and stage.validate is None:  # no score: no epoch can be "no better"
+        log.warning("stage %s: patience=%d has no effect without validation data (data.val_size=0): it trains all "
+                    "%d epochs", stage.name, stage.patience, stage.epochs)
     if start_epoch < stage.epochs:
         for source in stage.teachers:
             source.prepare()
@@ -339,7 +342,7 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
             best_state = {k: v.detach().clone() for k, v in stage.state().items()}
             if main_rank:
                 save_checkpoint(best_path, best_state, {"stage": stage.name, "epoch": epoch, "score": score})
-        else:
+        elif score is not None:
             stale += 1
         log.info("%s", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if main_rank:  # only rank 0 writes
