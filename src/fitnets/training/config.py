@@ -7,6 +7,7 @@ overrides (dotted keys, e.g. ``optim.lr=0.01``); an unknown key is an error that
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -235,8 +236,9 @@ class RunConfig:
              f"data.crop_ratio must be [low, high] with 0 < low ≤ high, got {self.data.crop_ratio}"),
             (0 < self.data.eval_crop <= 1, f"data.eval_crop must be in (0, 1], got {self.data.eval_crop}"),
             ((self.data.mean is None) == (self.data.std is None) and (self.data.mean is None or (
-                len(self.data.mean) == len(self.data.std) and min(self.data.std) > 0)),
-             f"data.mean and data.std go together, one value per channel, std > 0; got {self.data.mean} and "
+                len(self.data.mean) == len(self.data.std) and min(self.data.std) > 0
+                and all(math.isfinite(v) for v in self.data.mean + self.data.std))),
+             f"data.mean and data.std go together, one finite value per channel, std > 0; got {self.data.mean} and "
              f"{self.data.std}"),
             (self.data.image_size is None or (len(self.data.image_size) == 2 and min(self.data.image_size) > 0),
              f"data.image_size must be [H, W] with both > 0, got {self.data.image_size}"),
