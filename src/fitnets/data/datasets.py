@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from fitnets.data.augment import to_float
-from fitnets.data.checks import HEAD_ITEMS, check_input, check_label, check_labels, class_index, exposed_labels, read_item
+from fitnets.data.checks import (HEAD_ITEMS, check_input, check_label, check_labels, class_index, exposed_labels,
+                                 read_item)
 from fitnets.errors import FitNetsError
 
 
@@ -128,7 +129,8 @@ class DatasetSplit:
 
     def __init__(self, dataset, num_classes: int | None = None, *, keys: tuple[str, str] = ("pixel_values", "labels"),
                  workers: int = 0, device: torch.device | str = "cpu", name: str = "the dataset",
-                 indices: torch.Tensor | None = None, view=None, normalize=None, classes_advice: str = "give num_classes="):
+                 indices: torch.Tensor | None = None, view=None, normalize=None,
+                 classes_advice: str = "give num_classes="):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise FitNetsError(f"{name} is a {type(dataset).__name__}, not a map-style Dataset (len and [i]); an "
                                "IterableDataset cannot be shuffled per epoch reproducibly")
