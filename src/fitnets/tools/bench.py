@@ -24,7 +24,7 @@ from fitnets.data.images import ImageData
 from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
-from fitnets.tools.profile import count_macs, count_parameters
+from fitnets.core.profile import count_macs, count_parameters
 from fitnets.tools.speed import inference_throughput
 from fitnets.training.config import DataConfig, HintStageConfig, KDConfig, OptimConfig, RunConfig, load_config
 from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch

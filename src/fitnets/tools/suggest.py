@@ -27,7 +27,7 @@ from fitnets.core.features import patch_grid, token_layout
 from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
 from fitnets.errors import FitNetsError
-from fitnets.tools.profile import layer_macs
+from fitnets.core.profile import layer_macs
 
 
 TRUNK_SHARE = 0.9  # a module holding other candidates and more of the network's work than this wraps the trunk

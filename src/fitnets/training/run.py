@@ -36,6 +36,7 @@ from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, r
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
+from fitnets.training.record import check_resume, describe, write_record
 from fitnets.training.run_folder import claim_folder, kept_rows, read_metrics, release_folder, resume_point, trim_metrics
 from fitnets.training.tensorboard import TensorBoardLog
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
@@ -132,6 +133,8 @@ class Run:
         one output per class, the teacher as many; the FitNet (hint, guided, regressor) is built for them."""
         c = self.config
         x = example(data.train, 2, c.data.augmentation())
+        if c.input_shape is None:  # recorded in config.yaml: report and export read the shape the run fed
+            c.input_shape = list(x.shape[1:])
         with torch.no_grad(), eval_mode(self.student), dry_run(self.student, x):
             raw = self.student(self.inputs(x))
             outputs = logits_of(raw, c.logits_key).shape[-1]
@@ -218,6 +221,10 @@ class Run:
         point = None
         if resume:
             saved, point = resume_point(self.run_dir)
+            # Where the folder lies is not what it trained: a copied or renamed folder resumes in place, as
+            # `--resume RUN_DIR` does; a shape the run took from its data stays the recorded one.
+            saved.name, saved.out = self.config.name, self.config.out
+            self.config.input_shape = self.config.input_shape or saved.input_shape
             changes = resume_changes(saved, self.config)
             if changes:
                 log.info("resuming with %s", ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()))
@@ -298,12 +305,18 @@ class Run:
                 note = self.extension(stages, point, math.ceil(len(data.train) / c.data.batch_size))
                 if note:
                     log.warning("%s", note)
+            record = describe(c, self.student, self.teacher.module if self.teacher is not None else None,
+                              tuple(c.input_shape), {"train": len(data.train), "val": len(data.val),
+                                                     "test": len(data.test)})
+            if point is not None:
+                check_resume(self.run_dir, record, "--resume")
             rows = kept_rows(read_metrics(self.run_dir / "metrics.jsonl"), point, names) if point is not None else []
             if c.tensorboard and main:  # before anything is written: a broken TensorBoard stops the run here
                 board = TensorBoardLog(self.run_dir / "tensorboard", replay=rows)
             # Only now, with the resume known to be valid, does anything in the folder change.
             if main:
                 (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
+                write_record(self.run_dir, record)
                 if point is not None:
                     trim_metrics(self.run_dir / "metrics.jsonl", point, names)
             ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.augmentation(),
@@ -330,7 +343,7 @@ class Run:
         results = {"method": c.method, "student": c.student, "teacher": c.teacher if self.teacher else None,
                    "seed": c.seed, "dataset": c.data.name, "test_acc": test["acc"], "test_loss": test["loss"],
                    **{k: v for k, v in test.items() if k.startswith("teacher_")},
-                   "parameters": sum(p.numel() for p in self.student.parameters()),
+                   "parameters": record["parameters"], **{k: v for k, v in record.items() if k != "parameters"},
                    "train_time_s": time.perf_counter() - ctx.started, "processes": distributed.current().world_size,
                    "stages": ctx.finished}
         if main:
