@@ -1,13 +1,12 @@
 """Your data checked at the door (``fitnets.data.checks``): labels, the number of classes and the first items
 before anything trains — one line each, naming the split and the item — and a bad item met later by its index."""
 
-import sys
-
 import pytest
 import torch
 from torch import nn
 
 import fitnets
+from conftest import user_module
 from fitnets.tools.cli import main
 
 USER_DATA = '''
@@ -46,11 +45,7 @@ def student():
 
 @pytest.fixture
 def user(tmp_path, monkeypatch):
-    (tmp_path / "checkdata.py").write_text(USER_DATA)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("checkdata", None)
-    import checkdata
-    return checkdata
+    return user_module(tmp_path, monkeypatch, "checkdata", USER_DATA)
 
 
 def _student():

@@ -3,14 +3,13 @@ records what ``report`` and ``export`` need; the shape a run took from its data 
 its evaluation view and ``load_exported`` applies it; ``fitnets.export`` / ``fitnets.evaluate`` take objects."""
 
 import json
-import sys
-
 import pytest
 import torch
 import yaml
 from torch import nn
 
 import fitnets
+from conftest import user_module
 from fitnets.core.profile import count_macs
 from fitnets.tools.cli import main
 from fitnets.tools.export import load_exported
@@ -51,11 +50,7 @@ def student():
 
 @pytest.fixture
 def user(tmp_path, monkeypatch):
-    (tmp_path / "recdata.py").write_text(USER)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("recdata", None)
-    import recdata
-    return recdata
+    return user_module(tmp_path, monkeypatch, "recdata", USER)
 
 
 def _distill(user, tmp_path, name, seed=0, **kw):
