@@ -159,6 +159,7 @@ class StoreConfig:
     dir: str | None = None             # cache folder (default: $FITNETS_CACHE, else ~/.cache/fitnets)
     max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
     per_epoch: bool = False            # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
+    audit_share: float = 0.1           # each epoch enough stored slots are recomputed that a change to this share of the examples is missed with probability ≤ 1% (44 slots at 0.1)
 
 
 # The speed keys ``--fast`` chooses by measuring them (``fitnets.training.fast``).
@@ -261,6 +262,7 @@ class RunConfig:
             (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
             (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
             (self.store.max_gb > 0, f"store.max_gb must be > 0, got {self.store.max_gb}"),
+            (0 < self.store.audit_share < 1, f"store.audit_share must be in (0, 1), got {self.store.audit_share}"),
             (set(self.fast.keep) <= set(FAST_TUNED),
              f"fast.keep takes keys among {', '.join(FAST_TUNED)}, got {self.fast.keep}"),
         ]
@@ -428,6 +430,7 @@ RESUME_MAY_CHANGE = frozenset([
     "teacher_channels_last", "teacher_fold_bn", "teacher_cache", "teacher_dtype", "cache_dtype", "student_dtype",
     "hint_stage.epochs", "hint_stage.patience", "hint_stage.diagnostics", "data.dir", "data.download", "data.eval_batch_size",
     "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir", "store.max_gb", "store.per_epoch",
+    "store.audit_share",
     "fast.mode", "fast.keep",
     *(f"optim.{k}" for k in _SCHEDULE), *(f"hint_stage.optim.{k}" for k in _SCHEDULE)])
 

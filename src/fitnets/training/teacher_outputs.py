@@ -29,7 +29,7 @@ from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.augment import Augmentation
 from fitnets.data.images import ImageData
 from fitnets.data.loader import batches
-from fitnets.training.store import StoredOutputs
+from fitnets.training.store import StoredOutputs, audit_size
 
 if TYPE_CHECKING:  # the config imports the method table, hence the engine and this module
     from fitnets.training.config import RunConfig
@@ -133,7 +133,8 @@ def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunCon
     if kind == "logits" and (aug or not train.fixed) and c.store.enabled:
         store = functools.partial(StoredOutputs, teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
                                   Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
-                                  {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess})
+                                  {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess},
+                                  audit=audit_size(c.store.audit_share))
         if train.fixed and aug.views:
             if isinstance(train, ImageData):
                 return store()
