@@ -92,6 +92,7 @@ class Run:
         compiled forward. Again after ``--fast`` has chosen them (``_choose_speed``): until then the raw teacher
         is kept, so that its wrapper can be built anew without loss."""
         c = self.config
+        self._stages = None   # built for the models as they were: built again on the next call
         if self._teacher_module is not None:
             self.teacher = fast.frozen_teacher(self._teacher_module, c)
             if self.fitnet is not None:
@@ -155,10 +156,13 @@ class Run:
                                  c.hint_stage.hint_extra_tokens, c.hint_stage.guided_extra_tokens)
 
     def stages(self, data: Data) -> list[Stage]:
-        """The method's stages for this run, from its recipe (nothing is computed until the engine runs them)."""
-        parts = Parts(self.config, data, self.student, self.inputs, self.teacher_source(data, "logits"),
-                      self.teacher_source(data, "hints"), self.student_forward, self.teacher, self.fitnet)
-        return self.method.recipe(parts)
+        """The method's stages for this run, from its recipe (nothing is computed until the engine runs them);
+        built once for ``data`` — the plan and the run share them, and what building them says is said once."""
+        if self._stages is None or self._stages[0] is not data:
+            parts = Parts(self.config, data, self.student, self.inputs, self.teacher_source(data, "logits"),
+                          self.teacher_source(data, "hints"), self.student_forward, self.teacher, self.fitnet)
+            self._stages = (data, self.method.recipe(parts))
+        return self._stages[1]
 
     def teacher_source(self, data: Data, kind: str) -> TeacherOutputs | None:
         """The source of the teacher's ``"logits"`` or ``"hints"`` when the method reads them, else ``None``."""
