@@ -133,3 +133,22 @@ def test_resume_on_a_training_set_of_another_length_refuses(user, tmp_path):
         fitnets.distill(user.Net(8), user.Net(4), user.Images(72), test=user.Images(30, seed=1), hint="features.1",
                         guided="features.1", out=str(tmp_path), name="r", epochs=2, hint_epochs=1, val_size=12,
                         batch_size=12, resume=True, progress=False, overrides={"data.workers": 0})
+
+
+def test_the_python_api_speaks_its_keywords_and_resumes_a_copied_folder_in_place(user, tmp_path):
+    import shutil
+
+    _distill(user, tmp_path, "a")
+    with pytest.raises(fitnets.FitNetsError) as err:
+        _distill(user, tmp_path, "a")
+    assert "continue it with resume=True or choose another name=" in str(err.value) and "--" not in str(err.value)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    torch.manual_seed(1)
+    results = fitnets.distill(user.Net(8), user.Net(4), user.Images(), test=user.Images(30, seed=1),
+                              hint="features.1", guided="features.1", out=str(tmp_path), name="b", epochs=2,
+                              hint_epochs=1, val_size=12, batch_size=12, resume=True, progress=False,
+                              overrides={"data.workers": 0})
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in rows] == [("hint", 1), ("main", 1), ("main", 2)]
+    assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["name"] == "b"
+    assert results["test_acc"] == json.loads((tmp_path / "b" / "results.json").read_text())["test_acc"]
