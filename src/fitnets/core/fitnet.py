@@ -32,7 +32,7 @@ def _layout(out: torch.Tensor, maps: list, image_hw: tuple[int, int], extra: int
     forward made before it, when one fits); maps and flat features none."""
     if out.dim() != 3:
         return None
-    return token_layout(out.shape[1], image_hw, extra, patch_grid(maps, tuple(out.shape[1:])), setting)
+    return token_layout(out.shape[1], image_hw, extra, patch_grid(maps, (out.shape[1], out.shape[2])), setting)
 
 
 class FitNet:
@@ -70,7 +70,7 @@ class FitNet:
     """
 
     def __init__(self, teacher: nn.Module | FrozenTeacher, student: nn.Module, hint: str, guided: str,
-                 example_input: torch.Tensor, regressor_activation: str | nn.Module = "auto",
+                 example_input: torch.Tensor, regressor_activation: str | nn.Module | None = "auto",
                  regressor_batch_norm: bool = False, logits_key: str | None = None,
                  hint_extra_tokens: int | None = None, guided_extra_tokens: int | None = None):
         self.logits_key = logits_key  # where the student's logits are in its output (fitnets.core.outputs)
@@ -91,7 +91,7 @@ class FitNet:
         with (torch.no_grad(), eval_mode(student), dry_run(student, example_input), batch_checked(student),
               recorded_maps(student) as guided_maps):
             (guided_out,) = tap(student, example_input, [self.guided])
-        image_hw = tuple(example_input.shape[-2:])
+        image_hw = (example_input.shape[-2], example_input.shape[-1])
         self.hint_layout = _layout(hint_out, hint_maps, image_hw, hint_extra_tokens, "hint_extra_tokens")
         self.guided_layout = _layout(guided_out, guided_maps, image_hw, guided_extra_tokens, "guided_extra_tokens")
         self.hint_shape = tuple(self._as_map(hint_out, self.hint_layout).shape[1:])

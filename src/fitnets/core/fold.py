@@ -21,6 +21,9 @@ import torch
 from torch import nn
 
 _NORMS = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
+# The conv and batch-norm types of the pairs above, for isinstance checks.
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 @dataclass
@@ -59,7 +62,8 @@ def _pairs(model: nn.Module) -> list[tuple[str, str]]:
             continue
         (user,) = node.users
         norm = modules.get(user.target) if user.op == "call_module" else None
-        if (type(norm) is _NORMS[type(conv)] and user.args[:1] == (node,) and len(user.args) == 1
+        if (isinstance(norm, _BN) and type(norm) is _NORMS[type(conv)]
+                and user.args[:1] == (node,) and len(user.args) == 1
                 and calls[node.target] == 1 and calls[user.target] == 1 and norm.running_mean is not None
                 and norm.num_features == conv.out_channels
                 and not any(a.startswith((node.target + ".", user.target + ".")) for a in attributes)):
@@ -83,6 +87,8 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, dict[str, Folded]]:
     folds = {}
     for conv_path, norm_path in pairs:
         conv, norm = modules[conv_path], modules[norm_path]
+        assert isinstance(conv, _CONV) and isinstance(norm, _BN)  # as _pairs chose them
+        assert norm.running_mean is not None and norm.running_var is not None
         scale = torch.rsqrt(norm.running_var.float() + norm.eps)
         if norm.weight is not None:
             scale = scale * norm.weight.float()

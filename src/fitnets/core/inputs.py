@@ -36,9 +36,10 @@ class InputFormat:
     def apply_to(self, model: torch.nn.Module) -> torch.nn.Module:
         """Put ``model``'s weights in the same format (in place); returns the model."""
         if self.dtype is not None:
-            model.to(self.dtype)
+            model.to(dtype=self.dtype)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time (torch._C._nn._parse_to); its type stubs do not list it.
+            model.to(memory_format=torch.channels_last)  # pyright: ignore[reportCallIssue]
         return model
 
 
@@ -59,9 +60,10 @@ def batch_checked(model: nn.Module, what: str = "example_input") -> Iterator[Non
         for handle in handles:  # the first convolution to run tells; the others take what it made
             handle.remove()
         x = args[0] if args else None
-        if isinstance(x, torch.Tensor) and x.dim() == conv.weight.dim() - 1:
+        dims = conv.weight.dim() if isinstance(conv.weight, torch.Tensor) else None
+        if isinstance(x, torch.Tensor) and dims is not None and x.dim() == dims - 1:
             raise FitNetsError(f"{what} has shape {tuple(x.shape)}: no batch dimension ({names[conv] or 'the model'}, "
-                               f"a {type(conv).__name__}, takes {conv.weight.dim()}-d batches); give a batch, e.g. "
+                               f"a {type(conv).__name__}, takes {dims}-d batches); give a batch, e.g. "
                                f"{what}.unsqueeze(0)")
 
     handles += [m.register_forward_pre_hook(hook) for m in model.modules()

@@ -41,7 +41,7 @@ class Resample(nn.Module):
 
     def __init__(self, size: tuple[int, int]):
         super().__init__()
-        self.size = tuple(size)
+        self.size = (int(size[0]), int(size[1]))
 
     def forward(self, x):
         (h, w), (th, tw) = x.shape[-2:], self.size
@@ -123,7 +123,7 @@ def _activation_module(activation: str | nn.Module | None) -> tuple[nn.Module | 
 
 
 def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
-                    activation: str | nn.Module | None = None, batch_norm: bool = False) -> nn.Module:
+                    activation: str | nn.Module | None = None, batch_norm: bool = False) -> nn.Sequential:
     """Build the regressor from the guided layer's shape to the hint's (shapes without the batch dimension).
 
     Args:
@@ -157,19 +157,22 @@ def build_regressor(guided_shape: tuple[int, ...], hint_shape: tuple[int, ...],
     else:
         raise FitNetsError(f"no regressor joins guided {guided_shape} to hint {hint_shape}: both must be "
                            "feature maps (C, H, W) or both flat (C,); pick other layers (see `fitnets layers`)")
-    modules = [layer] if resample is None else [resample, layer]
+    modules: list[nn.Module] = [layer] if resample is None else [resample, layer]
     if batch_norm:
-        modules.append(nn.BatchNorm2d(layer.out_channels) if len(hint_shape) == 3 else nn.BatchNorm1d(layer.out_features))
+        norm = nn.BatchNorm2d if len(hint_shape) == 3 else nn.BatchNorm1d
+        modules.append(norm(hint_shape[0] * pieces))  # the map's output channels
     modules += [act] if act is not None else []
     return nn.Sequential(*modules)
 
 
-def describe_regressor(regressor: nn.Module) -> str:
-    resample = regressor[0] if isinstance(regressor[0], Resample) else None
+def describe_regressor(regressor: nn.Sequential) -> str:
+    first = regressor[0]
+    resample = first if isinstance(first, Resample) else None
     layer = regressor[1] if resample is not None else regressor[0]
     params = sum(p.numel() for p in regressor.parameters())
     kind = type(layer).__name__
-    shape = f"kernel {tuple(layer.kernel_size)}, " if hasattr(layer, "kernel_size") else ""
+    kernel = getattr(layer, "kernel_size", None)
+    shape = f"kernel {tuple(kernel)}, " if kernel is not None else ""
     last = regressor[-1] if regressor[-1] is not layer and not isinstance(regressor[-1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
     act = type(last).__name__ if last is not None else "none"
     if isinstance(last, Maxout):

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -65,6 +66,7 @@ def select(output, ref: LayerRef) -> torch.Tensor:
         if ref.key is not None:
             raise FitNetsError(f"layer {ref.module!r} returns a single tensor; drop the [{ref.key}] from its path")
         return output
+    items: dict[int | str, torch.Tensor]
     if isinstance(output, dict):
         items = {k: v for k, v in output.items() if isinstance(v, torch.Tensor)}
     elif isinstance(output, (tuple, list)):
@@ -168,8 +170,9 @@ def tap(model: nn.Module, x, paths: Sequence[str], stop: bool = True) -> list[to
     return _run(model, x, paths, stop)[1]
 
 
-def forward_with_taps(model: nn.Module, x, paths: Sequence[str]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """One full forward returning the model's output and the outputs of the layers at ``paths``."""
+def forward_with_taps(model: nn.Module, x, paths: Sequence[str]) -> tuple[Any, list[torch.Tensor]]:
+    """One full forward returning the model's output (whatever its forward returns) and the outputs of the
+    layers at ``paths``."""
     return _run(model, x, paths, stop=False)
 
 

@@ -88,6 +88,12 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 0, flip
     return aug.apply(images, aug.draw(len(images), generator))
 
 
+def _hw(size) -> tuple[int, int]:
+    """``(H, W)`` from a 2-sequence (a config's list, a tensor's ``shape[-2:]``)."""
+    height, width = size
+    return int(height), int(width)
+
+
 def _affine(images: torch.Tensor, theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Sample ``images`` (B, C, H, W) through the affine maps ``theta`` (B, 2, 3) into ``size`` = (H', W'),
     bilinear, as floats in [0, 1]."""
@@ -134,7 +140,7 @@ class ResizedCrop:
         w, h, cx, cy, sign = params.unbind(1)
         zero = torch.zeros_like(w)
         theta = torch.stack([torch.stack([w * sign, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)  # (B, 2, 3)
-        return _affine(images, theta, tuple(self.size or images.shape[-2:]))
+        return _affine(images, theta, _hw(self.size or images.shape[-2:]))
 
 
 @dataclass(frozen=True)
@@ -147,4 +153,4 @@ class CentreCrop:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         theta = torch.tensor([[self.crop, 0.0, 0.0], [0.0, self.crop, 0.0]]).expand(len(images), 2, 3)
-        return _affine(images, theta, tuple(self.size or images.shape[-2:]))
+        return _affine(images, theta, _hw(self.size or images.shape[-2:]))

@@ -42,7 +42,7 @@ class ZCA:
         return self
 
     def __call__(self, images: torch.Tensor, batch: int = 4096) -> torch.Tensor:
-        if self.matrix is None:
+        if self.matrix is None or self.mean is None:
             raise RuntimeError("ZCA.fit first")
         out = torch.empty(images.shape, dtype=torch.float32)
         flat_out = out.view(len(images), -1)
@@ -60,7 +60,8 @@ class Preprocess:
             raise FitNetsError(f"unknown preprocessing {kind!r}; use none, standardize or gcn_zca")
         self.kind = kind
         self.zca: ZCA | None = None
-        self.mean = self.std = None
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
 
     def fit(self, images: torch.Tensor) -> "Preprocess":
         if self.kind == "standardize":
@@ -75,5 +76,9 @@ class Preprocess:
         if self.kind == "none":
             return images
         if self.kind == "standardize":
+            if self.mean is None or self.std is None:
+                raise RuntimeError("Preprocess.fit first")
             return ((images.float().div(255) - self.mean) / self.std).contiguous()
+        if self.zca is None:
+            raise RuntimeError("Preprocess.fit first")
         return self.zca(global_contrast_normalize(images))

@@ -98,7 +98,7 @@ def _external_spec(name: str) -> ModelSpec:
         raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({cause(err)}); "
                            f"pip install {library}") from None
     if library == "torchvision":
-        from torchvision import models as tv_models
+        from torchvision import models as tv_models  # pyright: ignore[reportMissingImports] (an optional extra)
 
         factory = functools.partial(tv_models.get_model, model_name)
     else:
@@ -193,5 +193,5 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     if pretrained:
         from fitnets.checkpoint import load_weights
 
-        load_weights(model, pretrained_path(name))
+        load_weights(model, str(pretrained_path(name)))
     return model
