@@ -149,8 +149,8 @@ def test_a_broken_plugin_leaves_the_built_in_models_and_is_named(tmp_path, monke
 @pytest.mark.parametrize("depth", [5, 7, 9, 11])
 @pytest.mark.parametrize("prefix,budget", [("depth{}-30m", 30e6), ("depth{}-107m", 107e6), ("fmnist-depth{}", 5e6)])
 def test_depth_study_students_fit_their_budget(depth, prefix, budget):
-    from fitnets.models.depth_study import _macs, width_for_budget
     from fitnets.core.profile import count_macs
+    from fitnets.models.depth_study import _macs, width_for_budget
 
     name = prefix.format(depth)
     spec = model_spec(name)

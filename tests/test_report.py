@@ -71,8 +71,8 @@ def test_report_builds_models_as_the_run_did(tmp_path):
     row = next(line for line in (tmp_path / "rep" / "report.md").read_text().splitlines() if "| kd |" in line)
     cells = [c.strip() for c in row.split("|")]
     assert cells[4] == "resnet14"
-    from fitnets.models.registry import create_model
     from fitnets.core.profile import count_macs, count_parameters
+    from fitnets.models.registry import create_model
 
     student = create_model("resnet8", in_channels=1, num_classes=10)
     teacher = create_model("resnet14", in_channels=1, num_classes=10)

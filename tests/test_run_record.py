@@ -3,6 +3,7 @@ records what ``report`` and ``export`` need; the shape a run took from its data 
 its evaluation view and ``load_exported`` applies it; ``fitnets.export`` / ``fitnets.evaluate`` take objects."""
 
 import json
+
 import pytest
 import torch
 import yaml

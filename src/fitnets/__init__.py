@@ -15,6 +15,6 @@ from fitnets.checkpoint import load_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["FitNet", "FitNetsError", "FrozenTeacher", "build_regressor", "create_model", "distill", "evaluate", "export", "hint_loss",
-           "kd_loss", "load_weights", "train", "kd_weight_at", "list_models", "load_config", "model_spec", "register_model", "Run", "RunConfig",
-           "soft_cross_entropy", "tap", "trace"]
+__all__ = ["FitNet", "FitNetsError", "FrozenTeacher", "build_regressor", "create_model", "distill", "evaluate",
+           "export", "hint_loss", "kd_loss", "load_weights", "train", "kd_weight_at", "list_models", "load_config",
+           "model_spec", "register_model", "Run", "RunConfig", "soft_cross_entropy", "tap", "trace"]

@@ -16,7 +16,8 @@ from fitnets.errors import FitNetsError
 from fitnets.tools.export import export_student
 from fitnets.training.config import RunConfig
 from fitnets.training.evaluate import evaluate_accuracy
-from fitnets.training.loading import config_of_run, input_shape as run_input_shape
+from fitnets.training.loading import config_of_run
+from fitnets.training.loading import input_shape as run_input_shape
 from fitnets.training.record import eval_view
 
 

@@ -21,8 +21,15 @@ import numpy as np
 import torch
 
 from fitnets.data.augment import to_float
-from fitnets.data.checks import (HEAD_ITEMS, check_input, check_label, check_labels, class_index, exposed_labels,
-                                 read_item)
+from fitnets.data.checks import (
+    HEAD_ITEMS,
+    check_input,
+    check_label,
+    check_labels,
+    class_index,
+    exposed_labels,
+    read_item,
+)
 from fitnets.errors import FitNetsError
 
 

@@ -42,7 +42,8 @@ class _LogitsOnly(nn.Module):
 
 def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args: dict[str, Any] | None = None,
                    onnx: bool = True, logits_key: str | None = None,
-                   input_shape: tuple[int, ...] | None = None, eval_view: dict[str, Any] | None = None) -> dict[str, Any]:
+                   input_shape: tuple[int, ...] | None = None,
+                   eval_view: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` (a registered architecture ``name`` built with ``model_args``) to ``out_dir``:
     ``model.safetensors``, ``model.json`` and, with ``onnx``, ``model.onnx`` (batch dimension dynamic).
     ``eval_view`` (``fitnets.training.record.eval_view``): how the run prepared an image for the accuracy it

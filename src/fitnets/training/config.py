@@ -159,7 +159,9 @@ class StoreConfig:
     dir: str | None = None             # cache folder (default: $FITNETS_CACHE, else ~/.cache/fitnets)
     max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
     per_epoch: bool = False            # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
-    audit_share: float = 0.1           # each epoch enough stored slots are recomputed that a change to this share of the examples is missed with probability ≤ 1% (44 slots at 0.1)
+    # per_epoch: each epoch, enough stored slots are recomputed that a change to this share of the examples is
+    # missed with probability ≤ 1% (store.audit_size: 44 slots at 0.1, 459 at 0.01)
+    audit_share: float = 0.1
 
 
 # The speed keys ``--fast`` chooses by measuring them (``fitnets.training.fast``).
