@@ -325,3 +325,13 @@ def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monk
     assert err.strip().splitlines()[-1] == ("error: torch.compile failed: RuntimeError: InvalidCxxCompiler: No "
                                             "working C++ compiler found — run without --compile")
     assert "Traceback" not in err
+
+
+def test_augment_flag_and_the_data_flags_help(capsys):
+    from fitnets.tools.commands.flags import config_from_args
+
+    args = build_parser().parse_args(["distill", "--augment", "random-resized-crop", "--set", "data.image_size=[8,8]"])
+    assert config_from_args(args).data.augment == "random-resized-crop"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["distill", "--help"])
+    assert "package.module:factory" in " ".join(capsys.readouterr().out.split())

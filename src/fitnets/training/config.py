@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import types
 import typing
@@ -34,7 +35,7 @@ FLAG_KEYS = {
     "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
     "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
     "lr": ("optim.lr", "hint_stage.optim.lr"), "optimizer": ("optim.name", "hint_stage.optim.name"),
-    "data": "data.name", "data_dir": "data.dir",
+    "data": "data.name", "data_dir": "data.dir", "augment": "data.augment",
     "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
     "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
     "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",
@@ -66,6 +67,15 @@ def one_of(default: Any, choices: tuple) -> Any:
 DTYPES = ("float32", "bfloat16")
 
 
+def default_workers(cores: int | None = None) -> int:
+    """``data.workers``' default from the cores this process may use: one core stays with the training
+    process, workers get the rest, at most 4; none on 2 cores or fewer, where a worker takes a core from the
+    step (docs/results.md measures the Dataset path with 0 and 2 workers on 2 cores)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
 @dataclass
 class DataConfig:
     """Dataset, augmentation and batching."""
@@ -92,7 +102,7 @@ class DataConfig:
     label_key: str = "labels"          # ... and the label's
     stream: bool | None = None         # folders: read from disk through a DataLoader (null: when > memory_gb)
     memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
-    workers: int = 4                   # DataLoader worker processes (streamed folders, your Datasets)
+    workers: int = field(default_factory=default_workers)  # DataLoader worker processes (streamed folders, your Datasets)
 
     def augmentation(self):
         """The random augmentation of the training batches (false when there is none): the one place the
