@@ -3,6 +3,7 @@ records what ``report`` and ``export`` need; the shape a run took from its data 
 its evaluation view and ``load_exported`` applies it; ``fitnets.export`` / ``fitnets.evaluate`` take objects."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,8 +65,11 @@ def _distill(user, tmp_path, name, seed=0, **kw):
     return teacher, student, results
 
 
-def test_a_run_from_objects_records_what_report_needs(user, tmp_path, capsys):
+def test_a_run_from_objects_records_what_report_needs(user, tmp_path, capsys, caplog):
     teacher, student, results = _distill(user, tmp_path, "objects")
+    weak = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("weak hint fit"))
+    named = "rank(layers(teacher, x), layers(student, x))"   # the warning names what the README documents
+    assert named in weak and named in (Path(__file__).parents[1] / "README.md").read_text()
     saved = json.loads((tmp_path / "objects" / "results.json").read_text())
     assert saved["test_acc"] == results["test_acc"] and saved["parameters"] == 1243   # the existing keys stay
     assert saved["input_shape"] == [1, 10, 10] and saved["macs"] == count_macs(student, (1, 10, 10))
