@@ -25,7 +25,7 @@ from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, is_import_path, model_spec
 from fitnets.core.profile import count_macs, count_parameters
-from fitnets.tools.speed import inference_throughput
+from fitnets.core.speed import inference_throughput
 from fitnets.training.config import DataConfig, HintStageConfig, KDConfig, OptimConfig, RunConfig, load_config
 from fitnets.training.engine import RunContext, Stage, build_optimizer, train_one_epoch
 from fitnets.training.evaluate import AccuracyEval, HintEval

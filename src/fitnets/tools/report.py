@@ -21,7 +21,7 @@ from fitnets.training import loading
 from fitnets.training.run_folder import read_metrics
 from fitnets.training.config import RunConfig
 from fitnets.training.loading import ModelRef
-from fitnets.tools.speed import inference_throughput
+from fitnets.core.speed import inference_throughput
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +192,16 @@ def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu")
         if teacher:
             t_params, _ = run.size("teacher")
             compression = f"{t_params / params:.1f}×" if t_params and params else "–"
+            timed = run.results.get("speed", {})
             if speed and run.rebuildable():
                 shape, s_args, t_args = run.input_shape(), _key(run.model_args), _key(run.teacher_args())
                 ratio = _throughput(student, s_args, shape, device) / _throughput(teacher, t_args, shape, device)
                 speedup = f"{ratio:.2f}×"
+            elif speed and "teacher_images_per_s" in timed:   # objects: timed by the run, where it ran
+                speedup = f"{timed['student_images_per_s'] / timed['teacher_images_per_s']:.2f}× ({timed['device']})"
             elif speed:
                 log.info("%s: speed-up not measured — its models were Python objects, which report cannot build "
-                         "again (time them with fitnets.tools.speed.inference_throughput)", run.run_dir)
+                         "again, and the run (made before runs timed them) did not time them", run.run_dir)
         seeds = _seeds(g)
         sel = statistics.mean(selected) if any(selected) else 0
         cells = [g.key[4]] if by_name else []

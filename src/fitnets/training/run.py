@@ -36,7 +36,7 @@ from fitnets.training.engine import ResumePoint, RunContext, Stage, lr_factor, r
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
-from fitnets.training.record import check_resume, describe, write_record
+from fitnets.training.record import check_resume, describe, measured_speed, write_record
 from fitnets.training.run_folder import claim_folder, kept_rows, read_metrics, release_folder, resume_point, trim_metrics
 from fitnets.training.tensorboard import TensorBoardLog
 from fitnets.training.store import StoredOutputs, human_size, stores_dir
@@ -350,6 +350,9 @@ class Run:
                    "parameters": record["parameters"], **{k: v for k, v in record.items() if k != "parameters"},
                    "train_time_s": time.perf_counter() - ctx.started, "processes": distributed.current().world_size,
                    "stages": ctx.finished}
+        if main and any(name.startswith("python:") for name in (c.student, results["teacher"] or "")):
+            teacher = self.teacher.module if self.teacher is not None else None
+            results["speed"] = measured_speed(self.student, teacher, tuple(c.input_shape), self.device)
         if main:
             save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                             {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})
