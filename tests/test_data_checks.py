@@ -65,10 +65,10 @@ def _assert_nothing_trained(tmp_path):
 
 @pytest.mark.parametrize("where, labels, kw, needle", [
     ("train", torch.tensor([4] + [0, 1, 2, 3] * 11 + [0, 1, 2]), {"num_classes": 4},
-     "the label of item 0 of the training set is 4, beyond the 4 classes (0…3); give num_classes=5 or more"),
+     "the label of item 0 of the training set is 4, beyond the 4 classes (0…3); give num_classes=5"),
     ("train", torch.tensor([0, 1, 2, -1] * 12), {}, "the label of item 3 of the training set is -1: labels are class"),
     ("train", torch.arange(48) % 10, {"num_classes": 5},   # a num_classes below the labels: advice that works
-     "is 5, beyond the 5 classes (0…4); give num_classes=6 or more"),
+     "is 5, beyond the 5 classes (0…4); give num_classes="),
     ("val", torch.tensor([0, 1, 2, 3, 0, 9] + [0, 1, 2, 3] * 10 + [0, 1]), {},
      "the label of item 5 of the validation set is 9, beyond the 4 classes"),
     ("test", torch.tensor([0, 1, 2, 3, 0, 7] + [0, 1, 2, 3] * 10 + [0, 1]), {},
@@ -94,6 +94,12 @@ def test_exposed_labels_are_checked_in_full_before_anything_trains(user, tmp_pat
     with pytest.raises(fitnets.FitNetsError, match="the label of item 47 of the test set is 7, beyond the 4"):
         _train(user, tmp_path, user.Items(), test=user.Items(labels=labels, expose=True))
     _assert_nothing_trained(tmp_path)
+
+
+def test_num_classes_below_exposed_labels_is_told_the_number_they_need(user, tmp_path):
+    with pytest.raises(fitnets.FitNetsError, match=r"is 5, beyond the 5 classes \(0…4\); give num_classes=10 \(the "
+                                                   r"labels reach 9\)"):
+        _train(user, tmp_path, user.Items(labels=torch.arange(48) % 10, expose=True), num_classes=5)
 
 
 def test_a_label_beyond_the_classes_met_after_the_first_items_names_its_index(user, tmp_path):

@@ -54,16 +54,18 @@ def class_index(value: Any, where: str) -> int:
         raise FitNetsError(f"{where} is {value!r}, not a class index") from None
 
 
-def check_label(label: int, num_classes: int, where: str, advice: str) -> int:
+def check_label(label: int, num_classes: int, where: str, advice: str, top: int | None = None) -> int:
     """``label`` when it is a class index below ``num_classes``; else one line saying how to fix it
-    (``advice`` names where the number of classes came from, e.g. "give num_classes=")."""
+    (``advice`` names where the number of classes came from, e.g. "give num_classes="; ``top``: the largest
+    label, when all are known)."""
     if 0 <= label < num_classes:
         return label
     if label < 0:
         raise FitNetsError(f"{where} is {label}: labels are class indices 0…C−1, never negative (leave such "
                            "examples out of the Dataset)")
+    need = (f"{top + 1} (the labels reach {top})" if top is not None and top >= label else f"{label + 1} or more")
     raise FitNetsError(f"{where} is {label}, beyond the {num_classes} classes (0…{num_classes - 1}); "
-                       f"{advice}{label + 1} or more if the data has that many classes")
+                       f"{advice}{need} if the data has that many classes")
 
 
 def check_labels(labels: torch.Tensor, num_classes: int | None, where: str, advice: str = "",
@@ -84,7 +86,8 @@ def check_labels(labels: torch.Tensor, num_classes: int | None, where: str, advi
     if bool(bad.any()):
         i = int(torch.nonzero(bad)[0])
         at = f"the label of item {int(position[i])} of {where}"
-        check_label(class_index(labels[i].item(), at), num_classes or 0, at, advice)
+        top = int(labels.max()) if not labels.is_floating_point() else None
+        check_label(class_index(labels[i].item(), at), num_classes or 0, at, advice, top)
 
 
 def exposed_labels(dataset) -> torch.Tensor | None:
