@@ -85,6 +85,9 @@ def test_a_run_from_objects_records_what_report_needs(user, tmp_path, capsys, ca
     assert timed["device"] == "cpu" and timed["student_images_per_s"] > 0 and timed["teacher_images_per_s"] > 0
     speedup = timed["student_images_per_s"] / timed["teacher_images_per_s"]
     assert f"| {saved['parameters']:,} | {saved['macs'] / 1e6:.1f}M | {compression:.1f}× | {speedup:.2f}× (cpu) |" in row
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "objects"), "--out", str(tmp_path / "exp")]) == 2   # said, with the way
+    assert "then fitnets.export(model, DIR, run=RUN_DIR)" in capsys.readouterr().err
 
 
 def test_report_counts_seeds_not_folders(user, tmp_path, capsys, caplog):
