@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,9 @@ from fitnets.data.checks import (
     read_item,
 )
 from fitnets.errors import FitNetsError
+
+
+log = logging.getLogger(__name__)
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -158,6 +162,8 @@ class DatasetSplit:
     def _count_classes(self) -> int:
         labels = exposed_labels(self.dataset)
         if labels is None:
+            log.info("counting the classes of %s: one pass over its %s items, which expose no targets / labels "
+                     "(give num_classes to skip it)", self.name, f"{len(self.dataset):,}")
             with seeded(0):  # the items' transforms draw: not from the training process's random states
                 labels = [class_index(unpack(read_item(self.dataset, i, f"item {i} of {self.name}"), self.keys,
                                              f"item {i} of {self.name}")[1], f"the label of item {i} of {self.name}")
