@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fitnets.core.inputs import InputFormat
+from fitnets.data.checks import check_classes
 from fitnets.data.datasets import DatasetSplit, Normalize
 from fitnets.errors import FitNetsError
 from fitnets.tools.export import export_student
@@ -72,11 +73,13 @@ def evaluate(model: nn.Module, test, *, run: str | Path | None = None, batch_siz
     Example:
         >>> fitnets.evaluate(student, test_set, run="runs/mine")["acc"]
     """
+    _model_name(model)
     config = _run_config(run) or RunConfig()
     cfg = config.data
-    split = DatasetSplit(test, num_classes, keys=(cfg.input_key, cfg.label_key), name="the test set",
-                         view=cfg.eval_view(),
-                         normalize=Normalize(cfg.mean, cfg.std) if cfg.mean is not None else None).to(device)
-    _model_name(model)
+    normalize = Normalize(cfg.mean, cfg.std) if cfg.mean is not None and cfg.std is not None else None
+    classes = check_classes(num_classes, "num_classes") if num_classes is not None else None
+    split = DatasetSplit(test, classes, keys=(cfg.input_key, cfg.label_key), name="the test set",
+                         view=cfg.eval_view(), normalize=normalize).to(device)
+    split.check()
     return evaluate_accuracy(model.to(device), split, batch_size, InputFormat(channels_last=config.channels_last),
                              config.logits_key)
