@@ -162,3 +162,21 @@ def test_the_python_api_speaks_its_keywords_and_resumes_a_copied_folder_in_place
     assert [(r["stage"], r["epoch"]) for r in rows] == [("hint", 1), ("main", 1), ("main", 2)]
     assert yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())["name"] == "b"
     assert results["test_acc"] == json.loads((tmp_path / "b" / "results.json").read_text())["test_acc"]
+
+
+def test_an_older_run_without_its_input_shape_is_told_where_to_write_it(user, tmp_path, capsys):
+    argv = ["train", "--student", "recdata:student", "--data", "recdata:splits", "--epochs", "1", "--val-size",
+            "12", "--out", str(tmp_path), "--name", "old", "--no-progress", "--set", "data.workers=0"]
+    assert main(argv) == 0
+    run = tmp_path / "old"   # as a run made before runs recorded their shape
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({**config, "input_shape": None}))
+    results = json.loads((run / "results.json").read_text())
+    older = ("input_shape", "macs", "examples", "eval_view")
+    (run / "results.json").write_text(json.dumps({k: v for k, v in results.items() if k not in older}))
+    capsys.readouterr()
+    for command in (["export", str(run), "--out", str(tmp_path / "e")],
+                    ["report", str(run), "--out", str(tmp_path / "r"), "--no-figures"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "add input_shape: [C, H, W] to its config.yaml" in err and "--set" not in err, err

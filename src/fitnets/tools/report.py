@@ -54,7 +54,11 @@ class RunRecord:
         """One example's shape as the run fed it: as it recorded it, else by the rule the run itself used."""
         if self.results.get("input_shape"):
             return tuple(self.results["input_shape"])
-        return loading.input_shape(self.config)
+        try:
+            return loading.input_shape(self.config)
+        except FitNetsError:
+            raise FitNetsError(f"{self.run_dir} does not record the input shape it fed (a run made before runs "
+                               "recorded it): add input_shape: [C, H, W] to its config.yaml") from None
 
     def size(self, role: str) -> tuple[int | None, int | None]:
         """Parameters and multiply-accumulates of the run's ``"student"`` or ``"teacher"``: as the run recorded

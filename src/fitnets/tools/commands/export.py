@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fitnets.errors import FitNetsError
 from fitnets.tools.commands.flags import MODEL_FORMS
 
 
@@ -22,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
 
     ref = ModelRef.parse(args.model)
     model, name, model_args = load_model(ref, trained=True, flag="fitnets export"), ref.name, ref.model_args
-    shape = input_shape(ref.run) if ref.run is not None else None
+    try:
+        shape = input_shape(ref.run) if ref.run is not None else None
+    except FitNetsError:
+        raise FitNetsError(f"{args.model} does not record the input shape it fed (a run made before runs recorded "
+                           "it): add input_shape: [C, H, W] to its config.yaml") from None
     info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx,
                           logits_key=ref.run.logits_key if ref.run is not None else None, input_shape=shape,
                           eval_view=eval_view(ref.run, shape) if ref.run is not None else None)
