@@ -43,7 +43,8 @@ def _python_errors(function):
         try:
             return function(*args, **kwargs)
         except FitNetsError as err:
-            raise FitNetsError(_in_python_words(str(err))) from None
+            err.args = (_in_python_words(str(err)),)   # the same error (NonFiniteLoss stays one), in these words
+            raise
     return wrapper
 
 
