@@ -84,7 +84,8 @@ def test_a_run_from_objects_records_what_report_needs(user, tmp_path, capsys, ca
     timed = saved["speed"]   # a run on objects times them itself: report cannot build them again
     assert timed["device"] == "cpu" and timed["student_images_per_s"] > 0 and timed["teacher_images_per_s"] > 0
     speedup = timed["student_images_per_s"] / timed["teacher_images_per_s"]
-    assert f"| {saved['parameters']:,} | {saved['macs'] / 1e6:.1f}M | {compression:.1f}× | {speedup:.2f}× (cpu) |" in row
+    cells = f"| {saved['parameters']:,} | {saved['macs'] / 1e6:.1f}M | {compression:.1f}× | {speedup:.2f}× (cpu) |"
+    assert cells in row, row
     capsys.readouterr()
     assert main(["export", str(tmp_path / "objects"), "--out", str(tmp_path / "exp")]) == 2   # said, with the way
     assert "then fitnets.export(model, DIR, run=RUN_DIR)" in capsys.readouterr().err

@@ -144,4 +144,5 @@ def test_block_outputs_not_a_layer_inside_a_residual_branch():
     assert "layer" not in best.hint.path and "layer" not in best.guided.path
     start, end = best.guided.span
     assert start < best.guided.depth == (start + end) / 2 < end
-    assert f"of the student's compute (the midpoint of the {100 * start:.0f}–{100 * end:.0f}% it spans)" in best.reason()
+    spans = f"of the student's compute (the midpoint of the {100 * start:.0f}–{100 * end:.0f}% it spans)"
+    assert spans in best.reason()

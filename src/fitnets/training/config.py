@@ -102,7 +102,7 @@ class DataConfig:
     label_key: str = "labels"          # ... and the label's
     stream: bool | None = None         # folders: read from disk through a DataLoader (null: when > memory_gb)
     memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
-    workers: int = field(default_factory=default_workers)  # DataLoader worker processes (streamed folders, your Datasets)
+    workers: int = field(default_factory=default_workers)  # DataLoader processes (streamed folders, your Datasets)
 
     def augmentation(self):
         """The random augmentation of the training batches (false when there is none): the one place the
