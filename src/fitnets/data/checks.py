@@ -14,7 +14,9 @@ The checks are cheap — never a pass over a large Dataset at start-up:
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,9 @@ from fitnets.errors import FitNetsError
 from fitnets.imports import cause
 
 HEAD_ITEMS = 16  # items of each split read and checked before stage 1: enough to meet a systematic mistake
+AGREE_ITEMS = 4  # items whose labels must equal an exposed ``targets`` / ``labels`` for it to be used
+
+log = logging.getLogger(__name__)
 
 
 def read_item(dataset, index: int, where: str):
@@ -90,9 +95,11 @@ def check_labels(labels: torch.Tensor, num_classes: int | None, where: str, advi
         check_label(class_index(labels[i].item(), at), num_classes or 0, at, advice, top)
 
 
-def exposed_labels(dataset) -> torch.Tensor | None:
+def exposed_labels(dataset, item_label: Callable[[int], Any]) -> torch.Tensor | None:
     """The labels a Dataset exposes as an attribute (``targets`` or ``labels``), as one tensor, or ``None``
-    when it has none that reads as one label per item."""
+    when it has none that reads as one label per item — or one its items do not give: the first
+    ``AGREE_ITEMS`` labels are read from the items (``item_label(i)``) and compared, since a transform of the
+    label (torchvision's ``target_transform``) changes what the items give but not the attribute."""
     for attr in ("targets", "labels"):
         labels = getattr(dataset, attr, None)
         if labels is None or isinstance(labels, (str, dict)):
@@ -102,8 +109,20 @@ def exposed_labels(dataset) -> torch.Tensor | None:
         except (TypeError, ValueError, RuntimeError):
             return None
         if labels.dim() >= 1 and len(labels) == len(dataset):
+            if not all(_same(item_label(i), labels[i]) for i in range(min(AGREE_ITEMS, len(labels)))):
+                log.info("the Dataset's %r attribute differs from the labels its items give: not used", attr)
+                return None
             return labels
     return None
+
+
+def _same(value: Any, label: torch.Tensor) -> bool:
+    """Whether an item's label ``value`` is the attribute's ``label``."""
+    try:
+        given = torch.as_tensor(np.asarray(value.cpu() if isinstance(value, torch.Tensor) else value))
+        return given.shape == label.shape and bool((given.double() == label.double()).all())
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 def check_classes(num_classes: Any, where: str) -> int:

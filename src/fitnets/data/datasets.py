@@ -151,6 +151,8 @@ class DatasetSplit:
         if len(self) == 0:
             raise FitNetsError(f"{name} is empty")
         self.classes_advice = classes_advice  # how to raise the number of classes, for a label beyond it
+        with seeded(0):  # the items' transforms draw: not from the training process's random states
+            self.exposed = exposed_labels(dataset, self._item_label)  # targets / labels, when the items agree
         self.num_classes = num_classes if num_classes is not None else self._count_classes()
 
     def __len__(self) -> int:
@@ -159,14 +161,18 @@ class DatasetSplit:
     def source_index(self, index: int) -> int:
         return int(self.indices[index]) if self.indices is not None else index
 
+    def _item_label(self, i: int) -> Any:
+        """The label item ``i`` of the Dataset gives, as it gives it."""
+        where = f"item {i} of {self.name}"
+        return unpack(read_item(self.dataset, i, where), self.keys, where)[1]
+
     def _count_classes(self) -> int:
-        labels = exposed_labels(self.dataset)
+        labels = self.exposed
         if labels is None:
             log.info("counting the classes of %s: one pass over its %s items, which expose no targets / labels "
                      "(give num_classes to skip it)", self.name, f"{len(self.dataset):,}")
             with seeded(0):  # the items' transforms draw: not from the training process's random states
-                labels = [class_index(unpack(read_item(self.dataset, i, f"item {i} of {self.name}"), self.keys,
-                                             f"item {i} of {self.name}")[1], f"the label of item {i} of {self.name}")
+                labels = [class_index(self._item_label(i), f"the label of item {i} of {self.name}")
                           for i in range(len(self.dataset))]
             labels = torch.tensor(labels)
         check_labels(labels, None, self.name)
@@ -175,9 +181,8 @@ class DatasetSplit:
     def check(self) -> None:
         """Before anything trains: every label the Dataset exposes (``targets`` / ``labels``), and the first
         ``HEAD_ITEMS`` items read as training reads them (each read item is checked again whenever it is read)."""
-        labels = exposed_labels(self.dataset)
-        if labels is not None:
-            check_labels(labels, self.num_classes, self.name, self.classes_advice, self.indices)
+        if self.exposed is not None:
+            check_labels(self.exposed, self.num_classes, self.name, self.classes_advice, self.indices)
         items = _Items(self, None)
         for i in range(min(HEAD_ITEMS, len(self))):
             items[i, item_seed(0, 0, self.source_index(i))]
