@@ -7,6 +7,8 @@ from torch import nn
 
 import fitnets
 from conftest import user_module
+from fitnets.data.checks import AGREE_ITEMS
+from fitnets.data.datasets import DatasetSplit
 from fitnets.tools.cli import main
 
 USER_DATA = '''
@@ -100,6 +102,25 @@ def test_num_classes_below_exposed_labels_is_told_the_number_they_need(user, tmp
     with pytest.raises(fitnets.FitNetsError, match=r"is 5, beyond the 5 classes \(0…4\); give num_classes=10 \(the "
                                                    r"labels reach 9\)"):
         _train(user, tmp_path, user.Items(labels=torch.arange(48) % 10, expose=True), num_classes=5)
+
+
+def test_a_hugging_face_datasets_label_column_is_read_without_its_items(user, tmp_path, caplog):
+    class Columns(user.Items):   # as datasets.Dataset: column_names, ds["labels"] the column, ds[i] a dict
+        column_names = ["pixel_values", "labels"]
+        reads = 0
+        def __getitem__(self, i):
+            if i == "labels":
+                return self.y.tolist()
+            Columns.reads += 1
+            x, y = super().__getitem__(i)
+            return {"pixel_values": x, "labels": int(y)}
+    labels = torch.arange(48) % 4
+    labels[47] = 9   # beyond the items read at the door, found in the column
+    with pytest.raises(fitnets.FitNetsError, match="the label of item 47 of the training set is 9"):
+        _train(user, tmp_path, Columns(labels=labels), num_classes=4)
+    Columns.reads = 0
+    split = DatasetSplit(Columns(), name="the training set")   # the classes counted from the column
+    assert split.num_classes == 4 and Columns.reads == AGREE_ITEMS and "one pass over" not in caplog.text
 
 
 def test_an_attribute_the_items_do_not_give_is_not_used(user, tmp_path):

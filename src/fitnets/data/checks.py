@@ -95,13 +95,14 @@ def check_labels(labels: torch.Tensor, num_classes: int | None, where: str, advi
         check_label(class_index(labels[i].item(), at), num_classes or 0, at, advice, top)
 
 
-def exposed_labels(dataset, item_label: Callable[[int], Any]) -> torch.Tensor | None:
-    """The labels a Dataset exposes as an attribute (``targets`` or ``labels``), as one tensor, or ``None``
-    when it has none that reads as one label per item — or one its items do not give: the first
+def exposed_labels(dataset, item_label: Callable[[int], Any], key: str = "labels") -> torch.Tensor | None:
+    """The labels a Dataset exposes as an attribute (``targets`` or ``labels``) or, for a Hugging Face
+    ``datasets.Dataset``, as its column ``key`` (read without decoding an image), as one tensor; ``None`` when
+    it has none that reads as one label per item — or one its items do not give: the first
     ``AGREE_ITEMS`` labels are read from the items (``item_label(i)``) and compared, since a transform of the
     label (torchvision's ``target_transform``) changes what the items give but not the attribute."""
-    for attr in ("targets", "labels"):
-        labels = getattr(dataset, attr, None)
+    for attr in ("targets", "labels", key):
+        labels = getattr(dataset, attr, None) if attr != key else _column(dataset, key)
         if labels is None or isinstance(labels, (str, dict)):
             continue
         try:
@@ -114,6 +115,16 @@ def exposed_labels(dataset, item_label: Callable[[int], Any]) -> torch.Tensor | 
                 return None
             return labels
     return None
+
+
+def _column(dataset, key: str) -> Any:
+    """The column ``key`` of a Hugging Face ``datasets.Dataset`` (it lists ``column_names``), else ``None``."""
+    if key not in (getattr(dataset, "column_names", None) or ()):
+        return None
+    try:
+        return list(dataset[key])   # a list, or (datasets ≥ 3) a lazy Column
+    except Exception:  # a transform set on the dataset may refuse a lone column: then no cheap labels
+        return None
 
 
 def _same(value: Any, label: torch.Tensor) -> bool:

@@ -152,7 +152,7 @@ class DatasetSplit:
             raise FitNetsError(f"{name} is empty")
         self.classes_advice = classes_advice  # how to raise the number of classes, for a label beyond it
         with seeded(0):  # the items' transforms draw: not from the training process's random states
-            self.exposed = exposed_labels(dataset, self._item_label)  # targets / labels, when the items agree
+            self.exposed = exposed_labels(dataset, self._item_label, self.keys[1])  # when the items agree
         self.num_classes = num_classes if num_classes is not None else self._count_classes()
 
     def __len__(self) -> int:
