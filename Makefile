@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 DATA_FILE := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup demo test data clean
+.PHONY: setup demo demo-check test data clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: setup data
 
 test: setup data
 	$(PY) -m pytest -q
+
+# The demo against the README's table (its accuracies, with the README's 2 threads): minutes, so not in `make test`.
+demo-check: setup data
+	FITNETS_DEMO_CHECK=1 $(PY) -m pytest -q tests/test_demo_table.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

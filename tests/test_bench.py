@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from fitnets.data.loader import ImageData
-from fitnets.tools import bench
-from fitnets.tools.bench import DEFAULTS, Case, Pair, StepRow, default_cases, measure
+from fitnets.tools import bench_step as bench
+from fitnets.tools.bench_step import DEFAULTS, Case, Pair, StepRow, default_cases, measure, ratios_of
+from fitnets.training import recipes
 from fitnets.training.steps import HintStep
 
 
@@ -34,7 +35,7 @@ def test_a_row_is_the_median_of_the_engines_epochs_and_compiled_cases_come_last(
         return validate
 
     monkeypatch.setattr(bench, "train_one_epoch", epoch)
-    monkeypatch.setattr(bench, "AccuracyEval", validation(bench.AccuracyEval))
+    monkeypatch.setattr(recipes, "AccuracyEval", validation(recipes.AccuracyEval))  # the recipes build the stages
     monkeypatch.setattr(bench, "HintEval", validation(bench.HintEval))
     fast = bench.Speed.of(bench.load_config(None, [("compile", True), ("channels_last", True)]))
     cases = default_cases(fast)
@@ -53,7 +54,7 @@ def test_every_ratio_divides_rows_on_the_same_batches():
     cases = default_cases(DEFAULTS)
     rows = [StepRow(c.name, rate[c.key.removeprefix("fast_")] * (1.5 if c.key.startswith("fast_") else 1),
                     data_wait_share=0.01) for c in cases]
-    ratios = bench._ratios(cases, rows)
+    ratios = ratios_of(cases, rows)
     assert ratios["kd_cached_cost"] == 1000 / 800
     assert ratios["kd_store_cost"] == 900 / 850
     assert ratios["kd_fast_store_speedup"] == pytest.approx(1.5 * 850 / 900)  # augmented over augmented
@@ -66,3 +67,30 @@ def test_stage_1_is_the_recipes_stage(tiny, tmp_path):
     assert isinstance(stage.step, HintStep) and stage.step.cut and set(stage.saves) == {"model", "regressor"}
     assert [id(w) for w in stage.optimized()] == [id(w) for w in fitnet.stage1_parameters()]
     assert "hint loss" in stage.about  # written by recipes.hint_stage
+
+
+def test_the_cost_said_before_measuring_is_what_measuring_spends(tiny, tmp_path, monkeypatch):
+    """`bench step` says its cost before paying it: the teacher forwards it counts are those the cases run (up to
+    the store's few audit forwards and the FitNet's two-image probe of its layers), and a cache or store is filled
+    once per teacher setting, for the views the timed epochs read only (not every view of every example)."""
+    from fitnets.core.teacher import FrozenTeacher
+    from fitnets.tools.bench_step import workload
+
+    seen = {"images": 0}
+    call, features = FrozenTeacher.__call__, FrozenTeacher.features
+
+    def counting(fn):
+        def wrapped(self, x, *args, **kwargs):
+            seen["images"] += len(x)
+            return fn(self, x, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(FrozenTeacher, "__call__", counting(call))
+    monkeypatch.setattr(FrozenTeacher, "features", counting(features))
+    p = pair(tiny, tmp_path, rounds=2)
+    cases = default_cases(DEFAULTS, preset=DEFAULTS.replace(teacher_dtype="bfloat16", cache_dtype="bfloat16"))
+    measure(cases, p, rounds=2, warmup=1)
+    teacher, student = workload(cases, len(p.data), p.batch_size, 1, 2, len(p.val))
+    assert teacher <= seen["images"] <= 1.1 * teacher
+    # the store rows' fill: the views of the 2 timed epochs, 2 × 32, once per teacher setting — not 32 × 18 views
+    assert teacher < 2 * 32 * 18

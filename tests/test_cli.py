@@ -207,11 +207,16 @@ def test_bench_speed_small_pair(capsys):
     code, out, _ = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher", "--student",
                            "paper-mnist-fitnet", "--batch-size", "8", "--repeats", "2", "--device", "cpu")
     assert code == 0
-    row = [line for line in out.splitlines() if "| paper-mnist-fitnet |" in line][0]
-    cells = [c.strip() for c in row.split("|")]
-    assert cells[3] == "29,944"  # the paper's count
-    assert float(cells[5]) == pytest.approx(360_816 / 29_944, rel=1e-3)  # compression: the teacher's over it
-    assert float(cells[7]) > 0
+    teacher, student = ([c.strip() for c in line.split("|")] for line in out.splitlines()
+                        if line.startswith("| paper-mnist-teacher | paper-mnist-"))
+    assert student[3] == "29,944"  # the paper's count
+    assert float(student[5]) == pytest.approx(360_816 / 29_944, rel=1e-3)  # compression: the teacher's over it
+    from fitnets.core.profile import count_macs
+
+    assert student[4] == f"{count_macs(create_model('paper-mnist-fitnet'), (1, 28, 28)) / 1e6:.1f}M"
+    rate = {row[2]: float(row[6].replace(",", "")) for row in (teacher, student)}
+    assert teacher[7] == "1.00" and float(student[7]) == pytest.approx(
+        rate["paper-mnist-fitnet"] / rate["paper-mnist-teacher"], rel=0.01)  # the speed-up: images/s over the teacher's
     code, _, err = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher")
     assert code == 2 and "give both" in err
 
@@ -308,10 +313,12 @@ def test_every_command_that_takes_a_model_takes_a_run_folder(capsys, run_dir):
     assert code == 0 and "The registry's default pair (conv2 → conv4)" in out, err  # found through the run's model
     code, out, err = run_cli(capsys, "bench", "step", "--student", str(run_dir), "--steps", "1", "--warmup", "0",
                              "--rounds", "1", "--no-compile", "--batch-size", "8", "--device", "cpu", "--json")
-    assert code == 0 and json.loads(out)["student"] == str(run_dir), err
+    # a bench times the run's architecture, by its registry name; the arguments it leaves out are named
+    left_out = f"--student {run_dir}: timed as paper-mnist-fitnet without its model_args {{'pieces_last': 2}}"
+    assert code == 0 and json.loads(out)["student"] == str(run_dir) and left_out in err, err
     code, out, err = run_cli(capsys, "bench", "speed", "--teacher", "paper-mnist-teacher", "--student", str(run_dir),
                              "--batch-size", "4", "--repeats", "1", "--device", "cpu")
-    assert code == 0 and "| paper-mnist-fitnet |" in out, err
+    assert code == 0 and "| paper-mnist-teacher | paper-mnist-fitnet | 29,944 |" in out and left_out in err, err
 
 
 def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monkeypatch):
@@ -335,3 +342,22 @@ def test_augment_flag_and_the_data_flags_help(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["distill", "--help"])
     assert "package.module:factory" in " ".join(capsys.readouterr().out.split())
+
+
+def test_flag_defaults_are_read_from_the_config_not_restated():
+    """`--out`, `--device` and `--data` default to the config's own defaults (one home for each fact)."""
+    import re
+    from pathlib import Path
+
+    from fitnets.tools.cli import build_parser
+    from fitnets.training.config import RunConfig
+
+    parser, default = build_parser(), RunConfig()
+    demo = parser.parse_args(["demo"])
+    assert (demo.out, demo.device) == (default.out, default.device)
+    suggest = parser.parse_args(["suggest", "a", "b"])
+    assert (suggest.data, suggest.device) == (default.data.name, default.device)
+    commands = Path(__file__).resolve().parents[1] / "src" / "fitnets" / "tools" / "commands"
+    restated = [f"{p.name}: {m.group(0)}" for p in commands.glob("*.py")
+                for m in re.finditer(r'default="(runs|auto|fashion-mnist)"', p.read_text())]
+    assert not restated, restated

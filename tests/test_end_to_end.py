@@ -42,7 +42,10 @@ def test_cli_trains_each_method(method, tmp_path, fashion_dir, capsys):
     elif method != "ce":
         assert main_rows[0]["kd_weight"] == 4.0 and main_rows[-1]["kd_weight"] == 1.0
     # the run's student loads into the bare architecture, and evaluate reproduces the test accuracy
+    capsys.readouterr()
     assert main(["evaluate", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert f"test accuracy {results['test_acc']:.4f}, " in printed and "(2000 images)" in printed, printed
     tensors, meta = load_checkpoint(run_dir / "student.safetensors")
     assert not any(k.startswith("regressor") for k in tensors)
     assert (run_dir / "config.yaml").is_file()

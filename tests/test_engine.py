@@ -187,3 +187,12 @@ def test_without_validation_data_the_stage_ends_with_its_last_weights(tmp_path):
     last, _ = load_checkpoint(tmp_path / "last.safetensors")
     assert all(torch.equal(model.state_dict()[k], last["model." + k]) for k in model.state_dict())
     assert "val_acc" not in rows(tmp_path)[-1]
+
+
+def test_without_validation_data_patience_never_stops_the_stage(tmp_path, caplog):
+    model = small_net()
+    with caplog.at_level("WARNING", logger="fitnets.training.engine"):
+        run_stage(ce_stage(model, None, epochs=6, patience=2), ctx_for(tmp_path, separable()))
+    assert [r["epoch"] for r in rows(tmp_path)] == [1, 2, 3, 4, 5, 6]  # no score, nothing stale
+    assert [r.getMessage() for r in caplog.records if "patience" in r.getMessage()] == [
+        "stage main: patience=2 has no effect without validation data (data.val_size=0): it trains all 6 epochs"]

@@ -11,8 +11,9 @@ import torch
 import yaml
 
 from fitnets.errors import FitNetsError
-from fitnets.training import distributed, fast
+from fitnets.training import distributed, fast, machine
 from fitnets.training.config import load_config
+from fitnets.training.speed import lowered
 
 # Seconds per call of a fake clock, by what is timed: the student's step by (channels_last, autocast), the
 # teacher's forward by its dtype.
@@ -35,7 +36,7 @@ class FakeTime:
             forward = real_teacher_runner(config, module, x, options)
 
             def timed():
-                self.now += teacher[fast.DTYPES[options["teacher_dtype"]]]
+                self.now += teacher[lowered(options["teacher_dtype"])]
                 return forward()
             return timed
 
@@ -94,6 +95,25 @@ def test_the_cache_skips_measuring_retune_measures_again_a_damaged_cache_is_meas
     assert len(clock.steps) == 4 * measured and damaged.options == first.options
     assert "unreadable" in caplog.text
     assert len(json.loads((tmp_path / "fast.json").read_text())["entries"]) == 2  # rewritten whole
+
+
+@pytest.mark.parametrize("damage", [[], {"speedup": 1.0, "rates": {"fp32": 1.0}},
+                                    {"options": {"student_dtype": "float16"}, "speedup": 1.0, "rates": {"x": 1.0}},
+                                    {"options": {}, "speedup": "fast", "rates": {"x": 1.0}}])
+def test_a_damaged_cache_entry_is_measured_again_with_a_warning(tiny, tmp_path, monkeypatch, caplog, damage):
+    """An entry that is not an object, lacks its options, names a dtype --fast never chooses, or has no speed-up:
+    ignored with a warning, that part measured again and its entry written over (issue 27)."""
+    clock = FakeTime(monkeypatch)
+    first = tune(tiny, tmp_path, clock)
+    measured = len(clock.steps)
+    path = tmp_path / "fast.json"
+    entries = json.loads(path.read_text())["entries"]
+    entries = {key: damage for key in entries}
+    path.write_text(json.dumps({"format": 1, "entries": entries}))
+    again = tune(tiny, tmp_path, clock)
+    assert len(clock.steps) == 2 * measured and again.options == first.options and not again.cached
+    assert "damaged entry" in caplog.text
+    assert all(e != damage for e in json.loads(path.read_text())["entries"].values())  # written over
 
 
 def test_measuring_leaves_the_random_state_and_the_models_alone(tiny, tmp_path):
@@ -172,6 +192,28 @@ def test_a_resume_keeps_the_recorded_choice_and_never_measures(monkeypatch, fash
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+def test_a_resume_with_fast_of_a_run_made_without_it_plans_what_it_does(monkeypatch, capsys, fashion_dir, tmp_path):
+    """`--resume RUN --fast` on a run made without --fast: the plan said it measures while the run did not (issue
+    27); both now keep the run's recorded options."""
+    from fitnets.tools.cli import main
+
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    assert main([*ARGS, "--epochs", "1", "--out", str(tmp_path), "--name", "plain"]) == 0
+    monkeypatch.setattr(fast, "_tune", lambda *args: pytest.fail("a resume measured"))
+    capsys.readouterr()
+    resume = ["distill", "--resume", str(tmp_path / "plain"), "--epochs", "2", "--fast", "--no-progress"]
+    assert main([*resume, "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "measures at the start" not in plan
+    assert "fast     resuming with the speed options the run recorded (it did not use --fast)" in plan
+    assert "speed    student float32; teacher float32, channels_last, folded BN" in plan  # the run's, not --fast's
+    assert main(resume) == 0
+    logged = capsys.readouterr().err  # the plan the run logs before it trains
+    assert "plan:" in logged and "measures at the start" not in logged and "fast     resuming with the" in logged
+    saved = yaml.safe_load((tmp_path / "plain" / "config.yaml").read_text())
+    assert saved["fast"]["mode"] == "off" and saved["cache_dtype"] == "float32"
+
+
 def test_a_run_measures_once_then_reads_its_choice_from_the_cache(monkeypatch, fashion_dir, tmp_path, capsys):
     from fitnets.tools.cli import main
 
@@ -209,8 +251,8 @@ def test_timing_on_a_busy_cpu_warns_that_the_cached_choice_reflects_it(tiny, tmp
     """Other work's cores over the timing: the machine's busy CPU seconds (faked: `others` cores over the fake
     clock's span) less this process's own."""
     clock = FakeTime(monkeypatch)
-    monkeypatch.setattr(fast.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(fast, "machine_cpu_seconds", lambda: 1000.0 + others * clock.now + time.process_time())
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine, "machine_cpu_seconds", lambda: 1000.0 + others * clock.now + time.process_time())
     tune(tiny, tmp_path, clock)
     assert ("--fast: other work kept %.1f of 2 cores busy" % others in caplog.text) == busy
     caplog.clear()

@@ -144,6 +144,22 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_is_one_line(tmp_path, monkeyp
     assert not list((tmp_path / "full").glob("*.tmp"))
 
 
+def test_a_full_disk_at_the_first_checkpoint_says_start_again_as_the_resume_does(tmp_path, monkeypatch, capsys,
+                                                                                 fashion_dir):
+    """No epoch saved: the error must not advise a --resume that would then say "nothing to resume" (issue 27)."""
+    import fitnets.checkpoint as checkpoint
+
+    def full(tensors, filename, metadata=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    message = one_line_error(capsys, ["train", "--epochs", "2", "--out", str(tmp_path), "--name", "first", *SMALL],
+                             "No space left on device", "start the run again", after_logs=True)
+    assert "--resume" not in message
+    monkeypatch.undo()
+    one_line_error(capsys, ["train", "--resume", str(tmp_path / "first")], "nothing to resume", "start the run again")
+
+
 # ---------------------------------------------------------------- every config field, badly typed
 
 def config_fields(cls=RunConfig, prefix=""):

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from fitnets.checkpoint import read_weights
 from fitnets.core.outputs import logits_of, logits_origin
+from fitnets.data.loader import batches
 from fitnets.data.loader import ImageData
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import register_model
@@ -106,9 +108,21 @@ def test_runs_read_the_logits_of_any_container(tmp_path, teacher_weights, method
         overrides.append(("teacher_logits_key", "scores"))
     data = Data(synthetic(96, 0), synthetic(32, 1), synthetic(32, 2))
     results = Run(load_config(None, overrides), progress=False).execute(data=data)
-    assert 0 <= results["test_acc"] <= 1 and results["test_loss"] > 0
+    # the figures are those of the tensors picked out by hand: the student's .logits / [0], the teacher's
+    # ["logits"] / ["scores"] (another tensor — the features — would give other predictions)
+    trained = Net(student)
+    trained.load_state_dict(read_weights(tmp_path / "run" / "student.safetensors"))
+    frozen = Net(teacher, width=16)
+    frozen.load_state_dict(read_weights(teacher_weights))
+    pick = {"dataclass": lambda o: o.logits, "tuple": lambda o: o[0], "dict": lambda o: o["logits"],
+            "named": lambda o: o["scores"]}
+    x, y, _ = next(batches(data.test, len(data.test)))
+    with torch.no_grad():
+        s, t = pick[student](trained.eval()(x)), pick[teacher](frozen.eval()(x))
+    assert results["test_acc"] == pytest.approx((s.argmax(1) == y).float().mean().item())
+    assert results["test_loss"] == pytest.approx(nn.functional.cross_entropy(s, y).item(), rel=1e-5)
     if method != "ce":  # the agreement with the teacher was computed from both models' logits
-        assert 0 <= results["teacher_agreement"] <= 1
+        assert results["teacher_agreement"] == pytest.approx((s.argmax(1) == t.argmax(1)).float().mean().item())
 
 
 def test_a_model_without_logits_by_the_rule_fails_before_training_in_one_line(tmp_path, teacher_weights):
@@ -130,13 +144,19 @@ def test_a_run_of_a_model_returning_features_then_logits_names_the_element_not_n
         Run(load_config(None, overrides), progress=False).execute(data=data)
     assert "num_classes" not in str(err.value)
     results = Run(load_config(None, [*overrides, ("logits_key", "1")]), progress=False).execute(data=data)
-    assert 0 <= results["test_acc"] <= 1
+    trained = Net("features-first")
+    trained.load_state_dict(read_weights(tmp_path / "run" / "student.safetensors"))
+    x, y, _ = next(batches(data.test, len(data.test)))
+    with torch.no_grad():
+        logits = trained.eval()(x)[1]
+    assert results["test_acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
 
 
 def test_export_writes_the_logits_alone(tmp_path):
     from fitnets.tools.export import export_student
 
     pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = Net(style="tuple")
     info = export_student(model, "test-outputs-net", tmp_path, {"style": "tuple"})
@@ -144,5 +164,10 @@ def test_export_writes_the_logits_alone(tmp_path):
 
     graph = onnx.load(str(tmp_path / "model.onnx")).graph
     assert [o.name for o in graph.output] == ["logits"]
-    if "onnx_max_abs_diff" in info:
-        assert info["onnx_max_abs_diff"] < 1e-4
+    assert info["onnx_max_abs_diff"] < 1e-4 and info["onnx_batches_checked"] == [1, 3, 4]
+    import onnxruntime
+
+    x = torch.randn(3, 1, 8, 8)
+    (got,) = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(got), model(x)[0], atol=1e-5)  # the logits, not the features

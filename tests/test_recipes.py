@@ -145,3 +145,35 @@ def test_every_default_guided_layer_builds_a_fitnet(name):
 @pytest.mark.parametrize("name", [n for n in list_models() if model_spec(n).hint])
 def test_every_default_hint_layer_builds_a_fitnet(name):
     check_fitnet(name, STUDENT_FOR[model_spec(name).input_shape])
+
+
+def test_every_method_of_the_table_has_its_recipe():
+    from fitnets.training.recipes import RECIPES
+
+    assert set(RECIPES) == set(METHODS) and all(METHODS[m].recipe is RECIPES[m] for m in METHODS)
+    assert [m for m in METHODS if METHODS[m].stage1] == ["fitnet"]  # what validate's stage-1 rule reads
+
+
+def test_the_command_line_builds_each_part_of_a_run_once(monkeypatch, fashion_dir, tmp_path):
+    """The plan and the training are the same stages: the recipe, the FitNet and the frozen teacher are built once
+    per run (the CLI built the whole stage graph twice)."""
+    from fitnets.core import fitnet as fitnet_module
+    from fitnets.tools.cli import main
+    from fitnets.training import run as run_module
+
+    calls = {"recipe": 0, "fitnet": 0, "teacher": 0}
+    recipe, make_fitnet, wrap = METHODS["fitnet"].recipe, run_module.FitNet, run_module.frozen_teacher
+
+    def counted(name, fn):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(METHODS["fitnet"], "recipe", counted("recipe", recipe))
+    monkeypatch.setattr(run_module, "FitNet", counted("fitnet", make_fitnet))
+    monkeypatch.setattr(run_module, "frozen_teacher", counted("teacher", wrap))
+    assert fitnet_module.FitNet is make_fitnet
+    assert main(["distill", "--method", "fitnet", "--epochs", "1", "--hint-epochs", "1", "--train-size", "200",
+                 "--val-size", "100", "--set", "data.test_size=100", "--no-progress", "--out", str(tmp_path)]) == 0
+    assert calls == {"recipe": 1, "fitnet": 1, "teacher": 1}

@@ -84,7 +84,7 @@ def test_a_run_logs_the_diagnostics_per_hint_epoch_and_diagnose_gives_both_ends(
                                 ("out", str(tmp_path)), ("name", "run")])
     data = Data(*(synthetic(n, i, size=28) for i, n in enumerate((128, 64, 64))))
     run = Run(config, progress=False)
-    run._attach(data)
+    run.build(data)
     assert "the first epoch trains the regressor alone" in run.plan(data)
     assert "linear probe and CKA on 48 validation examples" in run.plan(data)
     results = run.execute(data=data)
@@ -99,7 +99,7 @@ def test_a_run_logs_the_diagnostics_per_hint_epoch_and_diagnose_gives_both_ends(
 
     # the frozen first epoch left the student as the seed made it: the same figures as a fresh one
     fresh = Run(config, progress=False)
-    fresh._attach(data)
+    fresh.build(data)
     init = evaluate_hint(fresh.fitnet, data.val, 1000, fresh.inputs, 48)
     assert init["cka"] == pytest.approx(hint[0]["val_cka"], abs=1e-9)
     assert init["guided_probe_acc"] == pytest.approx(hint[0]["val_guided_probe_acc"], abs=1e-9)
@@ -112,7 +112,7 @@ def test_the_frozen_teachers_probe_is_fitted_once_per_stage(monkeypatch):
     config = load_config(None, [("method", "fitnet"), ("hint_stage.diagnostics", 48)])
     data = Data(*(synthetic(n, i, size=28) for i, n in enumerate((64, 64, 64))))
     run = Run(config, progress=False)
-    run._attach(data)
+    run.build(data)
     fitted = []
     monkeypatch.setattr(evaluate, "probe_accuracy", lambda *args: fitted.append(args) or 0.5)
     validate = HintEval(run.fitnet, data.val, 1000, run.inputs, 48)

@@ -238,6 +238,8 @@ def test_store_build_list_and_clear_from_the_command_line(tmp_path, monkeypatch,
     (["store", "build", "--method", "kd", "--train-size", "50"], "no random augmentation"),
     (["store", "build", "--method", "ce", "--set", "data.pad=1"], "method ce reads no teacher logits"),
     (["store", "clear", "0123"], "no teacher-output store '0123'"),
+    (["store", "build", "--method", "kd", "--train-size", "50", "--set", "data.augment=random-resized-crop", "--set",
+      "store.per_epoch=true"], "the runs that draw them fill it, not ahead of time"),  # was a TypeError (issue 27)
 ])
 def test_store_command_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, needle):
     from fitnets.tools.cli import main
@@ -325,3 +327,16 @@ def test_a_read_only_cache_folder_is_one_line_and_the_run_goes_live(tiny, tmp_pa
     with pytest.raises(FitNetsError, match="cannot delete the teacher-output store") as err:
         clear_stores(tmp_path)
     assert "\n" not in str(err.value) and first.slots.path.is_dir()
+
+
+def test_a_cache_folder_that_is_a_file_is_one_clear_line(tmp_path, monkeypatch, capsys, fashion_dir):
+    """$FITNETS_CACHE naming a file: one line before anything runs, not a 'could not write' beside a 'make it
+    writable' (issue 27)."""
+    from fitnets.tools.cli import main
+
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    for argv in (["distill", *SMALL, "--epochs", "1", "--out", str(tmp_path), "--fast"], ["store", "list"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: $FITNETS_CACHE is") and "not a folder" in err, err

@@ -1,6 +1,7 @@
 """Users' own models on the command line: `package.module:factory[:WEIGHTS]` for --student, --teacher and the
 commands that take a model, with one-line errors for a bad path, a factory that raises, a non-module."""
 
+import json
 import sys
 import textwrap
 
@@ -77,9 +78,15 @@ def test_train_distill_evaluate_layers_export_bench_with_a_factory(tmp_path, use
     from fitnets.tools.export import load_exported
 
     assert load_exported(tmp_path / "exported").head.in_features == 64  # width 8: 16 channels × 2 × 2
+    capsys.readouterr()
     assert main(["bench", "step", "--teacher", f"{user_package}:small", "--student", f"{user_package}:small",
                  "--hint", "body.3", "--guided", "body.3", "--input-shape", "1,28,28", "--steps", "1", "--warmup", "0",
-                 "--no-compile", "--batch-size", "8", "--json"]) == 0
+                 "--rounds", "1", "--no-compile", "--batch-size", "8", "--json"]) == 0
+    bench = json.loads(capsys.readouterr().out)   # every method's step timed on the factory's models
+    assert bench["teacher"] == bench["student"] == f"{user_package}:small" and bench["batch_size"] == 8
+    assert {"CE step", "KD step, teacher logits cached", "FitNet stage 1, cut, hints cached"} <= {
+        r["step"] for r in bench["rows"]}
+    assert all(len(r["rates"]) == 1 and r["images_per_s"] > 0 for r in bench["rows"])
 
 
 @pytest.mark.parametrize("model,needle", [

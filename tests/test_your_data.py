@@ -2,6 +2,7 @@
 transforms (torch's, Python's ``random``, NumPy's) read by DataLoader workers — reproducible to the bit, killed
 and resumed, under torchrun — and ``--data package.module:factory``."""
 
+import copy
 import json
 import os
 import signal
@@ -137,6 +138,35 @@ def test_distill_runs_the_engine_on_objects_and_datasets(user, tmp_path):
         fitnets.distill(user.teacher(), user.student(), user.Noisy(), epoch=3)
 
 
+@pytest.mark.parametrize("call, kwargs, needle", [
+    ("distill", {"data": "cifar10"}, "cannot use data=: the data is the Dataset objects given"),
+    ("distill", {"data_dir": "/data"}, "cannot use data_dir="),
+    ("distill", {"download": True}, "cannot use download="),
+    ("distill", {"overrides": {"data.name": "mnist"}}, "cannot use overrides={'data.name': ...}"),
+    ("distill", {"val": "split", "val_size": 10}, "cannot use val_size=: val= is the validation split"),
+    ("train", {"temperature": 5}, "fitnets.train() cannot use temperature=: it trains with cross-entropy alone"),
+    ("train", {"hint": "x"}, "fitnets.train() cannot use hint="),
+    ("train", {"method": "kd"}, "fitnets.train() cannot use method="),
+    ("train", {"overrides": {"kd.temperature": 5}}, "cannot use overrides={'kd.temperature': ...}"),
+])
+def test_a_call_refuses_what_it_cannot_use(user, call, kwargs, needle):
+    if kwargs.get("val") == "split":
+        kwargs["val"] = user.Noisy(40)
+    models = (user.teacher(), user.student()) if call == "distill" else (user.student(),)
+    with pytest.raises(fitnets.FitNetsError) as error:
+        getattr(fitnets, call)(*models, user.Noisy(), **kwargs)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def test_distill_leaves_the_callers_config_as_it_was(user, tmp_path):
+    config = fitnets.load_config(None, [("data.val_size", 40), ("data.batch_size", 40), ("data.workers", 0)])
+    before = copy.deepcopy(config)
+    fitnets.distill(user.teacher(), user.student(), user.Noisy(120), test=user.Noisy(40, seed=1), method="kd",
+                    config=config, epochs=1, out=str(tmp_path), name="kd", progress=False)
+    assert config == before and config.method == "fitnet" and config.data.name == "fashion-mnist"
+    assert "method: kd" in (tmp_path / "kd" / "config.yaml").read_text()
+
+
 def test_kill_9_and_resume_give_the_uninterrupted_student(user, tmp_path):
     """FitNets' two stages on a Dataset with random transforms read by 2 workers: killed with SIGKILL in the
     middle of the run, then resumed, the student is bit-identical to an uninterrupted run's."""
@@ -183,8 +213,13 @@ def test_data_factory_from_the_command_line(user, tmp_path, capsys):
             "--student", "userdata:student", "--epochs", "1", "--val-size", "40", "--out", str(tmp_path),
             "--no-progress", "--set", "data.workers=0"]
     assert main([*argv, "--teacher", f"userdata:teacher:{_teacher_weights(user, tmp_path)}"]) == 0
-    results = json.loads(next(tmp_path.glob("kd-*/results.json")).read_text())
-    assert results["dataset"] == "userdata:splits" and 0 <= results["test_acc"] <= 1
+    run_dir = next(tmp_path.glob("kd-*"))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["dataset"] == "userdata:splits"
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir)]) == 0   # the factory's test split (60 images), read again by the run folder
+    printed = capsys.readouterr().out
+    assert f"test accuracy {results['test_acc']:.4f}, loss {results['test_loss']:.4f} (60 images)" in printed
 
 
 def _teacher_weights(user, tmp_path):
@@ -236,7 +271,11 @@ def test_the_store_keeps_your_datasets_views_for_the_runs_of_one_seed(user, tmp_
     assert [r.get("store_hit_rate") for r in _rows(tmp_path / "fitnet")] == [None, 1.0, 1.0]  # hint stage: no logits
     live = user.run(str(tmp_path), "kd-live", method="kd", epochs=2, overrides={"store.enabled": False})
     assert live["test_loss"] == pytest.approx(first["test_loss"], rel=1e-5)  # stored values: fp32, as computed
-    assert fitnet["test_acc"] >= 0 and "does not match" not in caplog.text
+    fitnet_live = user.run(str(tmp_path), "fitnet-live", epochs=2, hint_epochs=1, overrides={"store.enabled": False})
+    # the second method read the first one's values: its student is the live-teacher one, to the last bit
+    kd_losses = [[r.get("kd_loss") for r in _rows(tmp_path / name)] for name in ("fitnet", "fitnet-live")]
+    assert kd_losses[0] == kd_losses[1]
+    assert fitnet["test_loss"] == fitnet_live["test_loss"] and "does not match" not in caplog.text
 
 
 def test_a_changed_transform_under_the_same_name_drops_the_store(user, tmp_path, monkeypatch, caplog):
@@ -260,3 +299,23 @@ def test_a_factory_with_the_wrong_number_of_outputs_is_told_how_to_fix_it(user, 
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "has 12 outputs" in err and "make userdata:twelve build 4 outputs" in err and "model_args.num" not in err
+
+
+@pytest.mark.parametrize("per_epoch", [True, False])
+def test_store_build_and_a_run_agree_on_a_user_dataset(user, tmp_path, monkeypatch, capsys, per_epoch):
+    """One rule decides whether a run reads a store (issue 27: with store.per_epoch a run made one while `store
+    build` said none was needed): the run's plan and `store build` say the same."""
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
+    flags = ["--method", "kd", "--data", "userdata:splits", "--teacher",
+             f"userdata:teacher:{_teacher_weights(user, tmp_path)}", "--student", "userdata:student", "--val-size",
+             "40", "--no-progress", "--set", "data.workers=0", "--set", f"store.per_epoch={str(per_epoch).lower()}"]
+    assert main(["distill", *flags, "--epochs", "1", "--out", str(tmp_path), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert ("store    teacher logits per (seed, epoch, example)" in plan) == per_epoch
+    assert main(["store", "build", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "Traceback" not in err
+    if per_epoch:
+        assert "the runs that draw them fill it, not ahead of time" in err
+    else:
+        assert "this run reads no teacher-output store: your Dataset's views are drawn" in err

@@ -7,6 +7,7 @@ and ``results.json`` for ``fitnets report``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import re
@@ -15,12 +16,17 @@ from typing import Any
 from torch import nn
 
 from fitnets.errors import FitNetsError, closest
+from fitnets.imports import object_name
 from fitnets.training.config import FLAG_KEYS, RunConfig, flag_overrides, flatten, load_config, read_config_file
 from fitnets.training.fast import fast_overrides
 from fitnets.training.loading import user_data
 from fitnets.training.run import Run
 
-PYTHON = "python:"  # how a run's config names a model given as an object: python:module.Class
+# What a call has no use for, refused in one line as the command line refuses a flag it does not take: the data
+# of both calls is the Dataset objects given; `train` has no teacher (`fitnets train` has none of these flags).
+DATA_FLAGS = ("data", "data_dir", "download")
+DISTILL_FLAGS = ("teacher", "method", "hint", "guided", "hint_epochs", "regressor_first", "hint_diagnostics",
+                 "temperature", "tau_squared")
 
 
 def _in_python_words(message: str) -> str:
@@ -53,11 +59,25 @@ def _model_name(model: nn.Module | str, role: str) -> str:
         return model
     if not isinstance(model, nn.Module):
         raise FitNetsError(f"the {role} is a {type(model).__name__}: give an nn.Module or a model name")
-    return f"{PYTHON}{type(model).__module__}.{type(model).__qualname__}"
+    return object_name(model)
 
 
-def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, flags: dict[str, Any],
-            fixed: list[tuple[str, Any]]) -> RunConfig:
+def _refuse(call: str, flags: dict[str, Any], overrides: dict[str, Any] | None, unused: tuple[str, ...],
+            why: str) -> None:
+    """One line for the first of the ``unused`` flags given, as a keyword or as its key in ``overrides``."""
+    keys = {key for flag in unused for key in (FLAG_KEYS[flag] if isinstance(FLAG_KEYS[flag], tuple)
+                                               else (FLAG_KEYS[flag],))}
+    given = [f"{flag}=" for flag in unused if flags.get(flag) is not None]
+    given += [f"overrides={{{key!r}: ...}}" for key in overrides or {} if key in keys]
+    if given:
+        raise FitNetsError(f"fitnets.{call}() cannot use {given[0]}: {why}")
+
+
+def _config(call: str, config: RunConfig | str | None, overrides: dict[str, Any] | None, flags: dict[str, Any],
+            fixed: list[tuple[str, Any]], val) -> RunConfig:
+    _refuse(call, flags, overrides, DATA_FLAGS, "the data is the Dataset objects given (train, val=, test=)")
+    if val is not None:
+        _refuse(call, flags, overrides, ("val_size",), "val= is the validation split; nothing is held out of train")
     fast = flags.pop("fast", None)  # --fast: its fixed keys and mode, under whatever is given explicitly
     unknown = [f for f in flags if f not in FLAG_KEYS]
     if unknown:
@@ -70,7 +90,7 @@ def _config(config: RunConfig | str | None, overrides: dict[str, Any] | None, fl
     pairs = flag_overrides(flags, explicit) + list((overrides or {}).items()) + fixed
     pairs = fast_overrides(fast, explicit + [key for key, _ in pairs]) + pairs
     if isinstance(config, RunConfig):
-        return load_config(None, pairs, base=config)
+        return load_config(None, pairs, base=copy.deepcopy(config))  # the caller's config stays as it was
     return load_config(config, pairs)
 
 
@@ -114,8 +134,8 @@ def distill(teacher: nn.Module | str, student: nn.Module | str, train, *, val=No
     """
     fixed = [("method", method), ("teacher", _model_name(teacher, "teacher")),
              ("student", _model_name(student, "student")), ("hint", hint), ("guided", guided)]
-    return _run(_config(config, overrides, flags, [(k, v) for k, v in fixed if v is not None]), train, val, test,
-                num_classes, resume, progress, student, teacher)
+    config = _config("distill", config, overrides, flags, [(k, v) for k, v in fixed if v is not None], val)
+    return _run(config, train, val, test, num_classes, resume, progress, student, teacher)
 
 
 @_python_errors
@@ -124,12 +144,15 @@ def train(student: nn.Module | str, train, *, val=None, test=None, config: RunCo
           progress: bool = True, **flags) -> dict[str, Any]:
     """Train ``student`` with cross-entropy alone (standard backprop; e.g. a teacher). Arguments as
     ``distill``'s."""
-    config = _config(config, overrides, flags, [("method", "ce"), ("student", _model_name(student, "student"))])
+    _refuse("train", flags, overrides, DISTILL_FLAGS, "it trains with cross-entropy alone, with no teacher "
+            "(fitnets.distill takes it)")
+    fixed = [("method", "ce"), ("student", _model_name(student, "student"))]
+    config = _config("train", config, overrides, flags, fixed, val)
     return _run(config, train, val, test, num_classes, resume, progress, student, None)
 
 
 def _run(config: RunConfig, train, val, test, num_classes, resume, progress, student, teacher) -> dict[str, Any]:
-    config.data.name = f"{PYTHON}{type(train).__module__}.{type(train).__qualname__}"
+    config.data.name = object_name(train)
     run = Run(config, progress=progress, student=student if isinstance(student, nn.Module) else None,
               teacher=teacher if isinstance(teacher, nn.Module) else None)
     data = user_data(config, run.device, train, test, val, num_classes)

@@ -42,8 +42,9 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
         cause = err.strerror if isinstance(err, OSError) and err.strerror else str(err).rsplit("I/O error: ", 1)[-1]
         kept = "; the previous checkpoint is intact" if path.exists() else ""
         fix = "free space there (or make it writable)"
-        if (path.parent / "config.yaml").is_file():  # a run folder: the run continues from its last checkpoint
-            fix += f", then continue with --resume {path.parent}"
+        if (path.parent / "config.yaml").is_file():  # a run folder: it continues from its last checkpoint, if any
+            fix += (f", then continue with --resume {path.parent}" if (path.parent / "last.safetensors").is_file()
+                    else ", then start the run again (no epoch had been saved: there is nothing to resume)")
         raise FitNetsError(f"cannot write {path}: {cause}{kept}; {fix}") from None
 
 

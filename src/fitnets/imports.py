@@ -9,11 +9,37 @@ from collections.abc import Callable
 
 from fitnets.errors import FitNetsError
 
+OBJECT_PREFIX = "python:"  # a model or Dataset given as an object: python:module.Class (``object_name``)
+
 
 def cause(err: BaseException) -> str:
     """An exception as one line of a message: its type and the first line of its text."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def import_module(name: str, what: str):
+    """The module ``name`` (``what`` says what it is for, in errors).
+
+    Raises:
+        FitNetsError: it cannot be imported (one line, with the reason: not installed, or failing at import).
+    """
+    try:
+        return importlib.import_module(name)
+    except Exception as err:  # torchvision can fail to import beside a mismatched torch build, not only be absent
+        raise FitNetsError(f"{what} needs {name}, which cannot be imported here ({cause(err)}); pip install "
+                           f"{name}") from None
+
+
+def object_name(obj: object) -> str:
+    """How a run's config names a model or a Dataset given as a Python object (``fitnets.distill``), which has no
+    name to build it by: ``python:module.Class``."""
+    return f"{OBJECT_PREFIX}{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def is_object_name(spec: str) -> bool:
+    """Whether ``spec`` names a Python object given to ``fitnets.distill`` (``object_name``)."""
+    return spec.startswith(OBJECT_PREFIX)
 
 
 def import_callable(spec: str, what: str) -> Callable:
@@ -34,8 +60,10 @@ def import_callable(spec: str, what: str) -> Callable:
     return factory
 
 
-def is_import_path(spec: str) -> bool:
-    """Whether ``spec`` is spelled ``package.module:factory`` (a trailing ``:PATH`` allowed)."""
+def spelled_as_import(spec: str) -> bool:
+    """Whether ``spec`` is spelled ``package.module:factory`` (a trailing ``:PATH`` allowed) — by its spelling
+    alone: ``NAME:PATH`` with a registered NAME is spelled the same (``models.registry.is_model_factory`` tells
+    them apart)."""
     module, sep, rest = spec.partition(":")
     attr = rest.partition(":")[0]
     return bool(sep) and attr.isidentifier() and all(part.isidentifier() for part in module.split("."))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ from fitnets.data.checks import (
     exposed_labels,
     read_item,
 )
+from fitnets.data.split import Replaceable, add_views, hash_tensor, worker_message
 from fitnets.errors import FitNetsError
 
 
@@ -122,7 +124,7 @@ class _Items(torch.utils.data.Dataset):
         return check_input(x, f"the input of {where}"), label
 
 
-class DatasetSplit:
+class DatasetSplit(Replaceable):
     """A split held as the user's ``Dataset``, read through a ``DataLoader``.
 
     Args:
@@ -137,6 +139,8 @@ class DatasetSplit:
     """
 
     fixed = False  # the user's transforms may draw at random: an example's input may change from epoch to epoch
+    in_memory = False
+    reads_items = True  # augmented, viewed and normalised item by item, in the DataLoader's workers
 
     def __init__(self, dataset, num_classes: int | None = None, *, keys: tuple[str, str] = ("pixel_values", "labels"),
                  workers: int = 0, device: torch.device | str = "cpu", name: str = "the dataset",
@@ -187,26 +191,28 @@ class DatasetSplit:
         for i in range(min(HEAD_ITEMS, len(self))):
             items[i, item_seed(0, 0, self.source_index(i))]
 
-    def _copy(self, **changes) -> "DatasetSplit":
-        new = object.__new__(DatasetSplit)
-        new.__dict__.update(self.__dict__, **changes)
-        return new
-
     def subset(self, index: torch.Tensor) -> "DatasetSplit":
         base = self.indices if self.indices is not None else torch.arange(len(self.dataset))
-        return self._copy(indices=base[index.cpu()])
+        return self.replace(indices=base[index.cpu()])
 
     def to(self, device: torch.device | str) -> "DatasetSplit":
-        return self._copy(_device=torch.device(device))
+        return self.replace(_device=torch.device(device))
 
-    def with_view(self, view=None, normalize=None) -> "DatasetSplit":
-        return self._copy(view=view, normalize=normalize)
+    def add_identity(self, h: Any) -> None:
+        """Your Dataset's class, size and selection (its transforms cannot be hashed: the store's audit catches a
+        changed one), and the view and normalisation."""
+        dataset = self.dataset
+        h.update(json.dumps([type(dataset).__module__, type(dataset).__qualname__, len(dataset),
+                             list(self.keys)]).encode())
+        if self.indices is not None:
+            hash_tensor(h, self.indices)
+        add_views(h, self)
 
     @property
     def device(self) -> torch.device:
         return self._device
 
-    def load(self, shares: list[torch.Tensor], seed: int, epoch: int, aug) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def read(self, shares: list[torch.Tensor], seed: int, epoch: int, aug) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches ``shares`` (indices into this split), read by the DataLoader's workers, each item under
         its (seed, epoch, index) seed; inputs as float tensors on the split's device."""
         cuda = self._device.type == "cuda"
@@ -220,7 +226,7 @@ class DatasetSplit:
             for x, y in loader:
                 yield x.to(self._device, non_blocking=cuda), y.to(self._device, non_blocking=cuda)
         except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
-            raise FitNetsError(str(err).rstrip().splitlines()[-1].removeprefix("fitnets.errors.FitNetsError: ")) from None
+            raise FitNetsError(worker_message(err)) from None
 
 
 def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,14 +10,18 @@ worker processes, for folders too large for memory.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from fitnets.data.images import ImageData
+from fitnets.data.split import Replaceable, add_views, worker_message
 from fitnets.errors import FitNetsError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -81,7 +85,7 @@ def _decode(files: list[str], size: tuple[int, int] | None, progress: bool, wher
     return torch.from_numpy(np.stack(images))
 
 
-class FolderStream(torch.utils.data.Dataset):
+class FolderStream(Replaceable, torch.utils.data.Dataset):
     """A folder dataset read from disk as it is used: ``dataset[i]`` decodes image ``i``.
 
     It stands where an ``ImageData`` does (``len``, ``labels``, ``num_classes``, ``subset``, ``to``,
@@ -91,17 +95,12 @@ class FolderStream(torch.utils.data.Dataset):
     """
 
     view = normalize = None  # as ImageData's
-    fixed = True
+    fixed, in_memory, reads_items = True, False, False
 
     def __init__(self, files: list[str], labels: torch.Tensor, num_classes: int, size: tuple[int, int],
                  resize: bool = True, workers: int = 4, device: torch.device | str = "cpu"):
         self.files, self.labels, self.num_classes = files, labels, num_classes
         self.size, self.resize, self.workers, self._device = tuple(size), resize, workers, torch.device(device)
-
-    def _copy(self, **changes) -> "FolderStream":
-        new = object.__new__(FolderStream)
-        new.__dict__.update(self.__dict__, **changes)
-        return new
 
     def __len__(self) -> int:
         return len(self.files)
@@ -118,13 +117,29 @@ class FolderStream(torch.utils.data.Dataset):
         return self._device
 
     def subset(self, index: torch.Tensor) -> "FolderStream":
-        return self._copy(files=[self.files[i] for i in index.tolist()], labels=self.labels[index])
+        return self.replace(files=[self.files[i] for i in index.tolist()], labels=self.labels[index.cpu()])
 
     def to(self, device: torch.device | str) -> "FolderStream":
-        return self._copy(_device=torch.device(device))
+        return self.replace(_device=torch.device(device))
 
-    def with_view(self, view=None, normalize=None) -> "FolderStream":
-        return self._copy(view=view, normalize=normalize)
+    def read(self, shares: list[torch.Tensor], seed: int = 0, epoch: int = 0, aug: Any = None
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each batch decoded by DataLoader workers, on the split's device (the engine augments it whole)."""
+        from torch.utils.data import DataLoader
+
+        cuda = self.device.type == "cuda"
+        loader = DataLoader(self, batch_sampler=[s.tolist() for s in shares], num_workers=self.workers,
+                            pin_memory=cuda)
+        try:
+            for images, share in zip(loader, shares):
+                yield images.to(self.device, non_blocking=cuda), self.labels[share.cpu()].to(self.device)
+        except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
+            raise FitNetsError(worker_message(err)) from None
+
+    def add_identity(self, h: Any) -> None:
+        """The files, their size and whether they are resized (and the view and normalisation)."""
+        h.update(json.dumps([self.files, list(self.size), self.resize]).encode())
+        add_views(h, self)
 
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` images, uint8 on the device."""

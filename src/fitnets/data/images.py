@@ -3,10 +3,13 @@ is one index into it (no Dataset objects, no worker processes, nothing to wait f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
+
+from fitnets.data.split import add_views, hash_tensor
 
 
 @dataclass
@@ -17,6 +20,8 @@ class ImageData:
     labels: torch.Tensor
     num_classes: int
     fixed = True  # an example's input is the same in every epoch, before the engine's augmentation (a class fact)
+    in_memory = True
+    reads_items = False
     view: Callable | None = None        # a fixed transform of every batch (the evaluation crop)
     normalize: Callable | None = None   # (x − mean) / std once the pixels are floats
 
@@ -31,6 +36,7 @@ class ImageData:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> "ImageData":
+        index = index.to(self.device)
         return replace(self, images=self.images[index], labels=self.labels[index])
 
     def to(self, device: torch.device | str) -> "ImageData":
@@ -46,3 +52,19 @@ class ImageData:
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` images."""
         return self.images[:n]
+
+    def read(self, shares: list[torch.Tensor], seed: int = 0, epoch: int = 0, aug: Any = None
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each batch: one index into the tensors (the engine augments it whole)."""
+        for share in shares:
+            share = share.to(self.device)
+            yield self.images[share], self.labels[share]
+
+    def quick(self) -> "ImageData":
+        return self
+
+    def add_identity(self, h: Any) -> None:
+        """The images themselves (and the view and normalisation)."""
+        hash_tensor(h, self.images)
+        add_views(h, self)
+

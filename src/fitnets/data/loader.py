@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from fitnets.data.augment import Augmentation, to_float
-from fitnets.data.datasets import DatasetSplit
-from fitnets.data.folder import FolderStream, open_folder
+from fitnets.data.folder import open_folder
 from fitnets.data.idx import read_idx
 from fitnets.data.images import ImageData
+from fitnets.data.split import Split
 from fitnets.data.sources import SPLIT_FILES, download, locate, search_roots, source
 from fitnets.errors import FitNetsError, closest
 
@@ -54,7 +54,7 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "folder")
 
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, download: bool = False,
                  image_size: tuple[int, int] | None = None, stream: bool | None = None, memory_gb: float = 4.0,
-                 workers: int = 4) -> "ImageData | FolderStream":
+                 workers: int = 4) -> Split:
     """Any supported dataset's ``"train"`` or ``"test"`` split as uint8 tensors in memory — or, for a large
     image folder, as a ``FolderStream`` read from disk batch by batch.
 
@@ -107,7 +107,7 @@ def take(data: ImageData, n: int | None, seed: int = 0) -> ImageData:
     return data.subset(order[:n])
 
 
-def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *, shuffle: bool = False, seed: int = 0,
+def batches(data: Split, batch_size: int, *, shuffle: bool = False, seed: int = 0,
             epoch: int = 0, pad: int = 0, flip: bool = False, aug=None, drop_last: bool = False,
             rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Float image batches, labels and the examples' keys, which teacher outputs are looked up by: their indices
@@ -125,18 +125,15 @@ def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *,
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     aug = aug if aug is not None else Augmentation(pad, flip)
     n = len(data)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    in_memory = isinstance(data, ImageData)
-    if in_memory:
-        order = order.to(data.device)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)  # on the CPU: each split reads
+    # its shares where it keeps its data
     stop = n - n % batch_size if drop_last else n
     shares = [order[start:start + batch_size][rank::world_size] for start in range(0, stop, batch_size)]
-    if isinstance(data, DatasetSplit):  # read, augmented and normalised item by item in the DataLoader's workers
-        for index, (x, labels) in zip(shares, data.load(shares, seed, epoch, aug)):
+    if data.reads_items:  # read, augmented and normalised item by item in the DataLoader's workers
+        for index, (x, labels) in zip(shares, data.read(shares, seed, epoch, aug)):
             yield x, labels, (epoch * n + index).to(data.device)   # a drawn view: keyed by (epoch, example)
         return
-    loaded = ((data.images[i], data.labels[i]) for i in shares) if in_memory else _stream(data, shares)
-    for index, (images, labels) in zip(shares, loaded):
+    for index, (images, labels) in zip(shares, data.read(shares, seed, epoch, aug)):
         key = index.to(data.device)
         if data.view is not None:
             images = data.view(images)
@@ -151,24 +148,8 @@ def batches(data: "ImageData | FolderStream | DatasetSplit", batch_size: int, *,
         yield (data.normalize(x) if data.normalize is not None else x), labels, key
 
 
-def example(data: "ImageData | FolderStream | DatasetSplit", n: int = 2, aug=None) -> torch.Tensor:
+def example(data: Split, n: int = 2, aug=None) -> torch.Tensor:
     """The first ``n`` inputs as training reads them (augmented by ``aug``, normalised): what the models are
     checked and the FitNet's layers measured on."""
-    head = data.subset(torch.arange(min(n, len(data)), device=data.device if isinstance(data, ImageData) else None))
-    if isinstance(head, DatasetSplit):
-        head = head._copy(workers=0)  # two items: no worker processes to start
+    head = data.subset(torch.arange(min(n, len(data)))).quick()  # a few items: no worker processes to start
     return next(batches(head, n, aug=aug))[0]
-
-
-def _stream(data: "FolderStream", shares: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of a ``FolderStream`` decoded by DataLoader workers, on the data's device."""
-    from torch.utils.data import DataLoader
-
-    cuda = data.device.type == "cuda"
-    loader = DataLoader(data, batch_sampler=[s.tolist() for s in shares], num_workers=data.workers,
-                        pin_memory=cuda)
-    try:
-        for images, share in zip(loader, shares):
-            yield images.to(data.device, non_blocking=cuda), data.labels[share].to(data.device)
-    except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
-        raise FitNetsError(str(err).rstrip().splitlines()[-1].removeprefix("fitnets.errors.FitNetsError: ")) from None

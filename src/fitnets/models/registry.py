@@ -92,11 +92,7 @@ def _external_spec(name: str) -> ModelSpec:
     """``torchvision:NAME`` or ``timm:NAME``: a model of that library, when it is installed (ImageNet-sized
     input by default; pass ``num_classes`` as usual)."""
     library, _, model_name = name.partition(":")
-    try:
-        module = __import__(library)
-    except Exception as err:  # torchvision can fail to import beside a mismatched torch build, not only be absent
-        raise FitNetsError(f"{name!r} needs {library}, which cannot be imported here ({cause(err)}); "
-                           f"pip install {library}") from None
+    module = imports.import_module(library, repr(name))
     if library == "torchvision":
         from torchvision import models as tv_models  # pyright: ignore[reportMissingImports] (an optional extra)
 
@@ -109,11 +105,11 @@ def _external_spec(name: str) -> ModelSpec:
 EXTERNAL_LIBRARIES = ("torchvision", "timm")
 
 
-def is_import_path(spec: str) -> bool:
+def is_model_factory(spec: str) -> bool:
     """Whether ``spec`` starts ``package.module:factory`` — a callable to import that returns the model (the
     convention of uvicorn and gunicorn) — rather than a registered ``NAME`` (possibly ``NAME:PATH``)."""
     module = spec.partition(":")[0]
-    if not imports.is_import_path(spec) or module in EXTERNAL_LIBRARIES:
+    if not imports.spelled_as_import(spec) or module in EXTERNAL_LIBRARIES:
         return False
     _load_plugins()
     return module not in _REGISTRY  # `NAME:dir` with a registered NAME stays a weights path
@@ -142,14 +138,14 @@ def _import_spec(name: str) -> ModelSpec:
 def model_spec(name: str) -> ModelSpec:
     """The registry entry of ``name`` (or of ``torchvision:NAME``, ``timm:NAME``, ``package.module:factory``); a
     clear error naming the closest names when it is unknown."""
-    if name.startswith("python:"):
+    if imports.is_object_name(name):
         raise FitNetsError(f"the model {name} was given to fitnets.distill/train as a Python object and has no name "
                            "to build it by: build it in Python, load its weights with fitnets.load_weights(model, "
                            "RUN_DIR/student.safetensors), then fitnets.export(model, DIR, run=RUN_DIR) or "
                            "fitnets.evaluate(model, test_set, run=RUN_DIR)")
     if name.startswith(tuple(f"{lib}:" for lib in EXTERNAL_LIBRARIES)):
         return _external_spec(name)
-    if is_import_path(name):
+    if is_model_factory(name):
         return _import_spec(name)
     if name not in _REGISTRY:
         _load_plugins()

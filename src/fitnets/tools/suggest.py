@@ -26,6 +26,7 @@ from torch import nn
 from fitnets.core.features import patch_grid, token_layout
 from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
+from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.core.profile import layer_macs
 
@@ -170,9 +171,10 @@ def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candi
     return sorted(candidates, key=lambda c: c.score)
 
 
-def probe(teacher: nn.Module, student_factory, candidates: list[Candidate], data, steps: int,
+def probe(teacher: FrozenTeacher, student_factory, candidates: list[Candidate], data, steps: int,
           batch_size: int = 64, lr: float = 1e-3, progress: bool = True) -> None:
-    """Train ``steps`` steps of each candidate's stage 1, as a run builds it (``recipes.hint_stage``), through the
+    """Train ``steps`` steps of each candidate's stage 1, as a run builds it (``recipes.hint_stage``; the teacher
+    wrapped by ``teacher_outputs.frozen_teacher``), through the
     engine's ``train_step`` — a fresh student each time, the same batches, a constant ``lr`` — and set its ``fit``:
     the R² the stage's validation finds on ``data.val`` (``fitnets.training.evaluate.HintEval``)."""
     from itertools import count, islice

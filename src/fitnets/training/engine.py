@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,16 +24,15 @@ from tqdm import tqdm
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.core.inputs import InputFormat
 from fitnets.data.augment import Augmentation
-from fitnets.data.images import ImageData
+from fitnets.data.split import Split
 from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
+from fitnets.training.schema import OptimConfig
 from fitnets.training.evaluate import Validation
 from fitnets.training.steps import Step
 from fitnets.training.teacher_outputs import TeacherOutputs
 
-if TYPE_CHECKING:  # the config imports the method table, hence the engine
-    from fitnets.training.config import OptimConfig
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +103,7 @@ class Stage:
         validate: ``validate() -> (metrics, score)``, score higher-is-better; ``None`` when there is no
             validation data (nothing to select by: the stage ends with its last weights).
         epochs, optim, patience: as in the config; ``patience`` stops the stage after that many epochs without
-            a better score.
+            a better score (never without validation data: an epoch with no score is not a worse one).
         keep: ``"best"`` (end with the weights of the best score) or ``"last"``.
         teachers: the teacher-output sources the step reads (hints, logits), each prepared (a cache built)
             before the first epoch and asked for its figures (the store's hit rate) after each.
@@ -141,7 +140,7 @@ class Stage:
 class RunContext:
     """What every stage of a run shares: data, run folder, batching and step settings."""
 
-    train: ImageData
+    train: Split
     run_dir: Path
     config: dict[str, Any]
     batch_size: int
@@ -321,6 +320,9 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
         log.info("resuming stage %s after epoch %d", stage.name, start_epoch)
         if stage.patience is not None and stale >= stage.patience:
             start_epoch = stage.epochs  # it had stopped early: nothing left to train
+    if stage.patience is not None and stage.validate is None:  # no score: no epoch can be "no better"
+        log.warning("stage %s: patience=%d has no effect without validation data (data.val_size=0): it trains all "
+                    "%d epochs", stage.name, stage.patience, stage.epochs)
     if start_epoch < stage.epochs:
         for source in stage.teachers:
             source.prepare()
@@ -343,7 +345,7 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
             best_state = {k: v.detach().clone() for k, v in stage.state().items()}
             if main_rank:
                 save_checkpoint(best_path, best_state, {"stage": stage.name, "epoch": epoch, "score": score})
-        else:
+        elif score is not None:
             stale += 1
         log.info("%s", " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if main_rank:  # only rank 0 writes

@@ -15,15 +15,17 @@ from torch import nn
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
 from fitnets.core.outputs import logits_of
+from fitnets.imports import is_object_name
 from fitnets.core.representations import linear_cka, probe_accuracy, probe_features
 from fitnets.core.modes import eval_mode
-from fitnets.data.loader import ImageData, batches
+from fitnets.data.loader import batches
+from fitnets.data.split import Split
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
+def evaluate_accuracy(model: nn.Module, data: Split, batch_size: int = 1000,
                       inputs: InputFormat = InputFormat(), logits_key: str | None = None) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (eval mode); the logits are found in
     its output by ``fitnets.core.outputs``'s rule (or ``logits_key``)."""
@@ -39,7 +41,7 @@ def evaluate_accuracy(model: nn.Module, data: ImageData, batch_size: int = 1000,
 
 
 @torch.no_grad()
-def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: ImageData,
+def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: Split,
                        batch_size: int = 1000, inputs: InputFormat = InputFormat(),
                        logits_key: str | None = None) -> dict[str, float]:
     """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
@@ -56,7 +58,7 @@ def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], tor
 
 
 @torch.no_grad()
-def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000, inputs: InputFormat = InputFormat(),
+def evaluate_hint(fitnet: FitNet, data: Split, batch_size: int = 1000, inputs: InputFormat = InputFormat(),
                   diagnostics: int = 0, hint_probe_acc: float | None = None) -> dict[str, float]:
     """Over ``data`` (student and regressor in eval mode): the mean stage-1 hint loss, and ``r2``, the share of
     the hint's variance the regressor explains, ``1 − SSE/SST`` over all hint features (SST around each
@@ -97,7 +99,7 @@ def evaluate_hint(fitnet: FitNet, data: ImageData, batch_size: int = 1000, input
 
 
 @torch.no_grad()
-def first_features(fitnet: FitNet, data: ImageData, n: int, batch_size: int = 1000,
+def first_features(fitnet: FitNet, data: Split, n: int, batch_size: int = 1000,
                    inputs: InputFormat = InputFormat()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The guided features, the teacher's hint and the labels of the first ``n`` examples of ``data`` (eval
     mode), reading no further: what ``representation_fit`` needs when no R² is wanted (``fitnets diagnose``)."""
@@ -131,7 +133,7 @@ class AccuracyEval:
     """Validation accuracy and loss of ``model``; the score is the accuracy."""
 
     model: nn.Module
-    data: ImageData
+    data: Split
     batch_size: int = 1000
     inputs: InputFormat = InputFormat()
     logits_key: str | None = None
@@ -151,7 +153,7 @@ class HintEval:
     (``evaluate_hint``), logged as ``val_guided_probe_acc``, ``val_hint_probe_acc``, ``val_cka``."""
 
     fitnet: FitNet
-    data: ImageData
+    data: Split
     batch_size: int = 1000
     inputs: InputFormat = InputFormat()
     diagnostics: int = 0
@@ -185,7 +187,7 @@ class HintFit:
                  100 * r2)
         if r2 < WEAK_FIT:
             fitnet = self.validate.fitnet
-            named = not any(m.startswith("python:") for m in (self.teacher, self.student))
+            named = not any(is_object_name(m) for m in (self.teacher, self.student))
             log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
                         "guided layer, more hint epochs, or %s to compare pairs", r2, WEAK_FIT, fitnet.hint,
                         fitnet.guided, f"`fitnets suggest {self.teacher} {self.student}`" if named else

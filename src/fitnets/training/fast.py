@@ -28,13 +28,7 @@ Explicit flags and ``--set`` keys given with ``--fast`` win: the tuner leaves th
 from __future__ import annotations
 
 import copy
-import hashlib
-import importlib.util
-import json
 import logging
-import os
-import platform
-import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -46,48 +40,31 @@ import torch
 from torch import nn
 
 from fitnets.core.inputs import InputFormat
-from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
-from fitnets.training.config import FAST_TUNED, RunConfig
+from fitnets.training.config import RunConfig
 from fitnets.training.engine import build_optimizer, train_step
+from fitnets.training.fast_cache import cache_file, fingerprint, read_cache, write_cache
+from fitnets.training.machine import Contention, compiler_available, native_bf16, warn_if_busy
+from fitnets.training.speed import (FAST_TUNED, FIXED, STUDENT_KEYS, TEACHER_KEYS, TUNED_VALUES, Speed, label,
+                                    lowered)
 from fitnets.training.steps import CEStep
-from fitnets.training.store import cache_root
+from fitnets.training.teacher_outputs import frozen_teacher
 
 log = logging.getLogger(__name__)
 
 UNRESOLVED = ("tune", "retune")  # fast.mode before the choice is made; "tuned" after, "off" without --fast
 MODES = {True: "tune", "tune": "tune", "on": "tune", "retune": "retune"}  # what --fast / fast= accept
-FIXED = [("cache_dtype", "bfloat16"), ("teacher_channels_last", True)]  # set by --fast without measuring
 MARGIN = 0.05          # a candidate must be this much faster than the defaults to be chosen (measurement noise)
 ROUNDS, STEPS, WARMUP = 4, 1, 1  # interleaved rounds of STEPS timed steps per candidate, after WARMUP untimed ones
 COMPILE_COST_S = 60.0  # a torch.compile of a forward and backward, roughly (CPU here: 20–36 s for the MNIST student)
-SEARCH = 1             # the search's version, part of the cache key: a new search measures anew
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16}  # a config dtype name → the autocast / teacher dtype (None: fp32)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 matrix products natively (not emulated)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # AMX tiles; AVX-512 BF16 alone only speeds up large products
-        check = getattr(torch.cpu, "_is_amx_tile_supported", None)
-        return bool(check()) if check is not None else False
-    return False
-
-
-def compiler_available(device: torch.device) -> bool:
-    """Whether ``torch.compile``'s default backend has what it needs here."""
-    if device.type == "cuda":
-        return importlib.util.find_spec("triton") is not None
-    return shutil.which(os.environ.get("CXX", "g++")) is not None or shutil.which("c++") is not None
 
 
 def preset_options(device: torch.device) -> list[tuple[str, Any]]:
     """The fixed preset ``--fast`` was before it measured, chosen by hardware alone (bf16 teacher and stored
     outputs, channels_last student, bf16 autocast where native, compile where a compiler works): ``fitnets bench
     step`` times it beside the measured choice."""
-    options: list[tuple[str, Any]] = [("teacher_dtype", "bfloat16"), *FIXED, ("channels_last", True)]
+    options: list[tuple[str, Any]] = [("teacher_dtype", "bfloat16"), *FIXED.items(), ("channels_last", True)]
     if native_bf16(device):
         options.append(("student_dtype", "bfloat16"))
     if compiler_available(device):
@@ -112,7 +89,7 @@ def fast_overrides(value: Any, explicit: Iterable[str] = ()) -> list[tuple[str, 
     if mode is None:
         return []
     explicit = set(explicit)
-    return FIXED + [("fast.mode", mode), ("fast.keep", [k for k in FAST_TUNED if k in explicit])]
+    return [*FIXED.items(), ("fast.mode", mode), ("fast.keep", [k for k in FAST_TUNED if k in explicit])]
 
 
 # ---------------------------------------------------------------- the choice
@@ -134,7 +111,7 @@ class Choice:
         parts = []
         for part, speedup in self.speedups.items():
             keys = STUDENT_KEYS if part == "student" else TEACHER_KEYS
-            chosen = _label({k: v for k, v in self.options.items() if k in keys}) or "defaults"
+            chosen = label({k: v for k, v in self.options.items() if k in keys}) or "defaults"
             parts.append(f"{part} {chosen} ({speedup:.2f}× the defaults)")
         return "; ".join(parts) or "nothing to choose (every option set)"
 
@@ -142,24 +119,6 @@ class Choice:
         """The one log line: what was chosen, by how much, at what cost."""
         how = "cached choice" if self.cached else f"measured in {self.seconds:.1f} s"
         return f"--fast: {self.summary()}; {how}" + (f"; {self.note}" if self.note else "")
-
-
-STUDENT_KEYS = ("channels_last", "student_dtype", "compile")
-TEACHER_KEYS = ("teacher_dtype",)
-
-
-def _label(options: dict[str, Any]) -> str:
-    """A candidate's name in the log and the cache: ``"bf16 autocast, channels_last"``."""
-    words = []
-    if "student_dtype" in options:
-        words.append("bf16 autocast" if options["student_dtype"] == "bfloat16" else "fp32")
-    if "channels_last" in options:
-        words.append("channels_last" if options["channels_last"] else "contiguous")
-    if "teacher_dtype" in options:
-        words.append("bf16" if options["teacher_dtype"] == "bfloat16" else "fp32")
-    if options.get("compile"):
-        words.append("compiled")
-    return ", ".join(words)
 
 
 def apply(config: RunConfig, choice: Choice) -> RunConfig:
@@ -174,13 +133,18 @@ def apply(config: RunConfig, choice: Choice) -> RunConfig:
 def adopt(config: RunConfig, saved: RunConfig) -> RunConfig:
     """A resume asked for ``--fast``: keep the speed options the run recorded (its saved config), never measure
     again, so that the resumed student is bit-identical to an uninterrupted run's."""
-    for key in [*FAST_TUNED, *(k for k, _ in FIXED)]:
+    for key in [*FAST_TUNED, *FIXED]:
         if key not in config.fast.keep:
             setattr(config, key, getattr(saved, key))
     config.fast.mode = saved.fast.mode
-    log.info("resuming with the speed options the run recorded (%s): --fast measures only at a run's start",
-             "chosen by --fast" if saved.fast.mode == "tuned" else "it did not use --fast")
+    log.info("%s", kept_on_resume(saved))
     return config
+
+
+def kept_on_resume(saved: RunConfig) -> str:
+    """What ``--fast`` does on a resume of a run saved with ``saved``: keeps its speed options, measures nothing."""
+    how = "chosen by --fast" if saved.fast.mode == "tuned" else "it did not use --fast"
+    return f"resuming with the speed options the run recorded ({how}): --fast measures only at a run's start"
 
 
 # ---------------------------------------------------------------- measuring
@@ -239,24 +203,15 @@ def _student_runner(config: RunConfig, student: nn.Module, x: torch.Tensor, y: t
     step = CEStep(model, torch.compile(model) if options.get("compile") else None, config.logits_key)
     optimizer = build_optimizer([{"params": [p for p in model.parameters() if p.requires_grad]}], config.optim)
     batch = (x, y, torch.arange(len(x), device=x.device))
-    return lambda: train_step(step, optimizer, batch, 0, inputs, DTYPES[options["student_dtype"]])
+    return lambda: train_step(step, optimizer, batch, 0, inputs, lowered(options["student_dtype"]))
 
 
 def _teacher_runner(config: RunConfig, teacher: nn.Module, x: torch.Tensor,
                     options: dict[str, Any]) -> Callable[[], Any]:
     """A copy of the teacher, wrapped as the run wraps it with ``options``: one forward per call."""
-    frozen = frozen_teacher(copy.deepcopy(teacher), config, **{"compile": False, **options})
+    frozen = frozen_teacher(copy.deepcopy(teacher), Speed.of(config, **{"compile": False, **options}),
+                            config.teacher_logits_key)
     return lambda: frozen(x)
-
-
-def frozen_teacher(module: nn.Module, config: RunConfig, **options: Any) -> FrozenTeacher:
-    """``module`` wrapped as a run with ``config`` wraps its teacher, ``options`` replacing the config's speed
-    keys (``teacher_dtype``, ``teacher_channels_last``, ``teacher_fold_bn``, ``compile``) as a candidate of the
-    tuner does: the one place the run and the tuner build it."""
-    def key(name: str) -> Any:
-        return options.get(name, getattr(config, name))
-    return FrozenTeacher(module, dtype=DTYPES[key("teacher_dtype")], channels_last=key("teacher_channels_last"),
-                         compile=key("compile"), fold_bn=key("teacher_fold_bn"), logits_key=config.teacher_logits_key)
 
 
 def _candidates(config: RunConfig, keys: tuple[str, ...], values: dict[str, tuple]) -> list[dict[str, Any]]:
@@ -268,60 +223,6 @@ def _candidates(config: RunConfig, keys: tuple[str, ...], values: dict[str, tupl
         combos = [{**c, key: v} for c in combos for v in (values[key] if free else (getattr(config, key),))]
     current = {key: getattr(config, key) for key in keys}
     return [current] + [c for c in combos if c != current]
-
-
-# ---------------------------------------------------------------- the cache
-
-def cache_file() -> Path:
-    return cache_root() / "fast.json"
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    """The cached choices; a damaged file is re-measured over, with a warning, never an error."""
-    if not path.is_file():
-        return {}
-    try:
-        entries = json.loads(path.read_text()).get("entries", {})
-        if not isinstance(entries, dict):
-            raise ValueError("no entries")
-        return entries
-    except (OSError, ValueError, AttributeError) as err:
-        log.warning("--fast: the cache %s is unreadable (%s); measuring again and rewriting it", path, err)
-        return {}
-
-
-def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
-    """Add ``entry`` under ``key``, atomically (a new file renamed over the old: a reader never sees half)."""
-    entries = _read_cache(path) | {key: entry}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": 1, "entries": entries}, indent=1))
-        os.replace(tmp, path)
-    except OSError as err:
-        log.warning("--fast: could not write the cache %s (%s); the next run measures again", path, err)
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or platform.machine()
-    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
-
-
-def fingerprint(part: str, model: nn.Module, x: torch.Tensor, settings: dict[str, Any]) -> str:
-    """The cache key of one part's measurement: the architecture (the module tree as printed, each parameter's
-    and buffer's name, shape and dtype), the batch's shape and dtype, the device by name, the threads, the torch
-    version, the search's version and the ``settings`` that shape the candidates."""
-    arch = [(n, list(t.shape), str(t.dtype)) for n, t in (*model.named_parameters(), *model.named_buffers())]
-    key = {"search": SEARCH, "part": part, "module": repr(model), "tensors": arch, "batch": list(x.shape),
-           "input": str(x.dtype), "device": _device_name(x.device), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, **settings}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 # ---------------------------------------------------------------- the tuner
@@ -338,8 +239,7 @@ class _Part:
 
 def _parts(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor,
            y: torch.Tensor) -> list[_Part]:
-    values = {"channels_last": (False, True), "student_dtype": ("float32", "bfloat16"),
-              "teacher_dtype": ("float32", "bfloat16")}
+    values = TUNED_VALUES
     kept = {k: getattr(config, k) for k in config.fast.keep}
     parts = [_Part("student", fingerprint("student", student, x, {"optim": config.optim.name, "kept": kept}),
                    _candidates(config, STUDENT_KEYS[:2], values), lambda o: _student_runner(config, student, x, y, o))]
@@ -354,7 +254,7 @@ def _measure(part: _Part, clock: Callable[[], float], sync: Callable[[], None], 
              compiles: Callable[[float], bool]) -> dict[str, Any]:
     """Time the part's candidates; its cache entry: the options chosen, their speed-up, images/s per candidate.
     ``compiles(step_seconds)`` says, from the defaults' measured step, whether a compile could pay off."""
-    labels = {_label(c): c for c in part.candidates}
+    labels = {label(c): c for c in part.candidates}
     default = next(iter(labels))
     times = time_rounds({label: part.runner(c) for label, c in labels.items()}, clock, sync)
     chosen, speedups = pick(times, default)
@@ -365,49 +265,13 @@ def _measure(part: _Part, clock: Callable[[], float], sync: Callable[[], None], 
         compiled = {**options, "compile": True}
         extra = time_rounds({chosen: part.runner(options), "compiled": part.runner(compiled)}, clock, sync)
         winner, gain = pick(extra, chosen)
-        rates[_label(compiled)] = rates[chosen] * gain["compiled"]
+        rates[label(compiled)] = rates[chosen] * gain["compiled"]
         if winner == "compiled":
             options, speedup = compiled, speedup * gain["compiled"]
     return {"options": options, "speedup": speedup, "rates": rates, "compile_searched": searched}
 
 
 CLOCK = time.perf_counter  # what times the candidates (tests put a fake one here)
-
-
-def machine_cpu_seconds() -> float | None:
-    """CPU time the whole machine has spent busy since boot, in seconds (``/proc/stat``); None without it."""
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    idle = sum(ticks[3:5])  # idle, iowait
-    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-class Contention:
-    """How many cores other work kept busy over a span: the machine's busy CPU time less this process's own
-    (``time.process_time``, all its threads), over the span's wall time (``clock``)."""
-
-    def __init__(self, clock: Callable[[], float]):
-        self.clock = clock
-        self.start = (machine_cpu_seconds(), time.process_time(), clock())
-
-    def others(self) -> float | None:
-        machine, own, wall = machine_cpu_seconds(), time.process_time(), self.clock()
-        if machine is None or self.start[0] is None or wall <= self.start[2]:
-            return None
-        return max(0.0, (machine - self.start[0]) - (own - self.start[1])) / (wall - self.start[2])
-
-
-def _warn_if_busy(device: torch.device, contention: Contention) -> None:
-    """On a CPU, a warning when other work kept at least half the cores busy while the candidates were timed:
-    the choice then reflects the contention — on this project's 2-core machine, with another run beside it, bf16
-    autocast no longer cleared the margin for the MNIST student (docs/results.md) — and later runs reuse it."""
-    others, cores = contention.others(), os.cpu_count() or 1
-    if device.type == "cpu" and others is not None and others >= cores / 2:
-        log.warning("--fast: other work kept %.1f of %d cores busy while the options were timed: the choice "
-                    "reflects that, and later runs reuse it from the cache (--fast=retune on a quieter machine "
-                    "measures again)", others, cores)
 
 
 def tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, num_classes: int,
@@ -433,7 +297,7 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
     def compiles(step_seconds: float) -> bool:
         return compile_pays_off(x.device, run_steps * step_seconds if run_steps else None)[0]
 
-    cached = {} if retune else _read_cache(path)
+    cached = {} if retune else read_cache(path)
     todo = [p for p in parts if p.key not in cached or (p.name == "student" and _stale(cached[p.key], x, run_steps))]
     if todo:
         log.info("--fast: timing %s on this run's models, batch %d (a few seconds)",
@@ -444,14 +308,14 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
     for part in parts:
         if part in todo:
             entries[part.key] = _measure(part, clock, _sync(x.device), len(x), compiles)
-            _write_cache(path, part.key, entries[part.key])
+            write_cache(path, part.key, entries[part.key])
         entry = entries.get(part.key) or cached[part.key]
         choice.options |= entry["options"]
         choice.speedups[part.name] = entry["speedup"]
         choice.rates[part.name] = entry["rates"]
     choice.seconds = time.perf_counter() - started if todo else 0.0
     if contention is not None:
-        _warn_if_busy(x.device, contention)
+        warn_if_busy(x.device, contention)
     if "compile" not in config.fast.keep:
         searched = any(e.get("compile_searched") for e in (*entries.values(), *(cached.get(p.key, {}) for p in parts)))
         choice.note = "compile searched" if searched else compile_pays_off(x.device, None)[1]
@@ -468,14 +332,12 @@ def _stale(entry: dict[str, Any], x: torch.Tensor, run_steps: int | None) -> boo
     return compile_pays_off(x.device, run_steps * step_seconds)[0]
 
 
-def plan(config: RunConfig, resume: bool, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor) -> str:
-    """What ``--fast`` will do, for ``--dry-run``: keep a resumed run's options, reuse the cached choice, or
-    measure (which candidates)."""
-    if resume:
-        return "a resume keeps the speed options the run recorded (--fast measures only at a run's start)"
+def plan(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor) -> str:
+    """What ``--fast`` will do at a fresh run's start, for ``--dry-run``: reuse the cached choice, or measure
+    (which candidates). (A resume keeps the run's recorded options: ``kept_on_resume``.)"""
     y = torch.zeros(len(x), dtype=torch.long, device=x.device)
     parts = _parts(config, student, teacher, x, y)
-    cached = {} if config.fast.mode == "retune" else _read_cache(cache_file())
+    cached = {} if config.fast.mode == "retune" else read_cache(cache_file())
     if parts and all(p.key in cached for p in parts):
         choice = Choice(cached=True)
         for part in parts:
@@ -483,7 +345,7 @@ def plan(config: RunConfig, resume: bool, student: nn.Module, teacher: nn.Module
             choice.speedups[part.name] = cached[part.key]["speedup"]
         return f"the choice cached for these models and this machine ({cache_file()}): {choice.summary()}"
     what = "; ".join(f"the {p.name}'s {'step' if p.name == 'student' else 'forward'} as "
-                     f"{' / '.join(_label(c) for c in p.candidates)}" for p in parts)
+                     f"{' / '.join(label(c) for c in p.candidates)}" for p in parts)
     return (f"measures at the start ({what or 'nothing: every option is set'}, batch {len(x)}), then keeps the "
             f"fastest if ≥ {MARGIN:.0%} faster than the defaults (the speed line above); "
             f"{compile_pays_off(x.device, None)[1]}")

@@ -14,14 +14,14 @@ from torch import nn
 from fitnets.checkpoint import load_weights
 from fitnets.data.checks import check_classes
 from fitnets.data.datasets import DatasetSplit, Normalize
-from fitnets.data.folder import FolderStream
 from fitnets.data.images import ImageData
 from fitnets.data.loader import load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
+from fitnets.data.split import Split
 from fitnets.errors import FitNetsError
 from fitnets import imports
 from fitnets.imports import cause, import_callable
-from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_import_path, model_spec
+from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_model_factory, model_spec
 from fitnets.training.config import RunConfig, from_dict
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,13 @@ class ModelRef:
 
     @classmethod
     def parse(cls, spec: str) -> "ModelRef":
-        if spec.startswith("python:"):  # a model given as an object (fitnets.distill): nothing to build it by
+        if imports.is_object_name(spec):  # a model given as an object (fitnets.distill): nothing to build it by
             return cls(spec)
         if ":" not in spec and Path(spec).is_dir():
             run = config_of_run(spec)
             return cls(run.student, Path(spec) / "student.safetensors", dict(run.model_args), run)
         name, _, path = spec.partition(":")
-        if name in EXTERNAL_LIBRARIES or is_import_path(spec):  # LIBRARY:NAME[:PATH], package.module:factory[:PATH]
+        if name in EXTERNAL_LIBRARIES or is_model_factory(spec):  # LIBRARY:NAME[:PATH], package.module:factory[:PATH]
             attr, _, path = path.partition(":")
             name = f"{name}:{attr}"
         if not path:
@@ -137,11 +137,11 @@ def input_shape(config: RunConfig) -> tuple[int, ...]:
 @dataclass
 class Data:
     """The three splits of a run, on its device: each an ``ImageData`` (in memory), a ``FolderStream`` or a
-    ``DatasetSplit`` (your Dataset) — the engine does not care which."""
+    ``DatasetSplit`` (your Dataset) — the engine does not care which: it asks the ``Split`` protocol."""
 
-    train: ImageData | FolderStream | DatasetSplit
-    val: ImageData | FolderStream | DatasetSplit
-    test: ImageData | FolderStream | DatasetSplit
+    train: Split
+    val: Split
+    test: Split
 
 
 def load_data(config: RunConfig, device: torch.device) -> Data:
@@ -150,7 +150,7 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     ``package.module:factory``: a callable returning ``{"train": Dataset, "test": Dataset}`` and optionally
     ``"val"`` and ``"num_classes"``."""
     cfg = config.data
-    if imports.is_import_path(cfg.name):
+    if imports.spelled_as_import(cfg.name):
         return user_data(config, device, **_call_data_factory(cfg.name),
                          classes_by=f"make {cfg.name} return 'num_classes': ")
     size = tuple(cfg.image_size) if cfg.image_size and cfg.augment != "random-resized-crop" else None
@@ -161,7 +161,7 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     train, val = split_validation(train, cfg.val_size, seed=0)
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
     if cfg.preprocess != "none":
-        if not isinstance(train, ImageData):
+        if not train.in_memory:
             raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)
@@ -215,7 +215,7 @@ def user_data(config: RunConfig, device: torch.device, train, test=None, val=Non
                            "normalise with data.mean / data.std or in its transform")
 
     def split(dataset, name: str, classes: int | None):
-        if isinstance(dataset, DatasetSplit):
+        if isinstance(dataset, Split):  # already a split (the protocol, not a class)
             return dataset
         return DatasetSplit(dataset, classes, keys=(cfg.input_key, cfg.label_key), workers=cfg.workers, name=name,
                             classes_advice=classes_by)

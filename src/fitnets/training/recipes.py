@@ -2,9 +2,8 @@
 stage's weights are selected — FitNets as in Algorithm 1 of the paper. A recipe only describes its stages
 (``fitnets.training.engine.Stage``); the engine trains them.
 
-``METHODS`` is the one method table: a method's name, recipe, one-line description and what it needs built (the
-teacher's logits; hint and guided layers). Config validation, the command line's choices and help, the demo and
-``Run`` all read it.
+The method table (``fitnets.training.methods.METHODS``: a method's name, one-line description and what it needs
+built) is a leaf that the config reads; this module fills in each method's recipe (``RECIPES``, at the end).
 """
 
 from __future__ import annotations
@@ -13,23 +12,22 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
 from fitnets.core.losses import kd_weight_at
 from fitnets.core.inputs import InputFormat
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
+from fitnets.training.config import HintStageConfig, RunConfig
 from fitnets.training.engine import Stage
 from fitnets.training.evaluate import AccuracyEval, HintEval, HintFit
+from fitnets.training.loading import Data
+from fitnets.training.methods import METHODS, Method
 from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:  # the config reads the method table: it imports this module
-    from fitnets.training.config import HintStageConfig, RunConfig
-    from fitnets.training.loading import Data
+__all__ = ["METHODS", "Method", "Parts", "RECIPES", "hint_stage"]
 
 
 @dataclass
@@ -171,38 +169,13 @@ def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
                         "parameters and the regressor")]
 
 
-@dataclass(frozen=True)
-class Method:
-    """One row of the method table.
-
-    Attributes:
-        recipe: the method's stages for a run's ``Parts``.
-        help: one line for ``--help`` and the docs.
-        logits: its steps read the teacher's logits (KD).
-        hints: it needs hint and guided layers (a ``FitNet``).
-        paper: its label among the paper's three trainings of one student (Table 4: standard backprop, KD,
-            FitNets), which the demo compares; ``None`` when the paper does not compare it.
-    """
-
-    recipe: Callable[[Parts], list[Stage]]
-    help: str
-    logits: bool = False
-    hints: bool = False
-    paper: str | None = None
-
-    @property
-    def teacher(self) -> bool:
-        """It needs a trained teacher."""
-        return self.logits or self.hints
-
-
-METHODS: dict[str, Method] = {
-    "ce": Method(backprop, "standard backprop: cross-entropy on the labels, no teacher", paper="standard backprop"),
-    "kd": Method(knowledge_distillation, "knowledge distillation (§2.1)", logits=True, paper="KD"),
-    "fitnet": Method(fitnets, "FitNets, the paper's two stages: hints (§2.2), then KD", logits=True, hints=True,
-                     paper="hints + KD (FitNets)"),
-    "fitnet-onestage": Method(fitnet_onestage, "one stage, CE + β·MSE on the hint (later toolkits' FitNet)",
-                              hints=True),
-    "fitnet-onestage-kd": Method(functools.partial(fitnet_onestage, with_kd=True),
-                                 "one stage, CE + β·MSE on the hint + the KD term", logits=True, hints=True),
+# Each method's recipe, filled into the method table: ``METHODS[name].recipe`` is what ``Run`` builds.
+RECIPES: dict[str, Callable[[Parts], list[Stage]]] = {
+    "ce": backprop,
+    "kd": knowledge_distillation,
+    "fitnet": fitnets,
+    "fitnet-onestage": fitnet_onestage,
+    "fitnet-onestage-kd": functools.partial(fitnet_onestage, with_kd=True),
 }
+for _name, _recipe in RECIPES.items():
+    METHODS[_name].recipe = _recipe

@@ -87,7 +87,7 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> None:
     (Path(run_dir) / RECORD).write_text(json.dumps(record, indent=2))
 
 
-def check_resume(run_dir: Path, record: dict[str, Any], resume_flag: str) -> None:
+def check_same_data(run_dir: Path, record: dict[str, Any], resume_flag: str) -> None:
     """Refuse to resume a run on other data than it started with: the epochs' order and the store's keys are
     drawn over the training examples, so a set of another length would continue a different run silently."""
     saved = read_record(run_dir)

@@ -1,17 +1,22 @@
-"""The run folder's own bookkeeping: claiming it for one run at a time, and keeping its metrics consistent with
-its checkpoint on resume. (What goes into the folder is listed in ``fitnets.training.run``.)"""
+"""The run folder's own rules: claiming it for one run at a time, what a resume may continue (its checkpoint checked
+against the run's stages before anything changes), and keeping its metrics consistent with its checkpoint. (What
+goes into the folder is listed in ``fitnets.training.run``.)"""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import socket
 from pathlib import Path
 
 from fitnets.errors import FitNetsError
-from fitnets.training.config import RunConfig, config_changes, from_dict, identity_changes
-from fitnets.training.engine import ResumePoint
+from fitnets.training.config import RunConfig, config_changes, from_dict, identity_changes, resume_changes
+from fitnets.training.engine import ResumePoint, Stage, lr_factor
 from fitnets.training.loading import config_of_run
+
+log = logging.getLogger("fitnets.training.run")
 
 CLAIM = ".claimed"
 
@@ -115,3 +120,93 @@ def resume_point(run_dir: Path, tensors: bool = True) -> tuple[RunConfig, Resume
             raise FitNetsError(f"{run_dir / 'config.yaml'} no longer says what its checkpoint was trained with: "
                                f"{edited} (edited by hand?); put it back, or start a new run to change it")
     return saved, point
+
+
+def refuse_occupied(run_dir: Path) -> None:
+    """A fresh run must not train into a folder that holds one (finished, or resumable)."""
+    if (run_dir / "last.safetensors").exists() or (run_dir / "results.json").exists():
+        raise FitNetsError(f"{run_dir} already holds a run; continue it with --resume {run_dir} or choose another "
+                           "--name")
+
+
+def check_resume(run_dir: Path, config: RunConfig) -> RunConfig:
+    """The resume rule, before anything is built: ``config`` may change from the folder's saved config only what
+    a resume may change (``config.RESUME_MAY_CHANGE``). Returns the saved config.
+
+    Raises:
+        FitNetsError: nothing to resume, or a change the rule refuses.
+    """
+    saved, _ = resume_point(run_dir, tensors=False)
+    # Where the folder lies is not what it trained: a copied or renamed folder resumes in place, as `--resume
+    # RUN_DIR` does. The input shape a run took from its data is recorded (a run made before that: not).
+    saved.name, saved.out = config.name, config.out
+    saved.input_shape = saved.input_shape or config.input_shape
+    config.input_shape = config.input_shape or saved.input_shape
+    changes = resume_changes(saved, config)
+    if changes:
+        log.info("resuming with %s", ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()))
+    return saved
+
+
+def open_folder(run_dir: Path, resume: bool, main: bool) -> ResumePoint | None:
+    """Claim the folder for this run alone — a fresh start and a resume alike, so that two processes never train
+    into one folder — and return the resume point (its tensors read) when ``resume``."""
+    point = resume_point(run_dir)[1] if resume else None
+    if main:  # only rank 0 lays out the folder
+        if not resume:
+            refuse_occupied(run_dir)
+        claim_folder(run_dir)
+        if point is None:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    return point
+
+
+def check_point(run_dir: Path, method: str, stages: list[Stage], point: ResumePoint) -> None:
+    """Refuse, before anything in the folder changes, a checkpoint that does not fit this run's stages and
+    models, and what a resume cannot honour: a finished stage's length changed, a stage shorter than what it
+    has trained, a finished run with nothing left to train."""
+    stage = next((s for s in stages if s.name == point.stage), None)
+    if stage is None:
+        raise FitNetsError(f"the checkpoint in {run_dir} is from a stage {point.stage!r} that method {method} does "
+                           "not have")
+    try:
+        stage.load(point.tensors)
+    except RuntimeError as err:
+        raise FitNetsError(f"the checkpoint in {run_dir} does not fit this run's models: "
+                           f"{str(err).splitlines()[0]}") from None
+    for earlier in stages[:stages.index(stage)]:
+        done = point.finished.get(earlier.name, {}).get("epochs", earlier.epochs)
+        if done != earlier.epochs:
+            raise FitNetsError(f"stage {earlier.name} of {run_dir} finished after {done} epochs; a resume cannot "
+                               f"make it {earlier.epochs}: start a new run (another --name) for that")
+    trained = point.epoch + 1
+    if stage.epochs < trained:
+        raise FitNetsError(f"stage {stage.name} of {run_dir} has trained {trained} epochs; a resume cannot shorten "
+                           f"it to {stage.epochs}: give at least {trained} (its selected weights are in "
+                           f"{stage.name}_best.safetensors)")
+    stopped = stage.patience is not None and point.stale >= stage.patience
+    if stage is stages[-1] and (stage.epochs == trained or stopped):
+        raise FitNetsError(f"{run_dir} has finished ({'stopped early after ' if stopped else ''}{trained} epochs of "
+                           f"stage {stage.name}): nothing to resume; give more epochs to extend it")
+
+
+def extension(run_dir: Path, stages: list[Stage], point: ResumePoint, examples: int, batch_size: int) -> str | None:
+    """What continuing ``point``'s stage past the length it was trained for does to its schedules (a resume with
+    more epochs; ``--dry-run`` prints it, the run logs it): the learning-rate schedule and λ's decay are laid over
+    the new length, so both jump at the first new epoch."""
+    steps_per_epoch = math.ceil(examples / batch_size)
+    stage = next(s for s in stages if s.name == point.stage)
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("stage") == stage.name]
+    planned = {r["epoch"] for r in rows}
+    old = point.config.get("epochs") if stage.name == stages[-1].name else None
+    if not rows or old is None or stage.epochs <= old or max(planned) != point.epoch + 1:
+        return None
+    step = (point.epoch + 1) * steps_per_epoch
+    lr = stage.optim.lr * lr_factor(stage.optim, step, stage.epochs * steps_per_epoch, steps_per_epoch)
+    text = (f"extending stage {stage.name} from {old} to {stage.epochs} epochs lays its {stage.optim.schedule} "
+            f"learning-rate schedule over the new length: epoch {point.epoch + 2} starts at lr {lr:.3g} "
+            f"(epoch {point.epoch + 1} ended at {rows[-1].get('lr', float('nan')):.3g})")
+    weight = stage.step.epoch_metrics(point.epoch + 1).get("kd_weight")
+    if weight is not None and "kd_weight" in rows[-1]:
+        text += f", and λ goes from {rows[-1]['kd_weight']:.3g} to {weight:.3g}"
+    return text

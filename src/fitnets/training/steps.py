@@ -11,7 +11,6 @@ when the step computes it (the engine then counts training accuracy), else ``Non
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +19,9 @@ from torch import nn
 from fitnets.core.fitnet import FitNet
 from fitnets.core.losses import kd_loss, kd_weight_at
 from fitnets.core.outputs import logits_of
+from fitnets.training.schema import KDConfig
 from fitnets.training.teacher_outputs import TeacherOutputs
 
-if TYPE_CHECKING:  # the config imports the method table, hence the steps
-    from fitnets.training.config import KDConfig
 
 Losses = dict[str, torch.Tensor]
 

@@ -40,35 +40,28 @@ import os
 import errno
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
-from fitnets.data.augment import Augmentation, to_float
-from fitnets.data.folder import FolderStream
-from fitnets.data.images import ImageData
+from fitnets.data.augment import to_float
+from fitnets.data.split import hash_tensor
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
+from fitnets.training.cache import CACHE_ENV, StoreInfo, cache_root, clear_stores, list_stores, stores_dir
+from fitnets.training.speed import DTYPES, dtype_name
+from fitnets.training.store_slots import NotWritable, SlotFile, create_slots, read_meta, slots_size, human_size
+
+__all__ = ["CACHE_ENV", "SlotFile", "StoreInfo", "StoreRefused", "StoredOutputs", "cache_root", "clear_stores", "fill",
+           "human_size", "list_stores", "open_slots", "store_key", "stores_dir"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-CACHE_ENV = "FITNETS_CACHE"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-_BITS = {torch.float32: torch.int32, torch.bfloat16: torch.int16}
-
-
-def cache_root() -> Path:
-    """``$FITNETS_CACHE``, else ``~/.cache/fitnets``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "fitnets")
-
-
-def stores_dir(root: Path | None = None) -> Path:
-    return (root or cache_root()) / "stores"
+DRAWN_NOT_AHEAD = ("this run's store keeps views drawn per (seed, epoch, example) — your Dataset's transforms or "
+                   "random-resized-crop —: the runs that draw them fill it, not ahead of time")
 
 
 class StoreRefused(FitNetsError):
@@ -77,42 +70,18 @@ class StoreRefused(FitNetsError):
 
 # ---------------------------------------------------------------- the key
 
-def _hash_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    h.update(str((t.dtype, tuple(t.shape))).encode())
-    h.update(t.numpy().tobytes() if t.numel() else b"")
-
-
-def _hash_data(h, data) -> None:
-    """What the training examples are, for the key: the images themselves when in memory; a folder's files; your
-    Dataset's class, size and selection (its transforms cannot be hashed: the audit catches a changed one)."""
-    if isinstance(data, ImageData):
-        _hash_tensor(h, data.images)
-    elif isinstance(data, FolderStream):
-        h.update(json.dumps([data.files, list(data.size), data.resize]).encode())
-    else:
-        dataset = data.dataset
-        h.update(json.dumps([type(dataset).__module__, type(dataset).__qualname__, len(dataset), list(data.keys)]).encode())
-        if data.indices is not None:
-            _hash_tensor(h, data.indices)
-    for part in (data.view, data.normalize):
-        h.update(repr(vars(part) if part is not None else None).encode())
-
-
 def store_key(teacher: torch.nn.Module, teacher_dtype: torch.dtype | None, data, aug, dtype: torch.dtype,
               drawn: dict[str, int] | None = None) -> str:
     """The name of the store for these outputs: a hash of the teacher's weights (and buffers) and dtype, the
-    training examples (``_hash_data``), the augmentation, the stored dtype — and, for drawn views, the seed and
+    training examples (their ``add_identity``), the augmentation, the stored dtype — and, for drawn views, the seed and
     epochs they were drawn for."""
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps({"format": FORMAT, "teacher_dtype": str(teacher_dtype), "aug": str(aug), "dtype": str(dtype),
                          "teacher_class": type(teacher).__name__, "drawn": drawn}).encode())
     for name, t in teacher.state_dict().items():
         h.update(name.encode())
-        _hash_tensor(h, t)
-    _hash_data(h, data)
+        hash_tensor(h, t)
+    data.add_identity(h)
     return h.hexdigest()
 
 
@@ -124,150 +93,6 @@ def _node_suffix() -> str:
     return ""
 
 
-# ---------------------------------------------------------------- the slots on disk
-
-_WEIGHTS: dict[int, torch.Tensor] = {}
-
-
-def _checksums(values: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-    """One nonzero int64 per row of ``values`` (stored dtype): a weighted sum of its bits and its slot number."""
-    width = values.shape[1]
-    if width not in _WEIGHTS:
-        gen = torch.Generator().manual_seed(width)
-        _WEIGHTS[width] = torch.randint(1, 1 << 20, (width,), generator=gen, dtype=torch.long) | 1
-    bits = values.view(_BITS[values.dtype]).long()
-    return ((bits * _WEIGHTS[width]).sum(1) + slots * 0x9E3779B1) | 1
-
-
-@dataclass
-class StoreInfo:
-    """What ``fitnets store list`` shows of a store (from its ``meta.json`` and its checksums): ``filled`` slots
-    are intact; ``damaged`` ones hold a checksum that does not match (computed again when a run reads them)."""
-
-    path: Path
-    meta: dict[str, Any]
-    filled: int
-    damaged: int = 0
-
-    @property
-    def slots(self) -> int:
-        return self.meta["slots"]
-
-    @property
-    def size_bytes(self) -> int:
-        return _size_bytes(self.meta["slots"], self.meta["width"], _DTYPES[self.meta["dtype"]])
-
-
-def human_size(size: int) -> str:
-    return f"{size / 2**30:.2f} GB" if size >= 2**30 else f"{size / 2**20:.1f} MB"
-
-
-def _size_bytes(slots: int, width: int, dtype: torch.dtype) -> int:
-    return slots * (width * dtype.itemsize + 8)
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    """A store's ``meta.json``.
-
-    Raises:
-        ValueError: it is not JSON, or not a JSON object.
-    """
-    meta = json.loads(path.read_text())
-    if not isinstance(meta, dict):
-        raise ValueError(f"its meta.json holds a JSON {type(meta).__name__}, not an object")
-    return meta
-
-
-class NotWritable(Exception):
-    """A store's files cannot be mapped for writing (a read-only folder or file system)."""
-
-
-class SlotFile:
-    """A store's files, memory-mapped: ``values`` (slots × width) and ``check`` (slots,); ``writable=False``
-    maps them privately, for reading a store one cannot write (``fitnets store list``)."""
-
-    def __init__(self, path: Path, meta: dict[str, Any], writable: bool = True):
-        self.path, self.meta = path, meta
-        self.slots, self.width, self.dtype = meta["slots"], meta["width"], _DTYPES[meta["dtype"]]
-        values, check = path / "values.bin", path / "check.bin"
-        if (not values.is_file() or values.stat().st_size != self.slots * self.width * self.dtype.itemsize
-                or not check.is_file() or check.stat().st_size != self.slots * 8):
-            raise ValueError("its files do not have the sizes its meta.json gives")
-        try:
-            self.values = torch.from_file(str(values), shared=writable, size=self.slots * self.width,
-                                          dtype=self.dtype).view(self.slots, self.width)
-            self.check = torch.from_file(str(check), shared=writable, size=self.slots, dtype=torch.long)
-        except RuntimeError as err:  # "unable to open file <…> in read-write mode: Permission denied (13)"
-            if not writable:
-                raise OSError(str(err)) from None
-            raise NotWritable(str(err).rsplit(": ", 1)[-1]) from None
-
-    def read(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The values at ``slots`` (CPU int64) and which of them are filled and intact."""
-        values = self.values[slots]
-        return values, self.check[slots] == _checksums(values, slots)
-
-    def write(self, slots: torch.Tensor, values: torch.Tensor) -> None:
-        """Fill ``slots`` with ``values``: the values first, then their checksums (what marks them filled)."""
-        values = values.to("cpu", self.dtype)
-        self.values[slots] = values
-        self.check[slots] = _checksums(values, slots)
-
-    def _intact(self, chunk: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(intact, written)`` masks per chunk of ``chunk`` slots (by default ~4M values: 32 MB of checksum
-        work at a time, whatever the store's size). A nonzero checksum says a slot was written; only one that
-        matches its values says they are still the ones written."""
-        chunk = chunk or max(1, (1 << 22) // self.width)
-        for start in range(0, self.slots, chunk):
-            check = self.check[start:start + chunk]
-            slots = torch.arange(start, start + len(check))
-            written = check != 0
-            yield written & (check == _checksums(self.values[start:start + chunk], slots)), written
-
-    def counts(self, chunk: int | None = None) -> tuple[int, int]:
-        """``(filled, damaged)``: slots whose checksum matches their values, and slots written once whose
-        checksum no longer does (a damaged file: computed again when a run reads them)."""
-        filled = damaged = 0
-        for intact, written in self._intact(chunk):
-            filled += int(intact.sum())
-            damaged += int((written & ~intact).sum())
-        return filled, damaged
-
-    def filled(self, chunk: int | None = None) -> int:
-        return self.counts(chunk)[0]
-
-    def empty_slots(self) -> torch.Tensor:
-        """The slots to fill: never written, or damaged."""
-        return (~torch.cat([intact for intact, _ in self._intact()])).nonzero()[:, 0]
-
-
-def _create(path: Path, meta: dict[str, Any]) -> None:
-    """Lay out a new store at ``path`` atomically: built in a temporary folder, then renamed into place (a
-    process that loses the race uses the winner's)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}-{time.monotonic_ns()}"
-    tmp.mkdir()
-    try:
-        item = _DTYPES[meta["dtype"]].itemsize
-        for name, size in (("values.bin", meta["slots"] * meta["width"] * item), ("check.bin", meta["slots"] * 8)):
-            fd = os.open(tmp / name, os.O_CREAT | os.O_WRONLY, 0o644)
-            try:
-                if hasattr(os, "posix_fallocate"):
-                    os.posix_fallocate(fd, 0, size)  # the disk space is taken now, or refused now
-                else:
-                    os.ftruncate(fd, size)
-            finally:
-                os.close(fd)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float) -> tuple[SlotFile, bool]:
     """The store named ``key`` under ``root`` (``cache_root()`` when None), created when missing or damaged.
     Returns it and whether it was created now.
@@ -277,10 +102,10 @@ def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float)
     """
     path = stores_dir(root) / (key[:24] + _node_suffix())
     meta = {"format": FORMAT, "key": key, **meta}
-    size = _size_bytes(meta["slots"], meta["width"], _DTYPES[meta["dtype"]])
+    size = slots_size(meta["slots"], meta["width"], DTYPES[meta["dtype"]])
     if (path / "meta.json").exists():
         try:
-            saved = _read_meta(path / "meta.json")
+            saved = read_meta(path / "meta.json")
             if any(saved.get(k) != meta[k] for k in ("format", "key", "slots", "width", "dtype")):
                 raise ValueError("its meta.json describes other outputs")
             return _writable(path, saved), False
@@ -292,7 +117,7 @@ def open_slots(root: Path | None, key: str, meta: dict[str, Any], max_gb: float)
                            f"store.max_gb = {max_gb:g}; raise it (--set store.max_gb={math.ceil(size / 2**30)}) to "
                            "use one")
     try:
-        _create(path, {**meta, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        create_slots(path, {**meta, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     except OSError as err:
         fix = "free space there" if err.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
         raise StoreRefused(f"cannot create the teacher-output store ({human_size(size)}) in {path.parent}: "
@@ -308,43 +133,6 @@ def _writable(path: Path, meta: dict[str, Any]) -> SlotFile:
     except NotWritable as err:
         raise StoreRefused(f"the teacher-output store {path} is read-only ({err}): make it writable, or point "
                            f"${CACHE_ENV} to a folder you can write") from None
-
-
-def list_stores(root: Path | None = None) -> list[StoreInfo]:
-    """Every store under ``root`` (``cache_root()`` when None), with how many slots are intact and damaged
-    (each slot's checksum read again: one pass over the store's files, in chunks). Stores one cannot write are
-    read all the same."""
-    found = []
-    for path in sorted(stores_dir(root).glob("*/meta.json")):
-        try:
-            meta = _read_meta(path)
-            found.append(StoreInfo(path.parent, meta, *SlotFile(path.parent, meta, writable=False).counts()))
-        except (ValueError, KeyError, TypeError, OSError):
-            found.append(StoreInfo(path.parent, {"slots": 0, "width": 0, "dtype": "float32", "damaged": True}, 0))
-    return found
-
-
-def clear_stores(root: Path | None = None, key: str | None = None) -> list[Path]:
-    """Delete every store under ``root`` (or those whose key starts with ``key``); returns what was deleted.
-
-    Raises:
-        FitNetsError: ``key`` is empty (it would name every store), names no store, or a store cannot be deleted.
-    """
-    base = stores_dir(root)
-    if key is not None and not key.strip():
-        raise FitNetsError("an empty key names every teacher-output store: give a store's key (or its first "
-                           "characters, as `fitnets store list` shows them), or no key to delete them all")
-    paths = [p for p in sorted(base.glob("*")) if p.is_dir() and (key is None or p.name.startswith(key))]
-    if key is not None and not paths:
-        raise FitNetsError(f"no teacher-output store {key!r} in {base} (see `fitnets store list`)")
-    for i, path in enumerate(paths):
-        try:
-            shutil.rmtree(path)
-        except OSError as err:
-            done = f" ({i} deleted before it)" if i else ""
-            raise FitNetsError(f"cannot delete the teacher-output store {path}: {err.strerror or err}{done}; make "
-                               f"{base} writable, or delete it as the user who can") from None
-    return paths
 
 
 # ---------------------------------------------------------------- the source a training step reads
@@ -401,14 +189,14 @@ class StoredOutputs(TeacherOutputs):
         self._pick = torch.Generator().manual_seed(seed)
 
     def size_bytes(self) -> int:
-        return _size_bytes(len(self.data) * self.views, self.width, self.dtype)
+        return slots_size(len(self.data) * self.views, self.width, self.dtype)
 
     def prepare(self) -> None:
         if self.slots is not None or self.live:
             return
         key = store_key(self.forward.module, self.forward.dtype, self.data, self.aug, self.dtype, self.drawn)
         meta = {"slots": len(self.data) * self.views, "examples": len(self.data), "views": self.views,
-                "width": self.width, "dtype": {v: k for k, v in _DTYPES.items()}[self.dtype],
+                "width": self.width, "dtype": dtype_name(self.dtype),
                 "augmentation": str(self.aug), **({"drawn": self.drawn} if self.drawn else {}), **self.about}
         try:
             self.slots, created = open_slots(self.root, key, meta, self.max_gb)
@@ -484,8 +272,7 @@ def fill(outputs: StoredOutputs, batch_size: int = 1000, progress: bool = True) 
     from tqdm import tqdm
 
     if outputs.drawn:
-        raise StoreRefused("this store keeps views drawn per (seed, epoch, example) — your Dataset's transforms or "
-                           "random-resized-crop —: they are filled by the runs that draw them, not ahead of time")
+        raise StoreRefused(DRAWN_NOT_AHEAD)
     outputs.prepare()
     if outputs.live:
         raise StoreRefused("no teacher-output store for this run (the warning above says why)")

@@ -10,35 +10,42 @@ these examples": logits for KD, hint features for FitNets' stage 1. Three source
 * ``StoredOutputs`` (``fitnets.training.store``): logits per augmented view, kept on disk across runs.
 
 ``teacher_source(...)`` is the one place that picks a stage's source, and says in the log why the teacher runs
-live.
+live; ``frozen_teacher(...)`` the one place a teacher module is wrapped for a run's speed options.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from tqdm import tqdm
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.augment import Augmentation
-from fitnets.data.images import ImageData
+from fitnets.data.split import Split
 from fitnets.data.loader import batches
+from fitnets.training.schema import RunConfig
+from fitnets.training.speed import DTYPES, Speed, lowered
 from fitnets.training.store import StoredOutputs, audit_size
 
-if TYPE_CHECKING:  # the config imports the method table, hence the engine and this module
-    from fitnets.training.config import RunConfig
 
 log = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # a frozen teacher's forward (to its logits or its hint)
 
-__all__ = ["CachedOutputs", "Forward", "LiveOutputs", "StoredOutputs", "TeacherOutputs", "teacher_source"]
+__all__ = ["CachedOutputs", "Forward", "LiveOutputs", "StoredOutputs", "TeacherOutputs", "frozen_teacher",
+           "teacher_source"]
+
+
+def frozen_teacher(module: torch.nn.Module, speed: Speed, logits_key: str | int | None = None) -> FrozenTeacher:
+    """``module`` wrapped as a run with the speed options ``speed`` wraps its teacher (its dtype, memory format,
+    folded batch norm, compiled forward): the run, the ``--fast`` tuner, ``fitnets bench``, ``fitnets evaluate``
+    and ``fitnets suggest --probe`` all build it here."""
+    return FrozenTeacher(module, dtype=lowered(speed.teacher_dtype), channels_last=speed.teacher_channels_last,
+                         compile=speed.compiles_teacher, fold_bn=speed.teacher_fold_bn, logits_key=logits_key)
 
 
 class LiveOutputs(TeacherOutputs):
@@ -88,7 +95,7 @@ class CachedOutputs(TeacherOutputs):
             ``spill_dir`` (e.g. the run folder) instead of held in RAM.
     """
 
-    def __init__(self, forward: Forward, data: ImageData, batch_size: int = 1000, desc: str = "teacher cache",
+    def __init__(self, forward: Forward, data: Split, batch_size: int = 1000, desc: str = "teacher cache",
                  progress: bool = True, dtype: torch.dtype | None = None, spill_dir: str | Path | None = None,
                  spill_bytes: int = 2 << 30):
         self.forward, self.data, self.batch_size, self.desc = forward, data, batch_size, desc
@@ -116,7 +123,29 @@ class CachedOutputs(TeacherOutputs):
         return self.values[key].float()
 
 
-def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunConfig, teacher: FrozenTeacher,
+def store_layout(config: RunConfig, train) -> tuple[dict[str, int] | None, str]:
+    """Whether a run of ``config`` on the training split ``train`` reads its teacher's logits from the store, by
+    the one rule a run and ``fitnets store build`` share: the store's layout (``{}``: a slot per enumerable view;
+    ``{"epochs", "seed"}``: a slot per drawn view of each epoch), or ``None`` and why not."""
+    aug = config.data.augmentation()
+    if train.fixed and not aug:
+        return None, ("this run has no random augmentation (data.pad, data.flip): it computes the teacher's logits "
+                      "once per example at its start, no store is needed")
+    if not config.store.enabled:
+        return None, "store.enabled is false in this config: the run would not read a store"
+    if train.fixed and aug.views:
+        if train.in_memory:  # their content keys the store
+            return {}, ""
+        return None, ("a streamed folder is not held in memory, so it cannot be keyed by its content; the teacher "
+                      "runs live")
+    if config.store.per_epoch:
+        return {"epochs": config.epochs, "seed": config.seed}, ""
+    drawn = "your Dataset's views" if not train.fixed else f"the views of {aug}"
+    return None, (f"{drawn} are drawn, not enumerable; with store.per_epoch=true the store keeps them per (seed, "
+                  "epoch, example) for the runs of this seed; the teacher runs live")
+
+
+def teacher_source(forward: Forward, kind: str, train: Split, config: RunConfig, teacher: FrozenTeacher,
                    spill_dir: str | Path | None = None, progress: bool = True) -> TeacherOutputs:
     """Where a stage's teacher outputs come from (``kind``: ``"logits"`` or ``"hints"``), decided here only:
 
@@ -131,24 +160,16 @@ def teacher_source(forward: Forward, kind: str, train: ImageData, config: RunCon
     c, desc = config, f"teacher {kind}"
     aug = c.data.augmentation()
     if kind == "logits" and (aug or not train.fixed) and c.store.enabled:
-        store = functools.partial(StoredOutputs, teacher, train, aug, train.num_classes, getattr(torch, c.cache_dtype),
-                                  Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
-                                  {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess},
-                                  audit=audit_size(c.store.audit_share))
-        if train.fixed and aug.views:
-            if isinstance(train, ImageData):
-                return store()
-            log.info("no teacher-output store: a streamed folder is not held in memory, so it cannot be keyed by "
-                     "its content; the teacher runs live")
-        elif c.store.per_epoch:
-            return store(epochs=c.epochs, seed=c.seed)
-        else:
-            log.info("no teacher-output store: %s are drawn, not enumerable; with store.per_epoch=true the store "
-                     "keeps them per (seed, epoch, example) for the runs of this seed; the teacher runs live",
-                     "your Dataset's views" if not train.fixed else f"the views of {aug}")
+        layout, why = store_layout(c, train)
+        if layout is not None:
+            return StoredOutputs(teacher, train, aug, train.num_classes, DTYPES[c.cache_dtype],
+                                 Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
+                                 {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess},
+                                 audit=audit_size(c.store.audit_share), **layout)
+        log.info("no teacher-output store: %s", why)
     blocker = cache_blocker(aug, train)
     if c.teacher_cache and blocker is None:
-        return CachedOutputs(forward, train, c.data.eval_batch_size, desc, progress, getattr(torch, c.cache_dtype),
+        return CachedOutputs(forward, train, c.data.eval_batch_size, desc, progress, DTYPES[c.cache_dtype],
                              spill_dir)
     if c.teacher_cache:
         log.info("no %s cache: %s", desc, blocker)

@@ -11,7 +11,7 @@ import torch
 
 from fitnets.errors import FitNetsError
 from fitnets.training.config import DataConfig
-from fitnets.tools.commands.flags import DEVICE_HELP, MODEL_FORMS, model_input_shape
+from fitnets.tools.commands.flags import DEFAULT, DEVICE_HELP, MODEL_FORMS, model_input_shape
 from fitnets.training.loading import ModelRef
 
 log = logging.getLogger("fitnets")
@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--student", action="append", help="student model, in the same forms (repeatable)")
     p.add_argument("--batch-size", type=int, default=128, help="images per timed batch (default %(default)s)")
     p.add_argument("--repeats", type=int, default=20, help="timed batches per model (after 3 warm-up ones)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default=DEFAULT.device, help=DEVICE_HELP)
     p.set_defaults(func=run_speed)
     p = bench.add_parser("step", help="training throughput of each method's step: the defaults, the fixed preset, "
                                     "--fast's measured choice")
@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--all", action="store_true", help="also every speed option on its own (the option matrix)")
     p.add_argument("--only", metavar="TEXT", help="only the rows whose name holds TEXT, e.g. 'stage 1'")
     p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variants (no compiler)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default=DEFAULT.device, help=DEVICE_HELP)
     p.add_argument("--json", action="store_true", help="print a machine-readable result")
     p.set_defaults(func=run_step)
 
@@ -61,7 +61,7 @@ def _hardware(device: torch.device) -> str:
 
 def _timed(spec: str, flag: str) -> ModelRef:
     """The model ``spec`` names, in any form ``ModelRef`` parses. A bench times an architecture, so the weights
-    are not read; bench.py builds its models by registry name with ``num_classes`` only, so a run folder's other
+    are not read; ``bench step`` builds its models by registry name with ``num_classes`` only, so a run folder's other
     ``model_args`` (say a width) are left out, and said so."""
     ref = ModelRef.parse(spec)
     others = {k: v for k, v in ref.model_args.items() if k != "num_classes"}
@@ -71,7 +71,7 @@ def _timed(spec: str, flag: str) -> ModelRef:
 
 
 def run_step(args: argparse.Namespace) -> int:
-    from fitnets.tools.bench import bench_step, fast_settings, format_step_table
+    from fitnets.tools.bench_step import bench_step, fast_settings, format_step_table
     from fitnets.training.distributed import resolve_device
 
     teacher, student = _timed(args.teacher, "--teacher"), _timed(args.student, "--student")

@@ -24,7 +24,7 @@ from fitnets.training.config import RunConfig, load_config
 from fitnets.training.distributed import resolve_device
 from fitnets.training.fast import fast_overrides
 from fitnets.training.recipes import METHODS
-from fitnets.tools.commands.flags import DEVICE_HELP
+from fitnets.tools.commands.flags import DEFAULT, DEVICE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ def add_parser(sub) -> None:
     p.add_argument("--train-size", type=int, help="training examples")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST files")
     p.add_argument("--no-download", dest="download", action="store_false", help="never fetch the dataset")
-    p.add_argument("--out", default="runs", help="parent folder of the demo's run folders")
+    p.add_argument("--out", default=DEFAULT.out, help="parent folder of the demo's run folders")
     p.add_argument("--fast", nargs="?", const="tune", choices=("tune", "retune"),
                    help="train with --fast: speed options measured on the demo's models (see `fitnets distill --help`)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default=DEFAULT.device, help=DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                            "untrained student, or finish the run")
     measured = Run(config, folder, progress=False)  # the student as the run's seed initialises it
     data = measured.load_data()
+    measured.build(data)
     if not len(data.val):
         raise FitNetsError(f"the run in {folder} holds out no validation data (data.val_size 0): nothing to measure on")
     if not args.init:

@@ -12,11 +12,12 @@ from fitnets.models.registry import model_spec
 from fitnets.training.config import (FLAG_KEYS, RunConfig, choices, flag_overrides, flatten, load_config,
                                      parse_override, read_config_file, resume_changes)
 from fitnets.training.loading import ModelRef, input_shape
-from fitnets.training.recipes import METHODS
+from fitnets.training.methods import METHODS
 from fitnets.training.run_folder import resume_point
 
 DATASETS_HELP = ", ".join(DATASETS)  # the --data choices, as help text
 DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N"
+DEFAULT = RunConfig()  # the defaults a command's flags take, read from the config (never restated here)
 # What every command that takes a model accepts: the forms fitnets.training.loading.ModelRef parses.
 MODEL_FORMS = "NAME, NAME:PATH, RUN_DIR or package.module:factory[:PATH]"
 
@@ -74,7 +75,7 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also write the metrics as TensorBoard scalars in RUN_DIR/tensorboard (pip install "
                         "'fitnets[tensorboard]')")
-    p.add_argument("--out", help="parent folder of run folders (default runs/)")
+    p.add_argument("--out", help=f"parent folder of run folders (default {DEFAULT.out}/)")
     p.add_argument("--name", help="run folder name")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (its config, then any flags)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit without training")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fitnets.errors import FitNetsError
 from fitnets.tools.commands.flags import add_run_flags, config_from_args, parse_seeds
-from fitnets.training.recipes import METHODS
+from fitnets.training.methods import METHODS
 
 log = logging.getLogger("fitnets")
 
@@ -50,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
             configs.append(seeded)
     for config in configs:
         run = Run(config, run_dir=Path(args.resume) if args.resume else None, progress=not args.no_progress)
-        data = run.load_data()
-        if args.dry_run:
-            print(run.plan(data, resume=bool(args.resume)))
+        data, resume = run.load_data(), bool(args.resume)
+        if args.dry_run:  # nothing measured, nothing trained
+            print(run.plan(data, resume=resume, measure=False))
             continue
-        log.info("plan:\n%s", run.plan(data))
+        log.info("plan:\n%s", run.plan(data, resume=resume))  # built once: execute trains these very stages
         try:
-            results = run.execute(resume=bool(args.resume), data=data)
+            results = run.execute(resume=resume, data=data)
         except KeyboardInterrupt:
             if (run.run_dir / "last.safetensors").is_file():
                 print(f"interrupted; the last finished epoch is saved. Continue with: fitnets "

@@ -32,8 +32,8 @@ def run_list(_args: argparse.Namespace) -> int:
     if not found:
         print(f"no teacher-output stores in {store.stores_dir()}")
         return 0
-    print(f"| key | teacher | data | examples × views | classes | dtype | size | filled | created |\n"
-          f"|---|---|---|---:|---:|---|---:|---:|---|")
+    print("| key | teacher | data | examples × views | classes | dtype | size | filled | created |\n"
+          "|---|---|---|---:|---:|---|---:|---:|---|")
     for info in found:
         m = info.meta
         if m.get("damaged"):
@@ -59,21 +59,21 @@ def run_build(args: argparse.Namespace) -> int:
     from fitnets.training import distributed
     from fitnets.training.recipes import METHODS
     from fitnets.training.run import Run
-    from fitnets.training.store import StoredOutputs, fill, human_size
+    from fitnets.training.store import DRAWN_NOT_AHEAD, StoredOutputs, StoreRefused, fill, human_size
+    from fitnets.training.teacher_outputs import store_layout
 
     config = config_from_args(args)
     if not METHODS[config.method].logits:
         raise FitNetsError(f"method {config.method} reads no teacher logits: there is nothing to store")
-    if not config.data.augmentation():
-        raise FitNetsError("this run has no random augmentation (data.pad, data.flip): it computes the teacher's "
-                           "logits once per example at its start, no store is needed")
-    if not config.store.enabled:
-        raise FitNetsError("store.enabled is false in this config: the run would not read a store")
     run = Run(config, progress=not args.no_progress)
     data = run.load_data()
-    outputs = run.teacher_source(data, "logits")
-    if not isinstance(outputs, StoredOutputs):
-        raise FitNetsError("this run cannot use a store (the log above says why)")
+    layout, why = store_layout(config, data.train)  # the rule the run's own teacher_source follows
+    if layout is None:
+        raise FitNetsError(f"this run reads no teacher-output store: {why}")
+    if layout:
+        raise StoreRefused(DRAWN_NOT_AHEAD)
+    stages = run.build(data)
+    outputs = next(t for stage in stages for t in stage.teachers if isinstance(t, StoredOutputs))
     views, n, epochs = outputs.aug.views, len(data.train), config.epochs
     log.info("store build: %s examples × %d views = %s teacher forwards; a live run of %d KD epochs spends %s, so "
              "building pays off once the runs that read the store train more than %d KD epochs in all",

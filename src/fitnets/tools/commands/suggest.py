@@ -8,7 +8,7 @@ import argparse
 import torch
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands.flags import DATASETS_HELP, DEVICE_HELP, MODEL_FORMS, model_input_shape
+from fitnets.tools.commands.flags import DATASETS_HELP, DEFAULT, DEVICE_HELP, MODEL_FORMS, model_input_shape
 
 
 def add_parser(sub) -> None:
@@ -20,12 +20,12 @@ def add_parser(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="candidates shown")
     p.add_argument("--probe", type=int, default=0, metavar="N",
                    help="train N hint-stage steps for each of the top 5 and show the fit (R²) each reached")
-    p.add_argument("--data", default="fashion-mnist",
+    p.add_argument("--data", default=DEFAULT.data.name,
                    help=f"dataset of the probe, and of the input shape when the student has none: {DATASETS_HELP} "
                         "(default %(default)s)")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--train-size", type=int, default=5000, help="probe: training images")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default=DEFAULT.device, help=DEVICE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from fitnets.training.config import load_config
     from fitnets.training.distributed import resolve_device
     from fitnets.training.loading import ModelRef, input_shape, load_data, load_model
+    from fitnets.training.speed import Speed
+    from fitnets.training.teacher_outputs import frozen_teacher
 
     if args.top < 1 or args.probe < 0:
         raise FitNetsError("--top must be ≥ 1 and --probe ≥ 0")
@@ -66,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     shown = candidates[:args.top]
     if args.probe:
         data = load_data(config, device)
-        suggest.probe(teacher, lambda: load_model(student_ref), shown[:5], data, args.probe,
+        frozen = frozen_teacher(teacher, Speed.of(config))  # wrapped as a run with this config wraps it
+        suggest.probe(frozen, lambda: load_model(student_ref), shown[:5], data, args.probe,
                       progress=not args.no_progress)
     print(suggest.format_table(shown, default))
     if default is not None:

@@ -1,0 +1,38 @@
+"""`fitnets demo` prints the table the README shows (its accuracies, parameters and compression; the speed-up is the
+machine's and its load's). The demo trains for minutes, so this runs only when asked: `make demo-check` (and
+`.ci/run`) sets FITNETS_DEMO_CHECK=1 and the README's 2 threads — its figures are those of the project's 2-core CPU;
+another thread count or CPU rounds differently and trains another student."""
+
+import os
+import re
+import subprocess
+import sys
+from itertools import takewhile
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not os.environ.get("FITNETS_DEMO_CHECK"),
+                                                   reason="the demo's minutes: `make demo-check` runs it")]
+
+
+def table(text: str) -> list[list[str]]:
+    """The demo table's rows (model, parameters, compression, test accuracy), from its header on."""
+    lines = text[text.index("| model | parameters |"):].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in takewhile(lambda x: x.startswith("|"), lines)]
+    rows = rows[2:]  # below the header and its rule
+    return [[model, params, compression, acc] for model, params, compression, _speedup, acc in rows]
+
+
+def test_the_demo_prints_the_readmes_table(tmp_path, fashion_dir):
+    readme = README.read_text()
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "FITNETS_DATA": str(fashion_dir)}
+    demo = subprocess.run([sys.executable, "-m", "fitnets", "demo", "--out", str(tmp_path), "--no-progress"],
+                          env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    assert table(demo.stdout) == table(readme), f"the README's demo table is not what the demo prints:\n{demo.stdout}"
+    protocol = re.search(r"Fashion-MNIST, [\d,]+ training images, \d+ epochs \(FitNet: \d+ hint \+ \d+ KD\), 1 seed",
+                         demo.stdout)
+    assert protocol and protocol.group(0) in " ".join(readme.split()), demo.stdout
