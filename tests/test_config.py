@@ -75,7 +75,7 @@ def test_dotted_overrides_of_a_dict_field_add_keys():
 
 
 def test_data_workers_default_from_the_cores():
-    from fitnets.training.config import default_workers
+    from fitnets.training.schema import default_workers
 
     assert [default_workers(n) for n in (1, 2, 3, 4, 8, 64)] == [0, 0, 2, 3, 4, 4]   # one core stays with the step
     assert RunConfig().data.workers == default_workers()

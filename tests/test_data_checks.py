@@ -57,8 +57,10 @@ def _student():
 
 def _train(user, tmp_path, train, **kw):
     kw.setdefault("overrides", {"data.workers": 0})
-    return fitnets.train(_student(), train, out=str(tmp_path), name="r", epochs=1, val_size=8, batch_size=8,
-                         progress=False, **kw)
+    if "val" not in kw:   # without val=, 8 examples are held out of train
+        kw["val_size"] = 8
+    return fitnets.train(_student(), train, out=str(tmp_path), name="r", epochs=1, batch_size=8, progress=False,
+                         **kw)
 
 
 def _assert_nothing_trained(tmp_path):
