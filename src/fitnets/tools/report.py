@@ -21,7 +21,7 @@ from fitnets.training import loading
 from fitnets.training.run_folder import read_metrics
 from fitnets.training.config import RunConfig
 from fitnets.training.loading import ModelRef
-from fitnets.core.speed import inference_throughput
+from fitnets.core.timing import inference_throughput
 
 log = logging.getLogger(__name__)
 

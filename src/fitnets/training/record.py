@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from fitnets.core.profile import count_macs
-from fitnets.core.speed import inference_throughput
+from fitnets.core.timing import inference_throughput
 from fitnets.errors import FitNetsError
 
 log = logging.getLogger(__name__)
