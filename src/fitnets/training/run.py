@@ -38,6 +38,7 @@ from fitnets.training.engine import RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
+from fitnets.training.record import check_same_data, describe, measured_speed, write_record
 from fitnets.training.run_folder import (
     check_point,
     check_resume,
@@ -50,7 +51,6 @@ from fitnets.training.run_folder import (
     resume_point,
     trim_metrics,
 )
-from fitnets.training.record import check_same_data, describe, measured_speed, write_record
 from fitnets.training.run_plan import plan_text
 from fitnets.training.speed import Speed, lowered
 from fitnets.training.teacher_outputs import TeacherOutputs, frozen_teacher, teacher_source
