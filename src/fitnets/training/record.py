@@ -87,13 +87,13 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> None:
     (Path(run_dir) / RECORD).write_text(json.dumps(record, indent=2))
 
 
-def check_same_data(run_dir: Path, record: dict[str, Any], resume_flag: str) -> None:
+def check_same_data(run_dir: Path, train_examples: int, resume_flag: str) -> None:
     """Refuse to resume a run on other data than it started with: the epochs' order and the store's keys are
     drawn over the training examples, so a set of another length would continue a different run silently."""
     saved = read_record(run_dir)
     if saved is None:
         return
-    before, now = saved.get("examples", {}).get("train"), record["examples"]["train"]
+    before, now = saved.get("examples", {}).get("train"), train_examples
     if before is not None and before != now:
         raise FitNetsError(f"the training set has {now:,} examples but the run in {run_dir} started with "
                            f"{before:,}: {resume_flag} continues a run on the same data; start a new run for this "

@@ -126,6 +126,7 @@ class Run:
                 fast.adopt(c, saved)
                 self.fast_note = fast.kept_on_resume(saved)
             check_resume(self.run_dir, c)
+            check_same_data(self.run_dir, len(data.train), "--resume")
         elif c.fast.mode in fast.UNRESOLVED:
             batch = example(data.train, math.ceil(c.data.batch_size / distributed.current().world_size),
                             c.data.augmentation())
@@ -230,7 +231,6 @@ class Run:
                                                       "test": len(data.test)})
         try:
             if point is not None:
-                check_same_data(self.run_dir, self.record, "--resume")
                 check_point(self.run_dir, c.method, stages, point)
                 note = extension(self.run_dir, stages, point, len(data.train), c.data.batch_size)
                 if note:
