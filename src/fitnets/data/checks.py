@@ -2,10 +2,11 @@
 
 A mistake in the data should cost a line, not a stage of training: a label out of range used to surface as an
 ``IndexError`` in the first KD step (after stage 1 had trained), a test label out of range after both stages.
-The checks are cheap — never a pass over a large Dataset at start-up:
+The checks are cheap — never a pass over a large Dataset's items at start-up:
 
-- labels a Dataset exposes as an attribute (``targets`` / ``labels``, as torchvision's and many users' datasets
-  have) are checked in full, as one tensor;
+- labels a Dataset exposes (a ``targets`` / ``labels`` attribute, as torchvision's and many users' datasets have;
+  a Hugging Face ``datasets.Dataset``'s label column) are checked in full, as one tensor, when its first items
+  give the same labels;
 - the first ``HEAD_ITEMS`` items of every split are read as training reads them (the input finite, the label a
   class index in range);
 - every item read later is checked the same way (``DatasetSplit``), so a bad item met mid-run names its index
