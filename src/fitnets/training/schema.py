@@ -8,6 +8,8 @@ Loading a config from files and flags is ``fitnets.training.config``'s job.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,15 @@ def one_of(default: Any, choices: tuple) -> Any:
     """A config field that takes one of ``choices``: validation and the command line's ``choices`` both read
     them from here (``choices(key)``)."""
     return field(default=default, metadata={"choices": tuple(choices)})
+
+
+def default_workers(cores: int | None = None) -> int:
+    """``data.workers``' default from the cores this process may use: one core stays with the training
+    process, workers get the rest, at most 4; none on 2 cores or fewer, where a worker takes a core from the
+    step (docs/results.md measures the Dataset path with 0 and 2 workers on 2 cores)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)
 
 
 @dataclass
@@ -53,7 +64,7 @@ class DataConfig:
     label_key: str = "labels"          # ... and the label's
     stream: bool | None = None         # folders: read from disk through a DataLoader (null: when > memory_gb)
     memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
-    workers: int = 4                   # DataLoader worker processes (streamed folders, your Datasets)
+    workers: int = field(default_factory=default_workers)  # DataLoader processes (streamed folders, your Datasets)
 
     def augmentation(self):
         """The random augmentation of the training batches (false when there is none): the one place the
@@ -123,6 +134,9 @@ class StoreConfig:
     max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
     # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
     per_epoch: bool = False
+    # per_epoch: each epoch, enough stored slots are recomputed that a change to this share of the examples is
+    # missed with probability ≤ 1% (store.audit_size: 44 slots at 0.1, 459 at 0.01)
+    audit_share: float = 0.1
 
 
 @dataclass
@@ -201,8 +215,9 @@ class RunConfig:
              f"data.crop_ratio must be [low, high] with 0 < low ≤ high, got {self.data.crop_ratio}"),
             (0 < self.data.eval_crop <= 1, f"data.eval_crop must be in (0, 1], got {self.data.eval_crop}"),
             ((self.data.mean is None) == (self.data.std is None) and (self.data.mean is None or (
-                len(self.data.mean) == len(self.data.std) and min(self.data.std) > 0)),
-             f"data.mean and data.std go together, one value per channel, std > 0; got {self.data.mean} and "
+                len(self.data.mean) == len(self.data.std) and min(self.data.std) > 0
+                and all(math.isfinite(v) for v in self.data.mean + self.data.std))),
+             f"data.mean and data.std go together, one finite value per channel, std > 0; got {self.data.mean} and "
              f"{self.data.std}"),
             (self.data.image_size is None or (len(self.data.image_size) == 2 and min(self.data.image_size) > 0),
              f"data.image_size must be [H, W] with both > 0, got {self.data.image_size}"),
@@ -226,6 +241,7 @@ class RunConfig:
             (self.data.workers >= 0, f"data.workers must be ≥ 0, got {self.data.workers}"),
             (self.data.memory_gb > 0, f"data.memory_gb must be > 0, got {self.data.memory_gb}"),
             (self.store.max_gb > 0, f"store.max_gb must be > 0, got {self.store.max_gb}"),
+            (0 < self.store.audit_share < 1, f"store.audit_share must be in (0, 1), got {self.store.audit_share}"),
             (set(self.fast.keep) <= set(FAST_TUNED),
              f"fast.keep takes keys among {', '.join(FAST_TUNED)}, got {self.fast.keep}"),
         ]
