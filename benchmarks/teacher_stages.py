@@ -13,7 +13,7 @@ import copy
 import torch
 
 from fitnets import FrozenTeacher, create_model
-from fitnets.tools.speed import median_seconds
+from fitnets.core.timing import median_seconds
 
 
 def main() -> None:

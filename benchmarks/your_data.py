@@ -12,7 +12,7 @@ both (``store.enabled=false``), for pad-flip and random-resized-crop.
 random-resized-crop (scale 0.5–1, flips; evaluation on the whole image, ``data.eval_crop=1``), 3 seeds each of
 backprop, KD and FitNets, the paper's MNIST pair; then ``fitnets report`` over the run folders.
 
-    python benchmarks/your_data.py --part speed --out runs/your-data
+    python benchmarks/your_data.py --part speed --workers 0,2 --repeats 2 --out runs/your-data
     python benchmarks/your_data.py --part accuracy --out runs/your-data
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -51,25 +52,33 @@ def last_row(run: Path) -> dict:
     return json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
 
 
-def speed(out: Path, workers: int, train_size: int) -> list[dict]:
+def speed(out: Path, workers: list[int], train_size: int, repeats: int, augmentations: list[str]) -> list[dict]:
+    """Each (augmentation, path) in turn, the whole round ``repeats`` times, so that a change in the machine's
+    load falls on every path alike; the load average is printed beside each run (the machine is shared)."""
     rows = []
-    common = {"data.train_size": train_size, "store.enabled": False, "data.workers": workers, "log_every": 1000}
-    for aug_name, aug in (("pad-flip", PAD_FLIP), ("random-resized-crop", RRC)):
-        for path in ("in-memory", "Dataset"):
-            name = f"speed-{aug_name}-{path}"
-            flags = dict(method="kd", epochs=2, out=str(out), name=name, progress=False,
-                         overrides={**common, **aug})
-            start = time.perf_counter()
-            if path == "in-memory":
-                config = fitnets.load_config(None, [("method", "kd"), ("epochs", 2), ("out", str(out)),
-                                                    ("name", name), *common.items(), *aug.items()])
-                fitnets.Run(config, progress=False).execute()
-            else:
-                fitnets.distill(*PAIR, FashionMNIST("train"), test=FashionMNIST("test"), **flags)
-            row = last_row(out / name)  # the second epoch: workers and caches warm
-            rows.append({"augmentation": aug_name, "path": path, "images_per_s": row["images_per_s"],
-                         "data_wait_share": row["data_wait_share"], "run_s": time.perf_counter() - start})
-            print(json.dumps(rows[-1]), flush=True)
+    common = {"data.train_size": train_size, "data.test_size": 1000, "store.enabled": False, "log_every": 1000}
+    paths = [("in-memory", 0)] + [(f"Dataset, {w} workers", w) for w in workers]
+    for repeat in range(repeats):
+        for aug_name in augmentations:
+            aug = {"pad-flip": PAD_FLIP, "random-resized-crop": RRC}[aug_name]
+            for path, w in paths:
+                name = f"speed-{aug_name}-{path.replace(', ', '-').replace(' ', '')}-{repeat}"
+                overrides = {**common, **aug, "data.workers": w}
+                load = os.getloadavg()[0]
+                start = time.perf_counter()
+                if path == "in-memory":
+                    config = fitnets.load_config(None, [("method", "kd"), ("epochs", 2), ("out", str(out)),
+                                                        ("name", name), *overrides.items()])
+                    fitnets.Run(config, progress=False).execute()
+                else:
+                    fitnets.distill(*PAIR, FashionMNIST("train"), test=FashionMNIST("test"), method="kd", epochs=2,
+                                    out=str(out), name=name, progress=False, overrides=overrides)
+                row = last_row(out / name)  # the second epoch: workers and caches warm
+                rows.append({"augmentation": aug_name, "path": path, "repeat": repeat,
+                             "images_per_s": row["images_per_s"], "data_wait_share": row["data_wait_share"],
+                             "run_s": round(time.perf_counter() - start, 1), "load_before": load,
+                             "load_after": os.getloadavg()[0]})
+                print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -95,15 +104,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", choices=["speed", "accuracy"], required=True)
     p.add_argument("--out", default="runs/your-data")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", default="2", help="DataLoader workers (speed: a comma list, each a path)")
     p.add_argument("--train-size", type=int, default=20_000, help="speed: training images")
+    p.add_argument("--repeats", type=int, default=1, help="speed: rounds over every path, interleaved")
+    p.add_argument("--augment", default="pad-flip,random-resized-crop", help="speed: a comma list")
     p.add_argument("--seeds", type=int, default=3)
     args = p.parse_args()
     out = Path(args.out)
+    workers = [int(w) for w in args.workers.split(",")]
     if args.part == "speed":
-        speed(out, args.workers, args.train_size)
+        speed(out, workers, args.train_size, args.repeats, args.augment.split(","))
     else:
-        accuracy(out, args.workers, args.seeds)
+        accuracy(out, workers[0], args.seeds)
 
 
 if __name__ == "__main__":

@@ -49,3 +49,14 @@ def fashion_dir():
     if not (FASHION / "train-images-idx3-ubyte.gz").exists():
         pytest.fail(f"Fashion-MNIST is missing from {FASHION}: run `make data` (apt-get install dataset-fashion-mnist)")
     return FASHION
+
+
+def user_module(tmp_path: Path, monkeypatch, name: str, code: str):
+    """``code`` written and imported as the user's own module ``name`` (fresh for each test)."""
+    import importlib
+    import sys
+
+    (tmp_path / f"{name}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)

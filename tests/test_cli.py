@@ -211,7 +211,7 @@ def test_bench_speed_small_pair(capsys):
                         if line.startswith("| paper-mnist-teacher | paper-mnist-"))
     assert student[3] == "29,944"  # the paper's count
     assert float(student[5]) == pytest.approx(360_816 / 29_944, rel=1e-3)  # compression: the teacher's over it
-    from fitnets.tools.profile import count_macs
+    from fitnets.core.profile import count_macs
 
     assert student[4] == f"{count_macs(create_model('paper-mnist-fitnet'), (1, 28, 28)) / 1e6:.1f}M"
     rate = {row[2]: float(row[6].replace(",", "")) for row in (teacher, student)}
@@ -332,6 +332,16 @@ def test_a_failing_torch_compile_is_one_line(capsys, tmp_path, fashion_dir, monk
     assert err.strip().splitlines()[-1] == ("error: torch.compile failed: RuntimeError: InvalidCxxCompiler: No "
                                             "working C++ compiler found — run without --compile")
     assert "Traceback" not in err
+
+
+def test_augment_flag_and_the_data_flags_help(capsys):
+    from fitnets.tools.commands.flags import config_from_args
+
+    args = build_parser().parse_args(["distill", "--augment", "random-resized-crop", "--set", "data.image_size=[8,8]"])
+    assert config_from_args(args).data.augment == "random-resized-crop"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["distill", "--help"])
+    assert "package.module:factory" in " ".join(capsys.readouterr().out.split())
 
 
 def test_flag_defaults_are_read_from_the_config_not_restated():

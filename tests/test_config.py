@@ -72,3 +72,10 @@ def test_dotted_overrides_of_a_dict_field_add_keys():
                                 ("teacher_args", {"width": 4}), ("teacher_args.depth", 2)])
     assert config.model_args == {"in_channels": 1, "num_classes": 10}
     assert config.teacher_args == {"width": 4, "depth": 2}
+
+
+def test_data_workers_default_from_the_cores():
+    from fitnets.training.schema import default_workers
+
+    assert [default_workers(n) for n in (1, 2, 3, 4, 8, 64)] == [0, 0, 2, 3, 4, 4]   # one core stays with the step
+    assert RunConfig().data.workers == default_workers()

@@ -123,10 +123,28 @@ engine.train_one_epoch = stalls
 sys.exit(main(sys.argv[1:]))
 """
 
+STALL_READING = """
+import sys, time
+import fitnets.training.engine as engine
+from fitnets.tools.cli import main
+from fitnets.training import distributed
 
-def test_a_stalled_rank_stops_the_run_and_is_named(tmp_path, fashion_dir):
+real = engine.batches
+def batches(*a, **k):
+    for i, batch in enumerate(real(*a, **k)):
+        if i == 1 and distributed.current().rank == 1:
+            time.sleep(60)  # alive, but stuck reading its second batch while rank 0 waits in the step
+        yield batch
+engine.batches = batches
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("code, named", [(STALL, "stalled: rank 1 (nothing yet)"),
+                                         (STALL_READING, "stalled: rank 1 (stage main, epoch 1, step 1)")])
+def test_a_stalled_rank_stops_the_run_and_is_named(tmp_path, fashion_dir, code, named):
     script = tmp_path / "stall.py"
-    script.write_text(STALL)
+    script.write_text(code)
     env = dict(os.environ, OMP_NUM_THREADS="1", FITNETS_DIST_TIMEOUT="5")
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                            f"--master_port={free_port()}", str(script), "train", "--epochs", "1", "--train-size",
@@ -134,7 +152,7 @@ def test_a_stalled_rank_stops_the_run_and_is_named(tmp_path, fashion_dir):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode != 0
     line = next(line for line in proc.stderr.splitlines() if line.startswith("error: rank 0"))
-    assert "timed out after 5 s" in line and "stalled: rank 1 (nothing yet)" in line, line
+    assert "timed out after 5 s" in line and named in line, line
 
 
 @pytest.mark.parametrize("text", [

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from fitnets import FitNet, FitNetsError, FrozenTeacher, create_model
 from fitnets.training.engine import build_optimizer
@@ -148,3 +149,11 @@ def test_an_example_input_without_its_batch_dimension_is_named(tiny):
         FitNet(tiny(width=16), tiny(), "block", "block", torch.zeros(1, 8, 8))
     assert "token" not in str(err.value)
     FitNet(tiny(width=16), tiny(), "block", "block", torch.zeros(1, 8, 8).unsqueeze(0))
+
+
+@pytest.mark.parametrize("student", [nn.Sequential(nn.Flatten(), nn.Identity()),          # no parameters
+                                     nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(36, 4))])  # none before "0"
+def test_a_student_the_hint_cannot_train_is_one_line_from_fitnet(student):
+    teacher = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 4))
+    with pytest.raises(FitNetsError, match="no trainable parameters|depends on no trainable parameter"):
+        FitNet(teacher, student, "0", "0", torch.zeros(1, 1, 6, 6))

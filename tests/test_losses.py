@@ -62,4 +62,4 @@ def test_soft_cross_entropy_gradient_equals_kl_gradient():
 def test_kd_weight_decays_linearly_from_4_to_1():
     weights = [kd_weight_at(e, 4.0, 1.0, 4) for e in range(6)]
     assert weights == pytest.approx([4.0, 3.0, 2.0, 1.0, 1.0, 1.0])
-    assert kd_weight_at(0, 4.0, 1.0, 1) == 1.0
+    assert kd_weight_at(0, 4.0, 1.0, 1) == 2.5   # one epoch cannot decay: the mean of 4 → 1

@@ -58,7 +58,7 @@ def test_cifar100_zoo_parameter_counts(name):
     ("paper-cifar-teacher", 725.1), ("paper-fitnet1", 30.2), ("paper-fitnet2", 107.8), ("paper-fitnet3", 323.9),
     ("paper-fitnet4", 381.7)])
 def test_paper_multiplications(name, millions):
-    from fitnets.tools.profile import count_macs
+    from fitnets.core.profile import count_macs
 
     spec = model_spec(name)
     assert count_macs(create_model(name, **spec.paper_kwargs), spec.input_shape) / 1e6 == pytest.approx(millions, abs=0.05)
@@ -67,7 +67,7 @@ def test_paper_multiplications(name, millions):
 def test_mac_counter_on_a_hand_counted_net():
     from torch import nn
 
-    from fitnets.tools.profile import count_macs
+    from fitnets.core.profile import count_macs
 
     net = nn.Sequential(nn.Conv2d(2, 4, 3), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))   # 5×5 input → 3×3
     assert count_macs(net, (2, 5, 5)) == 4 * 3 * 3 * (2 * 9) + 36 * 5
@@ -149,8 +149,8 @@ def test_a_broken_plugin_leaves_the_built_in_models_and_is_named(tmp_path, monke
 @pytest.mark.parametrize("depth", [5, 7, 9, 11])
 @pytest.mark.parametrize("prefix,budget", [("depth{}-30m", 30e6), ("depth{}-107m", 107e6), ("fmnist-depth{}", 5e6)])
 def test_depth_study_students_fit_their_budget(depth, prefix, budget):
+    from fitnets.core.profile import count_macs
     from fitnets.models.depth_study import _macs, width_for_budget
-    from fitnets.tools.profile import count_macs
 
     name = prefix.format(depth)
     spec = model_spec(name)

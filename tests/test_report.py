@@ -53,7 +53,7 @@ def test_report_by_name_keeps_configurations_of_one_method_apart(tmp_path):
             for name, acc in (("a", 0.80), ("b", 0.90)) for s in (0, 1)]
     assert main(["report", *map(str, runs), "--out", str(tmp_path / "one"), "--no-speed", "--no-figures"]) == 0
     rows = [line for line in (tmp_path / "one" / "report.md").read_text().splitlines() if "| fitnet |" in line]
-    assert len(rows) == 1 and "| 4 | 85.00 ± 5.77 |" in rows[0]
+    assert len(rows) == 1 and "| 2 (4 runs) | 85.00 ± 5.77 |" in rows[0]
     assert main(["report", *map(str, runs), "--out", str(tmp_path / "two"), "--no-speed", "--no-figures",
                  "--by-name"]) == 0
     rows = [line for line in (tmp_path / "two" / "report.md").read_text().splitlines() if "| fitnet |" in line]
@@ -71,8 +71,8 @@ def test_report_builds_models_as_the_run_did(tmp_path):
     row = next(line for line in (tmp_path / "rep" / "report.md").read_text().splitlines() if "| kd |" in line)
     cells = [c.strip() for c in row.split("|")]
     assert cells[4] == "resnet14"
+    from fitnets.core.profile import count_macs, count_parameters
     from fitnets.models.registry import create_model
-    from fitnets.tools.profile import count_macs, count_parameters
 
     student = create_model("resnet8", in_channels=1, num_classes=10)
     teacher = create_model("resnet14", in_channels=1, num_classes=10)

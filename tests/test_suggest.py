@@ -92,3 +92,57 @@ def test_suggest_command_ranks_and_probes(capsys, fashion_dir):
     out = capsys.readouterr().out
     assert "fit R²" in out and "Best fit after 4 hint steps" in out and "--hint conv2 --guided" in out
     assert main(["suggest", "paper-mnist-teacher", "paper-mnist-fitnet", "--top", "0"]) == 2
+
+
+class ConvLayer(nn.Module):
+    """Hugging Face's ResNetConvLayer: conv, norm, activation (none on the branch's last)."""
+
+    def __init__(self, cin, cout, act=True):
+        super().__init__()
+        self.convolution, self.normalization = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)
+        self.activation = nn.ReLU() if act else nn.Identity()
+
+    def forward(self, x):
+        return self.activation(self.normalization(self.convolution(x)))
+
+
+class Bottleneck(nn.Module):
+    """Hugging Face's ResNetBottleNeckLayer: the branch's layers in a Sequential, added to the shortcut, then
+    the activation."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.shortcut = nn.Identity()
+        self.layer = nn.Sequential(ConvLayer(width, width), ConvLayer(width, width), ConvLayer(width, width, False))
+        self.activation = nn.ReLU()
+
+    def forward(self, x):
+        hidden = self.layer(x)
+        hidden += self.shortcut(x)
+        return self.activation(hidden)
+
+
+class HFResNet(nn.Module):
+    def __init__(self, width=8):
+        super().__init__()
+        self.embedder = ConvLayer(1, width)
+        self.stages = nn.ModuleList([nn.Sequential(*(Bottleneck(width) for _ in range(3))) for _ in range(2)])
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.embedder(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x.mean((2, 3)))
+
+
+def test_block_outputs_not_a_layer_inside_a_residual_branch():
+    found = {layer.path: layer for layer in layers(HFResNet(), torch.zeros(1, 1, 8, 8))}
+    assert {"stages.0.0", "stages.0.1", "stages.1.1"} <= set(found)    # the blocks' outputs, after the add
+    assert not any(".layer." in path for path in found), sorted(found)  # not the branch's convolutions
+    best = rank(layers(HFResNet(16), torch.zeros(1, 1, 8, 8)), list(found.values()))[0]
+    assert "layer" not in best.hint.path and "layer" not in best.guided.path
+    start, end = best.guided.span
+    assert start < best.guided.depth == (start + end) / 2 < end
+    spans = f"of the student's compute (the midpoint of the {100 * start:.0f}–{100 * end:.0f}% it spans)"
+    assert spans in best.reason()

@@ -8,7 +8,9 @@ and ``results.json`` for ``fitnets report``.
 from __future__ import annotations
 
 import copy
+import functools
 import os
+import re
 from typing import Any
 
 from torch import nn
@@ -25,6 +27,31 @@ from fitnets.training.run import Run
 DATA_FLAGS = ("data", "data_dir", "download")
 DISTILL_FLAGS = ("teacher", "method", "hint", "guided", "hint_epochs", "regressor_first", "hint_diagnostics",
                  "temperature", "tau_squared")
+
+
+def _in_python_words(message: str) -> str:
+    """A message written for the command line, as a caller of ``distill`` / ``train`` gives the same thing:
+    ``--resume RUN_DIR`` → ``resume=True``, ``--name`` → ``name=``, ``--set k=v`` → ``overrides={"k": v}``."""
+    message = re.sub(r"--resume(?: \S+)?", "resume=True", message)
+    message = re.sub(r"--set '?([\w.]+)=([^'\s;]*?)'?(?=[\s;)]|, |$)", r'overrides={"\1": \2}', message)
+    keywords = {*FLAG_KEYS, "fast"}
+
+    def keyword(m: re.Match) -> str:
+        name = m[1].replace("-", "_")
+        return f"{name}={m[2] or ''}" if name in keywords else m[0]
+    return re.sub(r"--([a-z][a-z0-9-]*)(?: ([\d\[\"'][^\s,;)]*))?", keyword, message)
+
+
+def _python_errors(function):
+    """``function``'s one-line errors in the words of its keywords, not the command line's flags."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except FitNetsError as err:
+            err.args = (_in_python_words(str(err)),)   # the same error (NonFiniteLoss stays one), in these words
+            raise
+    return wrapper
 
 
 def _model_name(model: nn.Module | str, role: str) -> str:
@@ -67,6 +94,7 @@ def _config(call: str, config: RunConfig | str | None, overrides: dict[str, Any]
     return load_config(config, pairs)
 
 
+@_python_errors
 def distill(teacher: nn.Module | str, student: nn.Module | str, train, *, val=None, test=None,
             method: str = "fitnet", hint: str | None = None, guided: str | None = None,
             config: RunConfig | str | None = None, overrides: dict[str, Any] | None = None,
@@ -110,6 +138,7 @@ def distill(teacher: nn.Module | str, student: nn.Module | str, train, *, val=No
     return _run(config, train, val, test, num_classes, resume, progress, student, teacher)
 
 
+@_python_errors
 def train(student: nn.Module | str, train, *, val=None, test=None, config: RunConfig | str | None = None,
           overrides: dict[str, Any] | None = None, num_classes: int | None = None, resume: bool = False,
           progress: bool = True, **flags) -> dict[str, Any]:

@@ -74,6 +74,9 @@ class FitNet:
                  regressor_batch_norm: bool = False, logits_key: str | None = None,
                  hint_extra_tokens: int | None = None, guided_extra_tokens: int | None = None):
         self.logits_key = logits_key  # where the student's logits are in its output (fitnets.core.outputs)
+        if not isinstance(student, nn.Module) or not any(p.requires_grad for p in student.parameters()):
+            raise FitNetsError(f"the student ({type(student).__name__}) has no trainable parameters: there is "
+                               "nothing for the hint to train")
         self.teacher = teacher if isinstance(teacher, FrozenTeacher) else FrozenTeacher(teacher)
         self.student = student
         self.hint, self.guided = str(LayerRef.parse(hint)), str(LayerRef.parse(guided))
@@ -107,6 +110,9 @@ class FitNet:
         named = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
         with eval_mode(self.student):
             (out,) = tap(self.student, example_input, [self.guided])
+        if not out.requires_grad:   # the layers up to the guided one learn nothing: no stage 1 to train
+            raise FitNetsError(f"the student's guided layer {self.guided} depends on no trainable parameter: "
+                               "choose a guided layer after a layer that learns")
         grads = torch.autograd.grad(out.float().sum(), [p for _, p in named], allow_unused=True)
         return [n for (n, _), g in zip(named, grads) if g is not None]
 

@@ -79,8 +79,10 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, l
 
 def kd_weight_at(epoch: int, start: float = 4.0, end: float = 1.0, decay_epochs: int = 1) -> float:
     """λ at (0-based) ``epoch``: linear from ``start`` at epoch 0 to ``end`` at epoch ``decay_epochs − 1``,
-    then constant (the paper's "λ decays linearly from 4 to 1", MNIST: over 150 epochs)."""
+    then constant (the paper's "λ decays linearly from 4 to 1", MNIST: over 150 epochs). A decay over one epoch
+    cannot step: that epoch takes the decay's mean, ``(start + end) / 2`` — the weight the paper's schedule
+    gives the KD term on average — rather than its end alone."""
     if decay_epochs <= 1:
-        return end
+        return (start + end) / 2
     t = min(epoch, decay_epochs - 1) / (decay_epochs - 1)
     return start + (end - start) * t

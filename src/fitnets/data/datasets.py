@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -22,8 +23,20 @@ import numpy as np
 import torch
 
 from fitnets.data.augment import to_float
+from fitnets.data.checks import (
+    HEAD_ITEMS,
+    check_input,
+    check_label,
+    check_labels,
+    class_index,
+    exposed_labels,
+    read_item,
+)
 from fitnets.data.split import Replaceable, add_views, hash_tensor, worker_message
 from fitnets.errors import FitNetsError
+
+
+log = logging.getLogger(__name__)
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -68,13 +81,6 @@ def as_image(value: Any, where: str) -> torch.Tensor:
     return x.unsqueeze(0) if x.dim() == 2 else x
 
 
-def as_label(value: Any, where: str) -> int:
-    try:
-        return int(value.item() if isinstance(value, (torch.Tensor, np.ndarray)) else value)
-    except (TypeError, ValueError):
-        raise FitNetsError(f"{where} is {value!r}, not a class index") from None
-
-
 def unpack(item: Any, keys: tuple[str, str], where: str) -> tuple[Any, Any]:
     """``(input, label)`` of an item: a pair, or a mapping read at ``keys``."""
     if isinstance(item, Mapping):
@@ -104,7 +110,7 @@ class _Items(torch.utils.data.Dataset):
         split = self.split
         where = f"item {split.indices[index] if split.indices is not None else index} of {split.name}"
         with seeded(seed) as generator:
-            x, y = unpack(split.dataset[split.source_index(index)], split.keys, where)
+            x, y = unpack(read_item(split.dataset, split.source_index(index), where), split.keys, where)
             x = as_image(x, f"the input of {where}")
             if split.view is not None:
                 x = split.view(x[None])[0]
@@ -113,7 +119,9 @@ class _Items(torch.utils.data.Dataset):
         x = to_float(x)
         if split.normalize is not None:
             x = split.normalize(x)
-        return x, as_label(y, f"the label of {where}")
+        label = check_label(class_index(y, f"the label of {where}"), split.num_classes, f"the label of {where}",
+                            split.classes_advice)
+        return check_input(x, f"the input of {where}"), label
 
 
 class DatasetSplit(Replaceable):
@@ -127,6 +135,7 @@ class DatasetSplit(Replaceable):
         workers: DataLoader worker processes (0: read in the training process).
         view: a fixed (not random) transform of every item, e.g. the evaluation ``CentreCrop``.
         normalize: ``(x - mean) / std`` after the pixels become floats (``Normalize``).
+        classes_advice: how a user gives more classes, for the message about a label beyond ``num_classes``.
     """
 
     fixed = False  # the user's transforms may draw at random: an example's input may change from epoch to epoch
@@ -135,7 +144,8 @@ class DatasetSplit(Replaceable):
 
     def __init__(self, dataset, num_classes: int | None = None, *, keys: tuple[str, str] = ("pixel_values", "labels"),
                  workers: int = 0, device: torch.device | str = "cpu", name: str = "the dataset",
-                 indices: torch.Tensor | None = None, view=None, normalize=None):
+                 indices: torch.Tensor | None = None, view=None, normalize=None,
+                 classes_advice: str = "give num_classes="):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise FitNetsError(f"{name} is a {type(dataset).__name__}, not a map-style Dataset (len and [i]); an "
                                "IterableDataset cannot be shuffled per epoch reproducibly")
@@ -144,6 +154,9 @@ class DatasetSplit(Replaceable):
         self._device = torch.device(device)
         if len(self) == 0:
             raise FitNetsError(f"{name} is empty")
+        self.classes_advice = classes_advice  # how to raise the number of classes, for a label beyond it
+        with seeded(0):  # the items' transforms draw: not from the training process's random states
+            self.exposed = exposed_labels(dataset, self._item_label, self.keys[1])  # when the items agree
         self.num_classes = num_classes if num_classes is not None else self._count_classes()
 
     def __len__(self) -> int:
@@ -152,15 +165,31 @@ class DatasetSplit(Replaceable):
     def source_index(self, index: int) -> int:
         return int(self.indices[index]) if self.indices is not None else index
 
+    def _item_label(self, i: int) -> Any:
+        """The label item ``i`` of the Dataset gives, as it gives it."""
+        where = f"item {i} of {self.name}"
+        return unpack(read_item(self.dataset, i, where), self.keys, where)[1]
+
     def _count_classes(self) -> int:
-        labels = getattr(self.dataset, "targets", None)
+        labels = self.exposed
         if labels is None:
-            labels = getattr(self.dataset, "labels", None)
-        if labels is None or isinstance(labels, (str, Mapping)):
+            log.info("counting the classes of %s: one pass over its %s items, which expose no targets / labels "
+                     "(give num_classes to skip it)", self.name, f"{len(self.dataset):,}")
             with seeded(0):  # the items' transforms draw: not from the training process's random states
-                labels = [as_label(unpack(self.dataset[i], self.keys, f"item {i} of {self.name}")[1], f"label {i}")
+                labels = [class_index(self._item_label(i), f"the label of item {i} of {self.name}")
                           for i in range(len(self.dataset))]
-        return int(max(int(v) for v in labels)) + 1
+            labels = torch.tensor(labels)
+        check_labels(labels, None, self.name)
+        return int(labels.max()) + 1
+
+    def check(self) -> None:
+        """Before anything trains: every label the Dataset exposes (``targets`` / ``labels``), and the first
+        ``HEAD_ITEMS`` items read as training reads them (each read item is checked again whenever it is read)."""
+        if self.exposed is not None:
+            check_labels(self.exposed, self.num_classes, self.name, self.classes_advice, self.indices)
+        items = _Items(self, None)
+        for i in range(min(HEAD_ITEMS, len(self))):
+            items[i, item_seed(0, 0, self.source_index(i))]
 
     def subset(self, index: torch.Tensor) -> "DatasetSplit":
         base = self.indices if self.indices is not None else torch.arange(len(self.dataset))

@@ -140,8 +140,9 @@ def model_spec(name: str) -> ModelSpec:
     clear error naming the closest names when it is unknown."""
     if imports.is_object_name(name):
         raise FitNetsError(f"the model {name} was given to fitnets.distill/train as a Python object and has no name "
-                           "to build it by: build it in Python and load its weights with fitnets.load_weights(model, "
-                           "RUN_DIR/student.safetensors)")
+                           "to build it by: build it in Python, load its weights with fitnets.load_weights(model, "
+                           "RUN_DIR/student.safetensors), then fitnets.export(model, DIR, run=RUN_DIR) or "
+                           "fitnets.evaluate(model, test_set, run=RUN_DIR)")
     if name.startswith(tuple(f"{lib}:" for lib in EXTERNAL_LIBRARIES)):
         return _external_spec(name)
     if is_model_factory(name):

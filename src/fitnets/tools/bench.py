@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from fitnets.models.registry import create_model, model_spec
-from fitnets.tools.profile import count_macs, count_parameters
-from fitnets.tools.speed import inference_throughput
+from fitnets.core.profile import count_macs, count_parameters
+from fitnets.core.timing import inference_throughput
 
 # Table 5 of the paper: (speed-up, compression) of each FitNet over the CIFAR-10 maxout teacher.
 PAPER_TABLE5 = {"paper-fitnet1": (13.36, 36.0), "paper-fitnet2": (4.64, 10.44), "paper-fitnet3": (1.37, 5.62),

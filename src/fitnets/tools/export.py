@@ -14,6 +14,8 @@ from torch import nn
 
 from fitnets.checkpoint import load_weights, save_checkpoint
 from fitnets.core.outputs import logits_of
+from fitnets.data.augment import CentreCrop, to_float
+from fitnets.data.datasets import Normalize
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model, model_spec
 
@@ -40,9 +42,12 @@ class _LogitsOnly(nn.Module):
 
 def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args: dict[str, Any] | None = None,
                    onnx: bool = True, logits_key: str | None = None,
-                   input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+                   input_shape: tuple[int, ...] | None = None,
+                   eval_view: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` (a registered architecture ``name`` built with ``model_args``) to ``out_dir``:
     ``model.safetensors``, ``model.json`` and, with ``onnx``, ``model.onnx`` (batch dimension dynamic).
+    ``eval_view`` (``fitnets.training.record.eval_view``): how the run prepared an image for the accuracy it
+    reported — centre crop, pixels / 255, mean and std — recorded in ``model.json`` for ``load_exported``.
 
     The ONNX graph's one output is the logits, found in the forward's output by ``fitnets.core.outputs``'s rule
     (or ``logits_key``).
@@ -67,6 +72,8 @@ def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args:
     info: dict[str, Any] = {"model": name, "model_args": model_args or {}, "input_shape": list(shape),
                             "parameters": sum(p.numel() for p in model.parameters()),
                             "weights": "model.safetensors", "torch": torch.__version__}
+    if eval_view is not None:
+        info["eval_view"] = eval_view
     if onnx:
         model = _LogitsOnly(model, logits_key).eval()
         with torch.no_grad():
@@ -142,11 +149,45 @@ def onnx_parity(model: nn.Module, path: Path, shape: tuple[int, ...]) -> float |
     return worst
 
 
-def load_exported(out_dir: str | Path) -> nn.Module:
-    """Rebuild the exported student from ``model.json`` and ``model.safetensors``."""
+class EvalView(nn.Module):
+    """An exported student behind the evaluation view its accuracy was measured with (``model.json``'s
+    ``eval_view``): raw images — uint8 pixels ``(N, C, H, W)``, or floats in [0, 1] — are centre-cropped (when
+    the run trained on random-resized crops), scaled to [0, 1] and normalised by the run's mean and std."""
+
+    def __init__(self, model: nn.Module, view: dict[str, Any]):
+        super().__init__()
+        self.model = model
+        size = tuple(view["input_shape"][1:])
+        self.crop = CentreCrop(size, view["centre_crop"]) if view.get("centre_crop") else None
+        self.normalize = Normalize(view["mean"], view["std"]) if view.get("mean") is not None else None
+
+    def forward(self, images: torch.Tensor):
+        x = self.crop(images) if self.crop is not None else to_float(images)
+        return self.model(self.normalize(x) if self.normalize is not None else x)
+
+
+def load_exported(out_dir: str | Path, model: nn.Module | None = None, *, view: bool = False) -> nn.Module:
+    """Rebuild the exported student from ``model.json`` and ``model.safetensors``.
+
+    Args:
+        model: the architecture to load the weights into — needed for a student exported from a Python object
+            (``model.json`` names it ``python:module.Class``, which cannot be built by name).
+        view: put the recorded evaluation view in front (``EvalView``): the module then takes raw images, as
+            the run's test split gave them, and sees what the reported accuracy was measured on.
+    """
     out = Path(out_dir)
     if not (out / "model.json").is_file():
         raise FitNetsError(f"{out} holds no exported model (model.json missing)")
     info = json.loads((out / "model.json").read_text())
-    model = create_model(info["model"], **info["model_args"])
-    return load_weights(model, out / info["weights"]).eval()
+    if model is None:
+        if info["model"].startswith("python:"):
+            raise FitNetsError(f"{out} holds a student exported from a Python object ({info['model']}): give "
+                               "load_exported an instance to load the weights into (model=...)")
+        model = create_model(info["model"], **info["model_args"])
+    model = load_weights(model, out / info["weights"]).eval()
+    if view:
+        if "eval_view" not in info:
+            raise FitNetsError(f"{out}/model.json records no evaluation view (exported before exports recorded "
+                               "one): export it again from its run folder")
+        model = EvalView(model, info["eval_view"]).eval()
+    return model

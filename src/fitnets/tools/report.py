@@ -16,12 +16,12 @@ from pathlib import Path
 
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model
-from fitnets.tools.profile import count_macs, count_parameters
+from fitnets.core.profile import count_macs, count_parameters
 from fitnets.training import loading
 from fitnets.training.run_folder import read_metrics
 from fitnets.training.config import RunConfig
 from fitnets.training.loading import ModelRef
-from fitnets.tools.speed import inference_throughput
+from fitnets.core.timing import inference_throughput
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,29 @@ class RunRecord:
         return args
 
     def input_shape(self) -> tuple[int, ...]:
-        """One example's shape as the run fed it (the rule the run itself used)."""
-        return loading.input_shape(self.config)
+        """One example's shape as the run fed it: as it recorded it, else by the rule the run itself used."""
+        if self.results.get("input_shape"):
+            return tuple(self.results["input_shape"])
+        try:
+            return loading.input_shape(self.config)
+        except FitNetsError:
+            raise FitNetsError(f"{self.run_dir} does not record the input shape it fed (a run made before runs "
+                               "recorded it): add input_shape: [C, H, W] to its config.yaml") from None
+
+    def size(self, role: str) -> tuple[int | None, int | None]:
+        """Parameters and multiply-accumulates of the run's ``"student"`` or ``"teacher"``: as the run recorded
+        them (``fitnets.training.record``), else counted on the model built again by its name (a run made
+        before runs recorded them); ``None`` for what neither gives."""
+        prefix = "" if role == "student" else "teacher_"
+        if self.results.get(f"{prefix}macs") is not None or self.results[role].startswith("python:"):
+            return self.results.get(f"{prefix}parameters"), self.results.get(f"{prefix}macs")
+        name = self.results[role] if role == "student" else ModelRef.parse(self.results[role]).name
+        args = self.model_args if role == "student" else self.teacher_args()
+        return _counts(name, _key(args), self.input_shape())
+
+    def rebuildable(self) -> bool:
+        """Whether report can build the run's models again by their names (not ``python:`` objects)."""
+        return not any(str(self.results.get(role) or "").startswith("python:") for role in ("student", "teacher"))
 
 
 def _json_object(text: str, where: str, fix: str) -> dict:
@@ -141,6 +162,17 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _seeds(group: Group) -> str:
+    """The "seeds" cell: how many seeds the group's runs hold — "1 (2 runs)", with a warning, when folders
+    repeat a seed (a copy, or the same configuration run twice), whose spread is not a spread over seeds."""
+    seeds = [r.results.get("seed") for r in group.runs]
+    for seed in sorted({s for s in seeds if seeds.count(s) > 1}, key=str):
+        log.warning("%s hold the same seed %s: counted as %d runs of one seed", ", ".join(
+            str(r.run_dir) for r in group.runs if r.results.get("seed") == seed), seed, seeds.count(seed))
+    distinct = len(set(seeds))
+    return str(distinct) if distinct == len(seeds) else f"{distinct} ({len(seeds)} runs)"
+
+
 def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu") -> str:
     """One row per group (see ``group_runs``): test accuracy mean ± std over seeds, the validation accuracy the
     kept student was selected by, the selected and the last epoch, the training time of one run, parameters,
@@ -159,22 +191,28 @@ def markdown_table(groups: list[Group], speed: bool = True, device: str = "cpu")
         selected = [m.get("best_epoch", 0) for m in main]
         last = [max((m["epoch"] for m in r.metrics if m["stage"] == "main"), default=0) for r in g.runs]
         times = [r.results["train_time_s"] for r in g.runs if "train_time_s" in r.results]
-        shape = run.input_shape()
-        s_args = _key(run.model_args)
-        params, macs = _counts(student, s_args, shape)
+        params, macs = run.size("student")
         compression = speedup = "–"
         if teacher:
-            t_args = _key(run.teacher_args())
-            t_params, _ = _counts(teacher, t_args, shape)
-            compression = f"{t_params / params:.1f}×"
-            if speed:
+            t_params, _ = run.size("teacher")
+            compression = f"{t_params / params:.1f}×" if t_params and params else "–"
+            timed = run.results.get("speed", {})
+            if speed and run.rebuildable():
+                shape, s_args, t_args = run.input_shape(), _key(run.model_args), _key(run.teacher_args())
                 ratio = _throughput(student, s_args, shape, device) / _throughput(teacher, t_args, shape, device)
                 speedup = f"{ratio:.2f}×"
+            elif speed and "teacher_images_per_s" in timed:   # objects: timed by the run, where it ran
+                speedup = f"{timed['student_images_per_s'] / timed['teacher_images_per_s']:.2f}× ({timed['device']})"
+            elif speed:
+                log.info("%s: speed-up not measured — its models were Python objects, which report cannot build "
+                         "again, and the run (made before runs timed them) did not time them", run.run_dir)
+        seeds = _seeds(g)
         sel = statistics.mean(selected) if any(selected) else 0
         cells = [g.key[4]] if by_name else []
-        cells += [dataset, method, student, teacher or "–", str(len(g.runs)), _mean_std(accs),
+        cells += [dataset, method, student, teacher or "–", seeds, _mean_std(accs),
                   _mean_std(vals) if vals else "–", f"{sel:.0f}", f"{statistics.mean(last):.0f}",
-                  _minutes(statistics.mean(times)) if times else "–", f"{params:,}", f"{macs / 1e6:.1f}M",
+                  _minutes(statistics.mean(times)) if times else "–", f"{params:,}" if params is not None else "–",
+                  f"{macs / 1e6:.1f}M" if macs is not None else "–",
                   compression, speedup]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -226,7 +264,9 @@ def plot_tradeoff(groups: list[Group], path: Path) -> None:
     colours = {m: f"C{i}" for i, m in enumerate(methods)}
     markers = {s: "osD^v<>phX*"[i % 11] for i, s in enumerate(students)}
     for g in groups:
-        params, macs = _counts(g.key[2], _key(g.runs[0].model_args), g.runs[0].input_shape())
+        params, macs = g.runs[0].size("student")
+        if params is None or macs is None:
+            continue   # a cost the run did not record and report cannot measure: no point to place
         accs = [100 * r.results["test_acc"] for r in g.runs]
         err = statistics.stdev(accs) if len(accs) > 1 else 0.0
         for ax, x in zip(axes, (params, macs)):

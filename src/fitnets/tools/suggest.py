@@ -28,7 +28,7 @@ from fitnets.core.modes import eval_mode
 from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
-from fitnets.tools.profile import layer_macs
+from fitnets.core.profile import layer_macs
 
 
 TRUNK_SHARE = 0.9  # a module holding other candidates and more of the network's work than this wraps the trunk
@@ -40,6 +40,7 @@ class Layer:
     shape: tuple[int, ...]   # as the regressor sees it: (C, H, W) (tokens on their grid) or (C,)
     depth: float             # share of the network's multiply-accumulates done half-way through the layer
     tokens: bool = False
+    span: tuple[float, float] = (0.0, 1.0)   # shares done when its input arrives and when its output is ready
 
 
 @dataclass
@@ -52,8 +53,11 @@ class Candidate:
     fit: float | None = None
 
     def reason(self) -> str:
-        return (f"hint at {100 * self.hint.depth:.0f}% of the teacher's compute, guided at "
-                f"{100 * self.guided.depth:.0f}% of the student's; {self.joins}")
+        def at(layer: Layer, whose: str) -> str:   # the midpoint of the share of the work the layer does
+            return (f"{100 * layer.depth:.0f}% of {whose} compute (the midpoint of the "
+                    f"{100 * layer.span[0]:.0f}–{100 * layer.span[1]:.0f}% it spans)")
+        teacher, student = at(self.hint, "the teacher's"), at(self.guided, "the student's")
+        return f"hint at {teacher}, guided at {student}; {self.joins}"
 
 
 def _is_candidate(path: str, modules: dict[str, nn.Module]) -> bool:
@@ -101,10 +105,13 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
     outputs = {}
     image_hw = tuple(x.shape[-2:])
     found = [path for path, *_ in seen]
+    inside = _branch_insides({path: out for path, out, *_ in seen})
     for path, out, start, end, before in seen:
         start, end = start / max(total[0], 1), end / max(total[0], 1)
         if end - start > TRUNK_SHARE and any(other.startswith(path + ".") for other in found):
             continue  # a wrapper of the whole trunk (timm's `stages`, an `encoder`): no point *in* the network
+        if path in inside:
+            continue  # inside a residual branch, before the add: the block's output is the point on the trunk
         if out.dim() == 3:
             try:
                 layout = token_layout(out.shape[1], image_hw, grid=patch_grid(maps[:before], tuple(out.shape[1:])))
@@ -113,10 +120,27 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
             shape = (out.shape[2], *layout.grid)
         else:
             shape = tuple(out.shape[1:])
-        layer = Layer(path, shape, (start + end) / 2, out.dim() == 3)
+        layer = Layer(path, shape, (start + end) / 2, out.dim() == 3, (start, end))
         # the same tensor from a block and from its last layer: keep the block (it exits after)
         outputs[id(out)] = layer
     return [layer for layer in outputs.values() if 0 < layer.depth < 1]
+
+
+def _branch_insides(outputs: dict[str, torch.Tensor]) -> set[str]:
+    """The candidates inside a block that computes its output after them — a residual block's branch, its
+    layers listed in a ``Sequential`` (Hugging Face's ``ResNetBottleNeckLayer.layer``): ``branch(x) + x`` then
+    an activation. Their outputs are what the add has not yet seen, not points on the trunk; a block whose
+    output is its last candidate's (a stage of blocks) is a chain, and its insides stay."""
+    inside = set()
+    for path in outputs:
+        holders = [a for a in outputs if path.startswith(a + ".")]
+        if not holders:
+            continue
+        holder = max(holders, key=len)   # the nearest candidate around it
+        below = [outputs[d] for d in outputs if d.startswith(holder + ".")]
+        if not any(d is outputs[holder] for d in below):
+            inside.add(path)
+    return inside
 
 
 def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candidate]:

@@ -40,7 +40,7 @@ FLAG_KEYS = {
     "student": "student", "teacher": "teacher", "method": "method", "hint": "hint", "guided": "guided",
     "epochs": "epochs", "hint_epochs": "hint_stage.epochs", "batch_size": "data.batch_size",
     "lr": ("optim.lr", "hint_stage.optim.lr"), "optimizer": ("optim.name", "hint_stage.optim.name"),
-    "data": "data.name", "data_dir": "data.dir",
+    "data": "data.name", "data_dir": "data.dir", "augment": "data.augment",
     "download": "data.download", "train_size": "data.train_size", "val_size": "data.val_size",
     "seed": "seed", "device": "device", "out": "out", "name": "name", "temperature": "kd.temperature",
     "tau_squared": "kd.tau_squared", "channels_last": "channels_last", "teacher_dtype": "teacher_dtype",

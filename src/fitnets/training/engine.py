@@ -247,6 +247,9 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
         if batch is None:
             break
         data_wait += time.perf_counter() - fetch
+        # Under torchrun, where this rank is, step by step (one store write): a rank stuck reading its batch
+        # while the others wait in the step's collective is then named by a timeout (``stall_error``).
+        distributed.report_progress(f"stage {stage.name}, epoch {epoch + 1}, step {step + 1}")
         factor = lr_factor(stage.optim, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor

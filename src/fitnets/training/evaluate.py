@@ -191,5 +191,6 @@ class HintFit:
             log.warning("weak hint fit: R² = %.2f < %.1f for hint %s → guided %s. Try a shallower hint layer, a deeper "
                         "guided layer, more hint epochs, or %s to compare pairs", r2, WEAK_FIT, fitnet.hint,
                         fitnet.guided, f"`fitnets suggest {self.teacher} {self.student}`" if named else
-                        "fitnets.tools.suggest.rank on your models")
+                        "fitnets.tools.suggest's rank(layers(teacher, x), layers(student, x)) on your models "
+                        "(README: choosing the layers)")
         return {key: value for key, value in metrics.items() if key != "val_hint_loss"}

@@ -12,6 +12,7 @@ import yaml
 from torch import nn
 
 from fitnets.checkpoint import load_weights
+from fitnets.data.checks import check_classes
 from fitnets.data.datasets import DatasetSplit, Normalize
 from fitnets.data.images import ImageData
 from fitnets.data.loader import load_dataset, split_validation, take
@@ -150,7 +151,8 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     ``"val"`` and ``"num_classes"``."""
     cfg = config.data
     if imports.spelled_as_import(cfg.name):
-        return user_data(config, device, **_call_data_factory(cfg.name))
+        return user_data(config, device, **_call_data_factory(cfg.name),
+                         classes_by=f"make {cfg.name} return 'num_classes': ")
     size = tuple(cfg.image_size) if cfg.image_size and cfg.augment != "random-resized-crop" else None
     if cfg.augment == "random-resized-crop" and cfg.name == "folder" and cfg.image_size:
         size = tuple(cfg.image_size)  # a folder's images are read at one size; the crop then resizes to it too
@@ -188,6 +190,8 @@ def _call_data_factory(spec: str) -> dict:
     if not isinstance(splits, dict):
         raise FitNetsError(f"{spec} returned a {type(splits).__name__}; it must return a dict "
                            "{'train': Dataset, 'test': Dataset} (optionally 'val' and 'num_classes')")
+    if splits.get("num_classes") is not None:
+        check_classes(splits["num_classes"], f"the 'num_classes' {spec} returned")
     unknown = [k for k in splits if k not in DATA_KEYS]
     missing = [k for k in ("train", "test") if splits.get(k) is None]
     if unknown or missing:
@@ -197,12 +201,15 @@ def _call_data_factory(spec: str) -> dict:
 
 
 def user_data(config: RunConfig, device: torch.device, train, test=None, val=None,
-              num_classes: int | None = None) -> Data:
+              num_classes: int | None = None, classes_by: str = "give num_classes=") -> Data:
     """Your ``Dataset`` objects as a run's splits (``DatasetSplit``): the validation split is ``val`` or
     ``data.val_size`` examples held out of ``train`` (the same draw for every seed and method); without ``test``
     the test figures are the validation split's (logged). ``num_classes``: counted from the labels if not
-    given."""
+    given; ``classes_by``: how the caller gives more classes, for the message about a label beyond them.
+    Labels and the first items of every split are checked before anything trains (``fitnets.data.checks``)."""
     cfg = config.data
+    if num_classes is not None:
+        num_classes = check_classes(num_classes, "num_classes")
     if cfg.preprocess != "none":
         raise FitNetsError(f"data.preprocess={cfg.preprocess} is fitted on images held in memory; for your Dataset, "
                            "normalise with data.mean / data.std or in its transform")
@@ -210,7 +217,8 @@ def user_data(config: RunConfig, device: torch.device, train, test=None, val=Non
     def split(dataset, name: str, classes: int | None):
         if isinstance(dataset, Split):  # already a split (the protocol, not a class)
             return dataset
-        return DatasetSplit(dataset, classes, keys=(cfg.input_key, cfg.label_key), workers=cfg.workers, name=name)
+        return DatasetSplit(dataset, classes, keys=(cfg.input_key, cfg.label_key), workers=cfg.workers, name=name,
+                            classes_advice=classes_by)
 
     train = split(train, "the training set", num_classes)
     num_classes = train.num_classes
@@ -224,4 +232,7 @@ def user_data(config: RunConfig, device: torch.device, train, test=None, val=Non
         test = val
     else:
         test = take(split(test, "the test set", num_classes), cfg.test_size)
-    return _finish(cfg, device, train, val, test)
+    data = _finish(cfg, device, train, val, test)
+    for part in {id(p): p for p in (data.train, data.val, data.test)}.values():
+        part.check()
+    return data

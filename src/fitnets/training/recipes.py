@@ -9,11 +9,13 @@ built) is a leaf that the config reads; this module fills in each method's recip
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
+from fitnets.core.losses import kd_weight_at
 from fitnets.core.inputs import InputFormat
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.training.config import HintStageConfig, RunConfig
@@ -22,6 +24,8 @@ from fitnets.training.evaluate import AccuracyEval, HintEval, HintFit
 from fitnets.training.loading import Data
 from fitnets.training.methods import METHODS, Method
 from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
+
+log = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "Method", "Parts", "RECIPES", "hint_stage"]
 
@@ -60,13 +64,22 @@ class Parts:
         return rule if len(self.data.val) else None
 
 
+def kd_schedule(c: RunConfig) -> str:
+    """λ's schedule as the plan states it: "λ 4.0→1.0 over 10 epochs", or the one value of a one-epoch decay."""
+    kd, epochs = c.kd, c.kd.decay_epochs or c.epochs
+    if epochs <= 1 and kd.weight_start != kd.weight_end:
+        return (f"λ {kd_weight_at(0, kd.weight_start, kd.weight_end, 1):g}: the mean of {kd.weight_start:g}→"
+                f"{kd.weight_end:g}, as one epoch cannot decay")
+    return f"λ {kd.weight_start:g}→{kd.weight_end:g} over {epochs} epochs"
+
+
 def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
     c = p.config
     logits = p.teacher_logits
     return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key), groups, {"model": p.student},
                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(logits,),
-                 about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end}"
+                 about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, {kd_schedule(c)}"
                        f"{', ×τ²' if c.kd.tau_squared else ''}), all {p.count(p.student.parameters()):,} student "
                        "parameters")
 
@@ -122,6 +135,9 @@ def fitnets(p: Parts) -> list[Stage]:
     # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
     validate = p.on_validation(HintEval(fitnet, p.data.val, c.data.eval_batch_size, p.inputs,
                                         c.hint_stage.diagnostics))
+    if validate is None and c.hint_stage.diagnostics:
+        log.warning("hint_stage.diagnostics (--hint-diagnostics %d) measures on validation examples, and this run "
+                    "holds out none (data.val_size 0): no probe or CKA is logged", c.hint_stage.diagnostics)
     hint = hint_stage(fitnet, p.teacher_hints, c.hint_stage, validate,
                       summary=HintFit(validate, c.teacher, c.student) if validate is not None else None)
     trained = fitnet.stage1_parameter_names()
@@ -144,7 +160,7 @@ def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
     hints, logits = p.teacher_hints, p.teacher_logits if with_kd else None
     params = list(p.student.parameters()) + list(fitnet.regressor.parameters())
     step = OneStageStep(fitnet, c.hint_stage.beta, hints, c.kd if with_kd else None, logits, c.epochs)
-    kd = (f" + λ·KD (τ={c.kd.temperature}, λ {c.kd.weight_start}→{c.kd.weight_end})" if with_kd else
+    kd = (f" + λ·KD (τ={c.kd.temperature}, {kd_schedule(c)})" if with_kd else
           ", no KD term")
     return [Stage("main", step, [{"params": params}], {"model": p.student, "regressor": fitnet.regressor},
                   p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(hints, logits) if with_kd else (hints,),

@@ -38,6 +38,7 @@ from fitnets.training.engine import RunContext, Stage, run_stage
 from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
 from fitnets.training.loading import Data, ModelRef, default_name, load_data, load_model
 from fitnets.training.recipes import METHODS, Parts
+from fitnets.training.record import check_same_data, describe, measured_speed, write_record
 from fitnets.training.run_folder import (
     check_point,
     check_resume,
@@ -125,6 +126,7 @@ class Run:
                 fast.adopt(c, saved)
                 self.fast_note = fast.kept_on_resume(saved)
             check_resume(self.run_dir, c)
+            check_same_data(self.run_dir, len(data.train), "--resume")
         elif c.fast.mode in fast.UNRESOLVED:
             batch = example(data.train, math.ceil(c.data.batch_size / distributed.current().world_size),
                             c.data.augmentation())
@@ -165,6 +167,8 @@ class Run:
         inputs and has one output per class, the teacher as many."""
         c = self.config
         x = example(data.train, 2, c.data.augmentation())
+        if c.input_shape is None:  # recorded in config.yaml: report and export read the shape the run fed
+            c.input_shape = list(x.shape[1:])
         with torch.no_grad(), eval_mode(self.student), dry_run(self.student, x):
             raw = self.student(x)
             outputs = logits_of(raw, c.logits_key).shape[-1]
@@ -222,6 +226,9 @@ class Run:
                                "to execute it")
         point = open_folder(self.run_dir, resume, main)
         names, board = [stage.name for stage in stages], None
+        self.record = describe(c, self.student, self.teacher.module if self.teacher is not None else None,
+                               tuple(c.input_shape), {"train": len(data.train), "val": len(data.val),
+                                                      "test": len(data.test)})
         try:
             if point is not None:
                 check_point(self.run_dir, c.method, stages, point)
@@ -234,6 +241,7 @@ class Run:
             # Only now, with the resume known to be valid, does anything in the folder change.
             if main:
                 (self.run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(c), sort_keys=False))
+                write_record(self.run_dir, self.record)
                 if point is not None:
                     trim_metrics(self.run_dir / "metrics.jsonl", point, names)
             ctx = RunContext(data.train, self.run_dir, to_dict(c), c.data.batch_size, c.seed, c.data.augmentation(),
@@ -265,9 +273,13 @@ class Run:
         results = {"method": c.method, "student": c.student, "teacher": c.teacher if self.teacher else None,
                    "seed": c.seed, "dataset": c.data.name, "test_acc": test["acc"], "test_loss": test["loss"],
                    **{k: v for k, v in test.items() if k.startswith("teacher_")},
-                   "parameters": sum(p.numel() for p in self.student.parameters()),
+                   "parameters": self.record["parameters"],
+                   **{k: v for k, v in self.record.items() if k != "parameters"},
                    "train_time_s": time.perf_counter() - ctx.started, "processes": distributed.current().world_size,
                    "stages": ctx.finished}
+        if main and any(is_object_name(name) for name in (c.student, results["teacher"] or "")):
+            teacher = self.teacher.module if self.teacher is not None else None
+            results["speed"] = measured_speed(self.student, teacher, tuple(c.input_shape), self.device)
         if main:
             save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                             {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})

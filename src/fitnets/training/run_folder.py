@@ -137,6 +137,11 @@ def check_resume(run_dir: Path, config: RunConfig) -> RunConfig:
         FitNetsError: nothing to resume, or a change the rule refuses.
     """
     saved, _ = resume_point(run_dir, tensors=False)
+    # Where the folder lies is not what it trained: a copied or renamed folder resumes in place, as `--resume
+    # RUN_DIR` does. The input shape a run took from its data is recorded (a run made before that: not).
+    saved.name, saved.out = config.name, config.out
+    saved.input_shape = saved.input_shape or config.input_shape
+    config.input_shape = config.input_shape or saved.input_shape
     changes = resume_changes(saved, config)
     if changes:
         log.info("resuming with %s", ", ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()))

@@ -50,7 +50,7 @@ SPEED_KEYS = ("channels_last", "student_dtype", "compile", "teacher_dtype", "tea
               "teacher_fold_bn", "teacher_cache", "cache_dtype")
 # The other settings a resume may change because they change how fast, not what, the run computes.
 RESUMABLE_SPEED = ("device", "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir",
-                   "store.max_gb", "store.per_epoch", "store.unaugmented", "fast.mode",
+                   "store.max_gb", "store.per_epoch", "store.audit_share", "store.unaugmented", "fast.mode",
                    "fast.keep")
 
 

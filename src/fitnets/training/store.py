@@ -137,6 +137,18 @@ def _writable(path: Path, meta: dict[str, Any]) -> SlotFile:
 
 # ---------------------------------------------------------------- the source a training step reads
 
+AUDIT_SHARE = 0.1   # store.audit_share's default: a change to 10% of the examples is noticed
+AUDIT_MISS = 0.01   # ... in its first epoch with probability ≥ 99%
+
+
+def audit_size(share: float, miss: float = AUDIT_MISS) -> int:
+    """Stored slots to recompute each epoch so that a change to ``share`` of the examples (a transform changed
+    under the same class name, for some items) goes unseen with probability at most ``miss``: each slot drawn
+    at random misses it with probability ``1 − share``, ``k`` of them with ``(1 − share)^k ≤ miss`` — 44 slots
+    for 10%, 459 for 1%."""
+    return math.ceil(math.log(miss) / math.log1p(-share))
+
+
 class StoredOutputs(TeacherOutputs):
     """Teacher logits from the store where a slot is filled, live (and then stored) where it is not.
 
@@ -145,9 +157,9 @@ class StoredOutputs(TeacherOutputs):
     example) of a run seeded ``seed`` — the draw is seeded by (seed, epoch, index), so the key names the view —
     shared by the runs of that seed (a method comparison, a sweep).
 
-    Never stale: the first ``AUDITS`` batches of each epoch each have one stored slot, picked at random,
-    recomputed by the teacher before it is used; a mismatch (the data changed under the same name — a
-    transform's parameter, say) deletes the store with one warning and the teacher runs live from then on.
+    Never stale: each epoch, ``audit`` stored slots (``audit_size``), picked at random from the first batches'
+    hits, are recomputed by the teacher before they are used; a mismatch (the data changed under the same name —
+    a transform's parameter, say) deletes the store with one warning and the teacher runs live from then on.
 
     Args:
         teacher: the frozen teacher: its forward gives the logits, its module and dtype name the store.
@@ -157,13 +169,13 @@ class StoredOutputs(TeacherOutputs):
         dtype: stored dtype; lookups return float32.
         root: the cache folder (``cache_root()`` when None); ``max_gb``: the largest store created.
         epochs, seed: drawn views: the epochs to keep slots for and the run's seed.
+        audit: stored slots recomputed each epoch (``audit_size``).
     """
-
-    AUDITS = 3
 
     def __init__(self, teacher: FrozenTeacher, data, aug, width: int,
                  dtype: torch.dtype = torch.float32, root: Path | None = None, max_gb: float = 8.0,
-                 about: dict[str, Any] | None = None, *, epochs: int | None = None, seed: int = 0):
+                 about: dict[str, Any] | None = None, *, epochs: int | None = None, seed: int = 0,
+                 audit: int | None = None):
         self.forward = teacher
         self.data, self.aug, self.width, self.dtype = data, aug, width, dtype
         self.root, self.max_gb, self.about = root, max_gb, about or {}
@@ -172,6 +184,7 @@ class StoredOutputs(TeacherOutputs):
         self.slots: SlotFile | None = None
         self.live = False   # the store was refused or dropped: the teacher runs live
         self.hits = self.lookups = 0
+        self.audit = audit if audit is not None else audit_size(AUDIT_SHARE)
         self.audits = 0     # slots recomputed this epoch
         self._pick = torch.Generator().manual_seed(seed)
 
@@ -220,11 +233,11 @@ class StoredOutputs(TeacherOutputs):
         inside = slots < self.slots.slots   # an extended run's later epochs have no slots: live
         values, hit = self.slots.read(slots.clamp(max=self.slots.slots - 1))
         hit &= inside
-        if self.audits < self.AUDITS and bool(hit.any()):
-            self.audits += 1
+        if self.audits < self.audit and bool(hit.any()):
             hits = hit.nonzero()[:, 0]
-            i = int(hits[torch.randint(len(hits), (1,), generator=self._pick)])
-            if not self._matches(x[i:i + 1], values[i:i + 1]):
+            take = hits[torch.randperm(len(hits), generator=self._pick)[:self.audit - self.audits]]
+            self.audits += len(take)
+            if not self._matches(x[take.to(x.device)], values[take]):
                 self._drop()
                 return self.forward(x)
         out = values.float()

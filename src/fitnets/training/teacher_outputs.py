@@ -29,7 +29,7 @@ from fitnets.data.split import Split
 from fitnets.data.loader import batches
 from fitnets.training.schema import RunConfig
 from fitnets.training.speed import DTYPES, Speed, lowered
-from fitnets.training.store import StoredOutputs
+from fitnets.training.store import StoredOutputs, audit_size
 
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ def teacher_source(forward: Forward, kind: str, train: Split, config: RunConfig,
         if layout is not None:
             return StoredOutputs(teacher, train, aug, train.num_classes, DTYPES[c.cache_dtype],
                                  Path(c.store.dir) if c.store.dir else None, c.store.max_gb,
-                                 {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess}, **layout)
+                                 {"teacher": c.teacher, "data": c.data.name, "preprocess": c.data.preprocess},
+                                 audit=audit_size(c.store.audit_share), **layout)
         log.info("no teacher-output store: %s", why)
     blocker = cache_blocker(aug, train)
     if c.teacher_cache and blocker is None:

@@ -81,8 +81,8 @@ def mean_std(values: list[float]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fitnets.core.timing import inference_throughput
     from fitnets.models.registry import model_spec
-    from fitnets.tools.speed import inference_throughput
     from fitnets.training.evaluate import evaluate_accuracy
     from fitnets.training.loading import load_data, load_model
     from fitnets.training.run import Run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from fitnets.errors import FitNetsError
 from fitnets.tools.commands.flags import MODEL_FORMS
 
 
@@ -18,12 +19,18 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from fitnets.tools.export import export_student
     from fitnets.training.loading import ModelRef, input_shape, load_model
+    from fitnets.training.record import eval_view
 
     ref = ModelRef.parse(args.model)
     model, name, model_args = load_model(ref, trained=True, flag="fitnets export"), ref.name, ref.model_args
+    try:
+        shape = input_shape(ref.run) if ref.run is not None else None
+    except FitNetsError:
+        raise FitNetsError(f"{args.model} does not record the input shape it fed (a run made before runs recorded "
+                           "it): add input_shape: [C, H, W] to its config.yaml") from None
     info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx,
-                          logits_key=ref.run.logits_key if ref.run is not None else None,
-                          input_shape=input_shape(ref.run) if ref.run is not None else None)
+                          logits_key=ref.run.logits_key if ref.run is not None else None, input_shape=shape,
+                          eval_view=eval_view(ref.run, shape) if ref.run is not None else None)
     parity = (f"; ONNX Runtime vs PyTorch max abs diff {info['onnx_max_abs_diff']:.2e}"
               if "onnx_max_abs_diff" in info else "")
     files = ", ".join(info[k] for k in ("weights", "onnx") if k in info)

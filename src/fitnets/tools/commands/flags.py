@@ -51,7 +51,12 @@ def add_run_flags(p: argparse.ArgumentParser, distill: bool) -> None:
     p.add_argument("--optimizer", choices=choices("optim.name"),
                    help="optimizer of every stage (sets optim.name, and hint_stage.optim.name unless a config file "
                         "or --set gives that)")
-    p.add_argument("--data", help=f"dataset: {DATASETS_HELP} (folder: an image folder tree at --data-dir)")
+    p.add_argument("--data", help=f"dataset: {DATASETS_HELP} (folder: an image folder tree at --data-dir), or "
+                                  "package.module:factory, your callable returning {'train': Dataset, 'test': "
+                                  "Dataset} (optionally 'val', 'num_classes')")
+    p.add_argument("--augment", choices=choices("data.augment"),
+                   help="the random augmentation of training batches (sets data.augment; pad-flip moves and flips "
+                        "only by data.pad / data.flip, which are 0 and off by default: no augmentation)")
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--download", action="store_true", default=None, help="fetch the dataset if it is missing")
     p.add_argument("--train-size", type=int, help="train on a fixed random subset")

@@ -11,8 +11,8 @@ def add_parser(sub) -> None:
 
 
 def run(_args: argparse.Namespace) -> int:
+    from fitnets.core.profile import count_macs, count_parameters
     from fitnets.models.registry import create_model, list_models, model_spec
-    from fitnets.tools.profile import count_macs, count_parameters
 
     print(f"{'model':<22} {'params':>11} {'MACs/image':>12}  {'paper count':>22}  layers / description")
     for name in list_models():

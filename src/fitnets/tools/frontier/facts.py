@@ -1,6 +1,6 @@
 """The free facts of a candidate, known before any training: parameters, multiply-accumulates, inference
 latency and throughput — measured the way ``fitnets bench speed`` measures them (``fitnets.tools.speed``,
-``fitnets.tools.profile``) — and the budgets that decide which candidates are trained at all."""
+``fitnets.core.profile``) — and the budgets that decide which candidates are trained at all."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from torch import nn
 
 from fitnets.core.modes import eval_mode
 from fitnets.errors import FitNetsError
-from fitnets.tools.profile import count_macs, count_parameters
-from fitnets.tools.speed import median_seconds
+from fitnets.core.profile import count_macs, count_parameters
+from fitnets.core.timing import median_seconds
 
 
 @dataclass

@@ -47,9 +47,12 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.MultiheadAttention))]
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    x = torch.zeros(1, *input_shape, device=weight.device if weight is not None else None,
+                    dtype=weight.dtype if weight is not None else None)  # where and in what the model computes
     try:
         with eval_mode(model):
-            model(torch.zeros(1, *input_shape))
+            model(x)
     finally:
         for h in handles:
             h.remove()

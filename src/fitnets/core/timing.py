@@ -1,4 +1,5 @@
-"""Inference speed, measured the same way for every network so that ratios are fair."""
+"""Inference speed, measured the same way for every network so that ratios are fair (the speed *options* of a
+run are ``fitnets.training.speed``)."""
 
 from __future__ import annotations
 
