@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
@@ -21,7 +22,7 @@ from fitnets.training.engine import Stage
 from fitnets.training.evaluate import AccuracyEval, HintEval, HintFit
 from fitnets.training.loading import Data
 from fitnets.training.methods import METHODS, Method
-from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
+from fitnets.training.steps import CEStep, HintStep, KDStep, OneStageStep
 
 __all__ = ["METHODS", "Method", "Parts", "RECIPES", "hint_stage"]
 
