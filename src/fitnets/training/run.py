@@ -159,7 +159,7 @@ class Run:
                                  c.hint_stage.guided_extra_tokens)
         parts = Parts(c, data, self.student, self.inputs, self._source(data, "logits"), self._source(data, "hints"),
                       student_forward, self.teacher, self.fitnet)
-        self.stages = self.method.recipe(parts)
+        self.stages = self.method.stages(parts)
         return self.stages
 
     def _check_models(self, data: Data) -> None:
