@@ -47,6 +47,7 @@ def main() -> None:
                              base=config_of_run(folder))
         run = Run(config, progress=False)
         data = run.load_data()
+        run.build(data)
         plain = HintEval(run.fitnet, data.val, config.data.eval_batch_size, run.inputs)
         with_diagnostics = HintEval(run.fitnet, data.val, config.data.eval_batch_size, run.inputs, args.examples)
         rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]

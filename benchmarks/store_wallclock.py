@@ -33,7 +33,7 @@ from fitnets.models.registry import create_model
 from fitnets.training.config import load_config
 from fitnets.training.loading import Data
 from fitnets.training.run import Run
-from fitnets.training.store import fill
+from fitnets.training.store import StoredOutputs, fill
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cifar100" / "resnet56-resnet20-kd.yaml"
 
@@ -82,7 +82,8 @@ def main() -> int:
     build_cfg = config("built", 0, "cache-b")
     start = time.perf_counter()
     run = Run(build_cfg, progress=False)
-    fill(run.teacher_logits(data), build_cfg.data.eval_batch_size, progress=False)
+    store = next(t for stage in run.build(data) for t in stage.teachers if isinstance(t, StoredOutputs))
+    fill(store, build_cfg.data.eval_batch_size, progress=False)
     build_s = time.perf_counter() - start
     rows.append({"run": "fitnets store build", "seconds": build_s, "hit_rates": []})
     timed("after store build", build_cfg)

@@ -136,7 +136,7 @@ def test_fast_becomes_overrides_under_what_is_given(monkeypatch):
         fast.fast_overrides("quick")
     from fitnets import api
 
-    config = api._config(None, {"student_dtype": "float32"}, {"fast": True, "compile": False}, [])
+    config = api._config("distill", None, {"student_dtype": "float32"}, {"fast": True, "compile": False}, [], None)
     assert config.fast.mode == "tune" and config.fast.keep == ["student_dtype", "compile"]
 
 

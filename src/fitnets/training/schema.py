@@ -38,22 +38,26 @@ def default_workers(cores: int | None = None) -> int:
 class DataConfig:
     """Dataset, augmentation and batching."""
 
-    name: str = "fashion-mnist"        # fashion-mnist | mnist | cifar10 | cifar100 | svhn | folder | package.module:factory (yours)
+    # fashion-mnist | mnist | cifar10 | cifar100 | svhn | folder | package.module:factory (yours)
+    name: str = "fashion-mnist"
     dir: str | None = None             # folder holding the files (then $FITNETS_DATA, /usr/share/datasets/NAME)
     download: bool = False             # fetch the official files (checksums verified) when none are found
-    val_size: int = 5000               # held out from the training set for model selection (unless a val split is given)
+    # held out from the training set for model selection (unless a val split is given)
+    val_size: int = 5000
     train_size: int | None = None      # train on a fixed random subset of this many examples
     test_size: int | None = None       # evaluate on a fixed random subset of the test set
     batch_size: int = 128              # the paper's batch size
     eval_batch_size: int = 1000
-    preprocess: str = one_of("none", ("none", "standardize", "gcn_zca"))  # none (pixels / 255) | standardize | gcn_zca (the paper's CIFAR, §4.1)
+    # none (pixels / 255) | standardize | gcn_zca (the paper's CIFAR, §4.1)
+    preprocess: str = one_of("none", ("none", "standardize", "gcn_zca"))
     image_size: list[int] | None = None  # folders: resize every image to [H, W]; random-resized-crop: the output size
     augment: str = one_of("pad-flip", ("none", "pad-flip", "random-resized-crop"))  # the engine's random augmentation
     pad: int = 0                       # pad-flip: random translations of up to `pad` pixels (0: none)
     flip: bool = False                 # pad-flip and random-resized-crop: random horizontal flips
     crop_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])   # random-resized-crop: area share
     crop_ratio: list[float] = field(default_factory=lambda: [0.75, 4 / 3])  # random-resized-crop: aspect ratio
-    eval_crop: float = 0.875           # random-resized-crop: evaluation shows the centre share, resized (ImageNet's 224/256)
+    # random-resized-crop: evaluation shows the centre share, resized (ImageNet's 224/256)
+    eval_crop: float = 0.875
     mean: list[float] | None = None    # per channel: inputs become (x − mean) / std after pixels / 255
     std: list[float] | None = None
     input_key: str = "pixel_values"    # your Dataset's dict items: the input's key
@@ -85,7 +89,8 @@ class OptimConfig:
     lr: float = 1e-3
     momentum: float = 0.9              # sgd momentum; rmsprop's decay (alpha) is 0.9 as in the paper
     weight_decay: float = 0.0
-    schedule: str = one_of("cosine", ("cosine", "constant", "step"))  # cosine | constant | step (× gamma at each of `milestones` epochs)
+    # cosine | constant | step (× gamma at each of `milestones` epochs)
+    schedule: str = one_of("cosine", ("cosine", "constant", "step"))
     milestones: list[int] | None = None  # step schedule: epochs at which the learning rate is multiplied by gamma
     gamma: float = 0.1
     max_norm: float | None = None      # the paper's max-norm constraint on each filter / unit's weights
@@ -115,7 +120,8 @@ class HintStageConfig:
     beta: float = 100.0                # method fitnet-onestage: weight of the hint MSE next to cross-entropy
     hint_extra_tokens: int | None = None    # token hint layers: leading non-patch tokens (null: found)
     guided_extra_tokens: int | None = None  # token guided layers: the same
-    regressor_first: int = 0           # the first N hint epochs train the regressor alone, the student frozen (0: the paper)
+    # the first N hint epochs train the regressor alone, the student frozen (0: the paper)
+    regressor_first: int = 0
     diagnostics: int = 0               # per hint epoch: linear probe and CKA on this many validation examples (0: off)
 
 
@@ -126,7 +132,8 @@ class StoreConfig:
     enabled: bool = True               # KD stages under random augmentation use (and fill) a matching store
     dir: str | None = None             # cache folder (default: $FITNETS_CACHE, else ~/.cache/fitnets)
     max_gb: float = 8.0                # a store larger than this is not created (the teacher then runs live)
-    per_epoch: bool = False            # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
+    # drawn views (your Dataset's transforms, random-resized-crop): a slot per (epoch, example) of the run's seed
+    per_epoch: bool = False
     # per_epoch: each epoch, enough stored slots are recomputed that a change to this share of the examples is
     # missed with probability ≤ 1% (store.audit_size: 44 slots at 0.1, 459 at 0.01)
     audit_share: float = 0.1
@@ -137,8 +144,11 @@ class FastConfig:
     """``--fast``: the speed options chosen by timing them on the run's own models, batch and device, before
     training (``fitnets.training.fast``); the run's saved config records the choice, so a resume reuses it."""
 
-    mode: str = one_of("off", ("off", "tune", "retune", "tuned"))  # tune: measure (or reuse the choice cached for these models and machine); retune: measure again; tuned: chosen, the speed keys hold it
-    keep: list[str] = field(default_factory=list)  # speed keys (speed.FAST_TUNED) given explicitly: the choice leaves them as set
+    # tune: measure (or reuse the choice cached for these models and machine); retune: measure again; tuned: chosen, the
+    # speed keys hold it
+    mode: str = one_of("off", ("off", "tune", "retune", "tuned"))
+    # speed keys (speed.FAST_TUNED) given explicitly: the choice leaves them as set
+    keep: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -154,7 +164,8 @@ class RunConfig:
     teacher_args: dict = field(default_factory=dict)  # the teacher's (a run folder's own model_args are used too)
     input_shape: list[int] | None = None  # [C, H, W] of one example (default: the model's, else the dataset's)
     logits_key: str | int | None = None  # the student's logits in its output when the rule does not find them
-    teacher_logits_key: str | int | None = None  # the teacher's (rule: tensor, mapping's / object's logits, tuple's first)
+    # the teacher's (rule: tensor, mapping's / object's logits, tuple's first)
+    teacher_logits_key: str | int | None = None
     epochs: int = 20                   # epochs of the main stage (ce, kd, or FitNet stage 2)
     patience: int | None = None        # early stopping on validation accuracy
     keep: str = one_of("best", ("best", "last"))  # best (by validation accuracy) | last: the student the run ends with
@@ -172,7 +183,8 @@ class RunConfig:
     teacher_cache: bool = True         # compute teacher outputs once per example when valid (no augmentation)
     teacher_dtype: str = one_of("float32", DTYPE_NAMES)  # float32 | bfloat16: the teacher's weights and forward
     cache_dtype: str = one_of("float32", DTYPE_NAMES)  # float32 | bfloat16: how cached teacher outputs are stored
-    student_dtype: str = one_of("float32", DTYPE_NAMES)  # float32 | bfloat16: autocast for the student's forward and backward
+    # float32 | bfloat16: autocast for the student's forward and backward
+    student_dtype: str = one_of("float32", DTYPE_NAMES)
     compile: bool = False              # torch.compile the student's (and the live teacher's) forward
     out: str = "runs"                  # parent folder of run folders
     name: str | None = None            # run folder name (default: method-student-seed)
