@@ -17,7 +17,10 @@ QUICK = {"train": TINY_RUN, "distill": TINY_RUN + ["--hint-epochs", "1"], "run":
          "bench speed": ["--batch-size", "4", "--repeats", "1", "--device", "cpu"],
          "bench step": ["--steps", "1", "--warmup", "0", "--rounds", "1", "--no-compile", "--batch-size", "8",
                         "--device", "cpu", "--json"],
-         "report": ["--out", "report-readme"], "store build": ["--train-size", "300", "--val-size", "100", "--no-progress"]}
+         "report": ["--out", "report-readme"],
+         "frontier": ["--methods", "kd", "--frontier-seeds", "0", "--epochs", "1", "--train-size", "300", "--val-size",
+                      "100", "--set", "data.test_size=100", "--bench-repeats", "1", "--no-progress", "--no-figure"],
+         "store build": ["--train-size", "300", "--val-size", "100", "--no-progress"]}
 
 
 def blocks(lang="python", path=README):

@@ -26,12 +26,14 @@ _EXPORTS = {
     "Run": "fitnets.training.run",
     "distill": "fitnets.api", "train": "fitnets.api",
     "evaluate": "fitnets.trained", "export": "fitnets.trained",
+    "frontier": "fitnets.tools.frontier.api",
     "load_weights": "fitnets.checkpoint",
 }
 
 __all__ = ["FitNet", "FitNetsError", "FrozenTeacher", "Run", "RunConfig", "build_regressor", "create_model", "distill",
-           "evaluate", "export", "hint_loss", "kd_loss", "kd_weight_at", "list_models", "load_config", "load_weights", "model_spec",
-           "register_model", "soft_cross_entropy", "tap", "trace", "train"]  # = _EXPORTS' names (tests/test_layout.py)
+           "evaluate", "export", "frontier", "hint_loss", "kd_loss", "kd_weight_at", "list_models", "load_config",
+           "load_weights", "model_spec", "register_model", "soft_cross_entropy", "tap", "trace",
+           "train"]  # = _EXPORTS' names (tests/test_layout.py)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ below imports on first use
     from fitnets.api import distill, train
@@ -43,6 +45,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from fitnets.core.teacher import FrozenTeacher
     from fitnets.errors import FitNetsError
     from fitnets.models import create_model, list_models, model_spec, register_model
+    from fitnets.tools.frontier.api import frontier
     from fitnets.training.config import RunConfig, load_config
     from fitnets.trained import evaluate, export
     from fitnets.training.run import Run

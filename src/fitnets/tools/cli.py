@@ -16,10 +16,11 @@ import threading
 import sys
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands import bench, demo, diagnose, evaluate, export, layers, models, report, run, store, suggest
+from fitnets.tools.commands import (bench, demo, diagnose, evaluate, export, frontier, layers, models, report, run, store,
+                                    suggest)
 
 # In the order `fitnets --help` lists them; each has add_parser(sub), which sets its handler as `func`.
-COMMANDS = (run, evaluate, diagnose, layers, suggest, export, report, bench, store, models, demo)
+COMMANDS = (run, evaluate, diagnose, layers, suggest, frontier, export, report, bench, store, models, demo)
 
 
 class _TqdmHandler(logging.Handler):

@@ -137,6 +137,7 @@ class StoreConfig:
     # per_epoch: each epoch, enough stored slots are recomputed that a change to this share of the examples is
     # missed with probability ≤ 1% (store.audit_size: 44 slots at 0.1, 459 at 0.01)
     audit_share: float = 0.1
+    unaugmented: bool = False          # un-augmented data too, a slot per example (`fitnets frontier`: one teacher pass)
 
 
 @dataclass

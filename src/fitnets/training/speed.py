@@ -50,7 +50,8 @@ SPEED_KEYS = ("channels_last", "student_dtype", "compile", "teacher_dtype", "tea
               "teacher_fold_bn", "teacher_cache", "cache_dtype")
 # The other settings a resume may change because they change how fast, not what, the run computes.
 RESUMABLE_SPEED = ("device", "data.workers", "data.memory_gb", "data.stream", "store.enabled", "store.dir",
-                   "store.max_gb", "store.per_epoch", "store.audit_share", "fast.mode", "fast.keep")
+                   "store.max_gb", "store.per_epoch", "store.audit_share", "store.unaugmented", "fast.mode",
+                   "fast.keep")
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ def store_layout(config: RunConfig, train) -> tuple[dict[str, int] | None, str]:
     the one rule a run and ``fitnets store build`` share: the store's layout (``{}``: a slot per enumerable view;
     ``{"epochs", "seed"}``: a slot per drawn view of each epoch), or ``None`` and why not."""
     aug = config.data.augmentation()
-    if train.fixed and not aug:
+    if train.fixed and not aug and not config.store.unaugmented:
         return None, ("this run has no random augmentation (data.pad, data.flip): it computes the teacher's logits "
                       "once per example at its start, no store is needed")
     if not config.store.enabled:
@@ -153,13 +153,15 @@ def teacher_source(forward: Forward, kind: str, train: Split, config: RunConfig,
       training data are in memory (their content keys the store, each view a slot);
     * logits of drawn views (your Dataset's transforms, random-resized-crop), with ``store.per_epoch`` too: the
       store keyed by (seed, epoch, example);
+    * logits without augmentation, with ``store.unaugmented`` (``fitnets frontier``): the store, one slot per
+      example, so that runs with the same teacher and data (a family of students) share one teacher pass;
     * hints are never stored; without augmentation, on data whose examples do not change (not your Dataset's
       transforms), with ``teacher_cache``: computed once per example (``CachedOutputs``);
     * else live.
     """
     c, desc = config, f"teacher {kind}"
     aug = c.data.augmentation()
-    if kind == "logits" and (aug or not train.fixed) and c.store.enabled:
+    if kind == "logits" and (aug or not train.fixed or c.store.unaugmented) and c.store.enabled:
         layout, why = store_layout(c, train)
         if layout is not None:
             return StoredOutputs(teacher, train, aug, train.num_classes, DTYPES[c.cache_dtype],
