@@ -4,7 +4,8 @@ folder, train each stage with the engine, test.
 Run folder: ``config.yaml`` (the resolved config), ``metrics.jsonl`` (a line per epoch), ``last.safetensors``
 (the resume point, written atomically each epoch), ``<stage>_best.safetensors`` (the best weights by
 validation), ``student.safetensors`` (the final student: plain ``state_dict`` keys, loads into the bare
-architecture) and ``results.json``.
+architecture), ``record.json`` (what other commands read without the models: input shape, sizes, costs, the
+evaluation view; ``fitnets.training.record``) and ``results.json``.
 """
 
 from __future__ import annotations
