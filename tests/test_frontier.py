@@ -208,7 +208,7 @@ def test_the_python_api_trains_names_and_objects_through_the_same_engine(nets, f
 
 def test_the_teacher_is_paid_once_for_the_family(nets, tmp_path, monkeypatch, capsys):
     """Three students by KD: the family's training forwards of the teacher are one run's (the store's slots,
-    filled once), plus the store's audit (``audit_size``: ≤ 44 images per epoch at store.audit_share 0.1); live,
+    filled once), plus the store's spot checks (``audit_size`` images per epoch that reads stored slots); live,
     every run pays every epoch."""
     from fitnets.training.store import AUDIT_SHARE, audit_size
 
@@ -223,8 +223,8 @@ def test_the_teacher_is_paid_once_for_the_family(nets, tmp_path, monkeypatch, ca
     family = training_images("family")
     live = training_images("live", "--set", "store.enabled=false", "--set", "teacher_cache=false", store="store-live")
     assert len(family) == len(live) == 3 and one[0] >= 300
-    audit = audit_size(AUDIT_SHARE)
-    assert one[0] <= sum(family) <= one[0] + audit * 2 * 2   # one run's, plus the audits of the two later runs
+    checks = audit_size(AUDIT_SHARE)
+    assert one[0] <= sum(family) <= one[0] + 2 * 2 * checks   # one run's, plus the two later runs' spot checks
     assert sum(live) == 3 * 2 * 300                       # 3 runs × 2 epochs × 300 examples, every one live
 
 
