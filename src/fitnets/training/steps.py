@@ -55,7 +55,7 @@ class CEStep(Step):
     the student's own call when given; it must share the student's parameters. The logits are found in the
     forward's output by ``fitnets.core.outputs``'s rule (or ``logits_key``)."""
 
-    def __init__(self, student: nn.Module, forward_fn: Callable | None = None, logits_key: str | None = None):
+    def __init__(self, student: nn.Module, forward_fn: Callable | None = None, logits_key: str | int | None = None):
         super().__init__()
         self.student = student
         self.forward_fn, self.logits_key = forward_fn, logits_key
@@ -75,7 +75,7 @@ class KDStep(_KDWeight, CEStep):
     all when λ is 0."""
 
     def __init__(self, student: nn.Module, teacher: TeacherOutputs, kd: KDConfig, epochs: int,
-                 forward_fn: Callable | None = None, logits_key: str | None = None):
+                 forward_fn: Callable | None = None, logits_key: str | int | None = None):
         super().__init__(student, forward_fn, logits_key)
         self.teacher, self.kd, self.decay_epochs = teacher, kd, kd.decay_epochs or epochs
 
