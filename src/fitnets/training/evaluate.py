@@ -88,7 +88,7 @@ def evaluate_hint(fitnet: FitNet, data: Split, batch_size: int = 1000, inputs: I
             sse += (hint - regressed).pow(2).sum()
             sum_u = hint.sum(0) if sum_u is None else sum_u + hint.sum(0)
             sum_u2 = hint.pow(2).sum(0) if sum_u2 is None else sum_u2 + hint.pow(2).sum(0)
-    if sum_u is None:
+    if sum_u is None or sum_u2 is None:
         return {"loss": 0.0, "r2": 0.0}
     sst = (sum_u2 - sum_u.pow(2) / n).sum()
     result = {"loss": 0.5 * sse.item() / n, "r2": 1.0 - sse.item() / sst.item() if sst.item() > 0 else 0.0}
