@@ -21,11 +21,21 @@ import yaml
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, from PyPI
-    import tomli as tomllib
+    import tomli as tomllib  # pyright: ignore[reportMissingImports] (installed on 3.10 only)
 
 from fitnets.errors import FitNetsError, closest
-from fitnets.training.schema import (DataConfig, FastConfig, HintStageConfig, KDConfig, OptimConfig, RunConfig,
-                                     StoreConfig, choices, one_of, to_dict)
+from fitnets.training.schema import (
+    DataConfig,
+    FastConfig,
+    HintStageConfig,
+    KDConfig,
+    OptimConfig,
+    RunConfig,
+    StoreConfig,
+    choices,
+    one_of,
+    to_dict,
+)
 from fitnets.training.speed import FAST_TUNED, RESUMABLE_SPEED, SPEED_KEYS
 
 __all__ = ["FAST_TUNED", "FLAG_KEYS", "RESUME_MAY_CHANGE", "DataConfig", "FastConfig", "HintStageConfig", "KDConfig",

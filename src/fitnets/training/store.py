@@ -32,12 +32,12 @@ never written by two machines.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
-import errno
 import shutil
 import time
 from pathlib import Path
@@ -52,7 +52,7 @@ from fitnets.errors import FitNetsError
 from fitnets.training import distributed
 from fitnets.training.cache import CACHE_ENV, StoreInfo, cache_root, clear_stores, list_stores, stores_dir
 from fitnets.training.speed import DTYPES, dtype_name
-from fitnets.training.store_slots import NotWritable, SlotFile, create_slots, read_meta, slots_size, human_size
+from fitnets.training.store_slots import NotWritable, SlotFile, create_slots, human_size, read_meta, slots_size
 
 __all__ = ["CACHE_ENV", "SlotFile", "StoreInfo", "StoreRefused", "StoredOutputs", "cache_root", "clear_stores", "fill",
            "human_size", "list_stores", "open_slots", "store_key", "stores_dir"]
@@ -218,6 +218,7 @@ class StoredOutputs(TeacherOutputs):
         return bool(torch.allclose(fresh, stored.float(), rtol=tol, atol=tol))
 
     def _drop(self) -> None:
+        assert self.slots is not None  # only a store in use is dropped
         log.warning("the teacher-output store %s does not match this run's data: a stored slot differs from what "
                     "the teacher gives now (did a transform change under the same name?); the store is deleted "
                     "and the teacher runs live", self.slots.path)
@@ -277,6 +278,7 @@ def fill(outputs: StoredOutputs, batch_size: int = 1000, progress: bool = True) 
     if outputs.live:
         raise StoreRefused("no teacher-output store for this run (the warning above says why)")
     store, aug, data = outputs.slots, outputs.aug, outputs.data
+    assert store is not None  # prepared and not live
     world = distributed.current()
     empty = store.empty_slots()
     views = empty % aug.views
