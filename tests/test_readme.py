@@ -108,6 +108,9 @@ PRINTS = {
     "distill --regressor-first 1 --hint-diagnostics": [
         r"err:^stage=hint epoch=1 student_frozen=1 .* val_guided_probe_acc=\S+ val_hint_probe_acc=\S+ val_cka=\S+$"],
     "train": [RESULT.format(method="ce", student="paper-mnist-teacher", seed=0)],
+    "frontier": [r"^\| resnet8\(in_channels=1\) \| 77,754 \| 9\.35M \| ",
+                 r"^\*\*Pick\*\* \(the most accurate student at ≥ 3× the teacher's speed\): ",
+                 r"^written: runs/which/frontier\.md, frontier\.json$"],
     "run configs/demo-fitnet.yaml --seeds 3": [RESULT.format(method="fitnet", student="paper-mnist-fitnet", seed=s)
                                                for s in range(3)],
     "distill --resume": [r"err:^resuming stage main after epoch 1$", r"err:^stage=main epoch=2 ",
@@ -148,7 +151,7 @@ def test_every_readme_command_runs_and_prints_what_the_readme_says(tmp_path, mon
     shared, fitnet_made = tmp_path / "shared", False
     for i, argv in enumerate(cmds):
         kind = " ".join(argv[:2]) if argv[0] in ("bench", "store") else argv[0]
-        new_run = kind in ("train", "distill", "run") and "--resume" not in argv and "--dry-run" not in argv
+        new_run = kind in ("train", "distill", "run", "frontier") and "--resume" not in argv and "--dry-run" not in argv
         # The first FitNets run is made where the later commands (resume, evaluate, export, report) look for it;
         # every other new run gets a folder of its own, so that their default run names do not collide.
         first_fitnet = new_run and not fitnet_made and "fitnet" in argv
