@@ -117,10 +117,10 @@ class FolderStream(Replaceable, torch.utils.data.Dataset):
     def device(self) -> torch.device:
         return self._device
 
-    def subset(self, index: torch.Tensor) -> "FolderStream":
+    def subset(self, index: torch.Tensor) -> FolderStream:
         return self.replace(files=[self.files[i] for i in index.tolist()], labels=self.labels[index.cpu()])
 
-    def to(self, device: torch.device | str) -> "FolderStream":
+    def to(self, device: torch.device | str) -> FolderStream:
         return self.replace(_device=torch.device(device))
 
     def read(self, shares: list[torch.Tensor], seed: int = 0, epoch: int = 0, aug: Any = None

@@ -35,14 +35,14 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "ImageData":
+    def subset(self, index: torch.Tensor) -> ImageData:
         index = index.to(self.device)
         return replace(self, images=self.images[index], labels=self.labels[index])
 
-    def to(self, device: torch.device | str) -> "ImageData":
+    def to(self, device: torch.device | str) -> ImageData:
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
-    def with_view(self, view=None, normalize=None) -> "ImageData":
+    def with_view(self, view=None, normalize=None) -> ImageData:
         return replace(self, view=view, normalize=normalize)
 
     @property
@@ -60,7 +60,7 @@ class ImageData:
             share = share.to(self.device)
             yield self.images[share], self.labels[share]
 
-    def quick(self) -> "ImageData":
+    def quick(self) -> ImageData:
         return self
 
     def check(self) -> None:

@@ -17,8 +17,8 @@ from typing import TypeVar
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
-from fitnets.core.losses import kd_weight_at
 from fitnets.core.inputs import InputFormat
+from fitnets.core.losses import kd_weight_at
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.training.config import HintStageConfig, RunConfig
 from fitnets.training.engine import Stage
@@ -98,7 +98,8 @@ def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
     c = p.config
     logits = p.logits()
-    return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key), groups, {"model": p.student},
+    step = KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key)
+    return Stage("main", step, groups, {"model": p.student},
                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(logits,),
                  about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, {kd_schedule(c)}"
                        f"{', ×τ²' if c.kd.tau_squared else ''}), all {p.count(p.student.parameters()):,} student "
@@ -108,7 +109,8 @@ def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
 def backprop(p: Parts) -> list[Stage]:
     """Standard backprop: the student alone, cross-entropy on the labels."""
     c = p.config
-    return [Stage("main", CEStep(p.student, p.student_forward, c.logits_key), [{"params": list(p.student.parameters())}],
+    step = CEStep(p.student, p.student_forward, c.logits_key)
+    return [Stage("main", step, [{"params": list(p.student.parameters())}],
                   {"model": p.student}, p.accuracy(), c.epochs, c.optim, c.patience, c.keep,
                   about=f"{c.epochs} epochs, cross-entropy, all {p.count(p.student.parameters()):,} parameters")]
 
@@ -142,7 +144,8 @@ def hint_stage(fitnet: FitNet, hints: TeacherOutputs, settings: HintStageConfig,
     return Stage("hint", step=HintStep(fitnet, hints, cut, first), optimize=[{"params": params}],
                  saves={"model": fitnet.student, "regressor": fitnet.regressor}, validate=validate, keep="best",
                  epochs=settings.epochs, optim=settings.optim, patience=settings.patience, teachers=(hints,),
-                 summary=summary, about=f"{settings.epochs} epochs, hint loss; trains {sum(p.numel() for p in params):,} parameters: "
+                 summary=summary,
+                 about=f"{settings.epochs} epochs, hint loss; trains {sum(p.numel() for p in params):,} parameters: "
                        f"the student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
                        f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
                        f"{fitnet.hint} only, the student up to {fitnet.guided} only{variant}")
@@ -184,7 +187,8 @@ def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
     kd = (f" + λ·KD (τ={c.kd.temperature}, {kd_schedule(c)})" if with_kd else
           ", no KD term")
     return [Stage("main", step, [{"params": params}], {"model": p.student, "regressor": fitnet.regressor},
-                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(hints, logits) if logits is not None else (hints,),
+                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep,
+                  teachers=(hints, logits) if logits is not None else (hints,),
                   about=f"{c.epochs} epochs, one stage (not the paper's method): cross-entropy + {c.hint_stage.beta} × "
                         f"MSE(regressor(guided), hint){kd}; all {p.count(p.student.parameters()):,} student "
                         "parameters and the regressor")]
