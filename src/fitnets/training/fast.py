@@ -170,7 +170,8 @@ def time_rounds(runners: dict[str, Callable[[], Any]], clock: Callable[[], float
 def pick(times: dict[str, list[float]], default: str, margin: float = MARGIN) -> tuple[str, dict[str, float]]:
     """The fastest candidate if it beats ``default`` by more than ``margin``, else ``default``; and each
     candidate's speed-up over ``default``: the median over rounds of the per-round ratio of their times."""
-    speedups = {name: statistics.median(d / t for d, t in zip(times[default], ts, strict=True)) for name, ts in times.items()}
+    speedups = {name: statistics.median(d / t for d, t in zip(times[default], ts, strict=True))
+                for name, ts in times.items()}
     best = max(speedups, key=lambda name: speedups[name])
     return (best if speedups[best] >= 1 + margin else default), speedups
 
