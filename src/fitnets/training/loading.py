@@ -14,7 +14,7 @@ from torch import nn
 from fitnets.checkpoint import load_weights
 from fitnets.data.checks import check_classes
 from fitnets.data.datasets import DatasetSplit, Normalize
-from fitnets.data.images import ImageData
+from fitnets.data.images import ImageData, held_in_memory
 from fitnets.data.loader import load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
 from fitnets.data.split import Split
@@ -162,7 +162,7 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
     if cfg.preprocess != "none":
         # in memory: whole tensors (ImageData), which a preprocessing is fitted on and applied to
-        if not (isinstance(train, ImageData) and isinstance(val, ImageData) and isinstance(test, ImageData)):
+        if not (held_in_memory(train) and held_in_memory(val) and held_in_memory(test)):
             raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)
