@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -71,3 +71,8 @@ class ImageData:
         hash_tensor(h, self.images)
         add_views(h, self)
 
+
+def held_in_memory(split: Any) -> TypeGuard[ImageData]:
+    """Whether ``split`` holds whole tensors (``images``, ``labels``) a batch indexes into: asked of the split
+    (its ``in_memory``), never of its class."""
+    return bool(split.in_memory)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 import torch
 import yaml
@@ -16,7 +15,7 @@ from fitnets import imports
 from fitnets.checkpoint import load_weights
 from fitnets.data.checks import check_classes
 from fitnets.data.datasets import DatasetSplit, Normalize
-from fitnets.data.images import ImageData
+from fitnets.data.images import ImageData, held_in_memory
 from fitnets.data.loader import load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
 from fitnets.data.split import Split
@@ -164,11 +163,10 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     train, val = split_validation(train, cfg.val_size, seed=0)
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
     if cfg.preprocess != "none":
-        if not train.in_memory:
+        # in memory: whole tensors (ImageData), which a preprocessing is fitted on and applied to
+        if not (held_in_memory(train) and held_in_memory(val) and held_in_memory(test)):
             raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
-        # in memory (Split.in_memory): whole tensors, an ImageData, which a preprocessing is fitted on and applied to
-        train, val, test = (cast(ImageData, d) for d in (train, val, test))
         prep = Preprocess(cfg.preprocess).fit(train.images)
         train, val, test = (ImageData(prep(d.images), d.labels, d.num_classes) for d in (train, val, test))
     return _finish(cfg, device, train, val, test)
