@@ -90,7 +90,8 @@ PRINTS = {
     "models": [r"^paper-mnist-fitnet +36,226 .* guided=conv4 ", r"^paper-mnist-teacher +418,714 .* hint=conv2 "],
     "layers": [r"^conv2 +MaxoutConv2d +295,008 +\(48, 4, 4\)$", r"^classifier +Linear +2,170 +\(10,\)$"],
     "suggest": [r"^\| 1 \| \w+ \(\d+, \d+, \d+\) \| \w+ \(\d+, \d+, \d+\) \| [\d,]+ \| hint at \d+% of the teacher's "
-                r"compute, guided at \d+% of the student's", r"\(registry default\)"],
+                r"compute \(the midpoint of the \d+–\d+% it spans\), guided at \d+% of the student's",
+                r"\(registry default\)"],
     "distill --dry-run": [r"^hint +conv2 \(48, 4, 4\) \(teacher\)$", r"^guided +conv4 \(16, 4, 4\) \(student\)$",
                           r"^regressor Conv2d\(kernel \(1, 1\), 1,632 parameters", r"^stage 1 +1 epochs, hint loss; ",
                           r"^stage 2 +1 epochs, KD loss "],

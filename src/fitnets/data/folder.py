@@ -131,7 +131,7 @@ class FolderStream(Replaceable, torch.utils.data.Dataset):
         loader = DataLoader(self, batch_sampler=[s.tolist() for s in shares], num_workers=self.workers,
                             pin_memory=cuda)
         try:
-            for images, share in zip(loader, shares):
+            for images, share in zip(loader, shares, strict=True):
                 yield images.to(self.device, non_blocking=cuda), self.labels[share.cpu()].to(self.device)
         except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
             raise FitNetsError(worker_message(err)) from None

@@ -16,8 +16,8 @@ from fitnets.data.augment import Augmentation, to_float
 from fitnets.data.folder import open_folder
 from fitnets.data.idx import read_idx
 from fitnets.data.images import ImageData
-from fitnets.data.split import Split
 from fitnets.data.sources import SPLIT_FILES, download, locate, search_roots, source
+from fitnets.data.split import Split
 from fitnets.errors import FitNetsError, closest
 
 
@@ -130,10 +130,10 @@ def batches(data: Split, batch_size: int, *, shuffle: bool = False, seed: int = 
     stop = n - n % batch_size if drop_last else n
     shares = [order[start:start + batch_size][rank::world_size] for start in range(0, stop, batch_size)]
     if data.reads_items:  # read, augmented and normalised item by item in the DataLoader's workers
-        for index, (x, labels) in zip(shares, data.read(shares, seed, epoch, aug)):
+        for index, (x, labels) in zip(shares, data.read(shares, seed, epoch, aug), strict=True):
             yield x, labels, (epoch * n + index).to(data.device)   # a drawn view: keyed by (epoch, example)
         return
-    for index, (images, labels) in zip(shares, data.read(shares, seed, epoch, aug)):
+    for index, (images, labels) in zip(shares, data.read(shares, seed, epoch, aug), strict=True):
         key = index.to(data.device)
         if data.view is not None:
             images = data.view(images)

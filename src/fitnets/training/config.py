@@ -24,8 +24,18 @@ else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 from fitnets.errors import FitNetsError, closest
-from fitnets.training.schema import (DataConfig, FastConfig, HintStageConfig, KDConfig, OptimConfig, RunConfig,
-                                     StoreConfig, choices, one_of, to_dict)
+from fitnets.training.schema import (
+    DataConfig,
+    FastConfig,
+    HintStageConfig,
+    KDConfig,
+    OptimConfig,
+    RunConfig,
+    StoreConfig,
+    choices,
+    one_of,
+    to_dict,
+)
 from fitnets.training.speed import FAST_TUNED, RESUMABLE_SPEED, SPEED_KEYS
 
 __all__ = ["FAST_TUNED", "FLAG_KEYS", "RESUME_MAY_CHANGE", "DataConfig", "FastConfig", "HintStageConfig", "KDConfig",

@@ -46,8 +46,7 @@ from fitnets.training.config import RunConfig
 from fitnets.training.engine import build_optimizer, train_step
 from fitnets.training.fast_cache import cache_file, fingerprint, read_cache, write_cache
 from fitnets.training.machine import Contention, compiler_available, native_bf16, warn_if_busy
-from fitnets.training.speed import (FAST_TUNED, FIXED, STUDENT_KEYS, TEACHER_KEYS, TUNED_VALUES, Speed, label,
-                                    lowered)
+from fitnets.training.speed import FAST_TUNED, FIXED, STUDENT_KEYS, TEACHER_KEYS, TUNED_VALUES, Speed, label, lowered
 from fitnets.training.steps import CEStep
 from fitnets.training.teacher_outputs import frozen_teacher
 

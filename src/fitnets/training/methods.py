@@ -32,6 +32,12 @@ class Method:
     paper: str | None = None
     recipe: Callable[[Any], list] | None = None
 
+    def stages(self, parts: Any) -> list:
+        """The method's stages for a run's ``Parts``, by its recipe."""
+        if self.recipe is None:
+            raise RuntimeError("the method table's recipes are filled in by fitnets.training.recipes: import it")
+        return self.recipe(parts)
+
     @property
     def teacher(self) -> bool:
         """It needs a trained teacher."""

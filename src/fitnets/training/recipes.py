@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
@@ -23,7 +24,7 @@ from fitnets.training.engine import Stage
 from fitnets.training.evaluate import AccuracyEval, HintEval, HintFit
 from fitnets.training.loading import Data
 from fitnets.training.methods import METHODS, Method
-from fitnets.training.steps import CEStep, KDStep, HintStep, OneStageStep
+from fitnets.training.steps import CEStep, HintStep, KDStep, OneStageStep
 
 log = logging.getLogger(__name__)
 

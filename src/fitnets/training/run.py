@@ -4,7 +4,8 @@ folder, train each stage with the engine, test.
 Run folder: ``config.yaml`` (the resolved config), ``metrics.jsonl`` (a line per epoch), ``last.safetensors``
 (the resume point, written atomically each epoch), ``<stage>_best.safetensors`` (the best weights by
 validation), ``student.safetensors`` (the final student: plain ``state_dict`` keys, loads into the bare
-architecture) and ``results.json``.
+architecture), ``record.json`` (what other commands read without the models: input shape, sizes, costs, the
+evaluation view; ``fitnets.training.record``) and ``results.json``.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class Run:
                                  c.hint_stage.guided_extra_tokens)
         parts = Parts(c, data, self.student, self.inputs, self._source(data, "logits"), self._source(data, "hints"),
                       student_forward, self.teacher, self.fitnet)
-        self.stages = self.method.recipe(parts)
+        self.stages = self.method.stages(parts)
         return self.stages
 
     def _check_models(self, data: Data) -> None:

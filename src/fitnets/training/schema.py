@@ -156,7 +156,7 @@ class FastConfig:
 class RunConfig:
     """One training run: a network with cross-entropy, KD, or FitNets' two stages."""
 
-    method: str = one_of("fitnet", METHODS)  # a name of the method table (fitnets.training.methods.METHODS)
+    method: str = one_of("fitnet", tuple(METHODS))  # a name of the method table (fitnets.training.methods.METHODS)
     student: str = "paper-mnist-fitnet"   # registered model name (the network trained)
     teacher: str | None = "paper-mnist-teacher"  # NAME (shipped weights) or NAME:PATH; unused for ce
     hint: str | None = None            # teacher module path (default: the registry's hint layer)

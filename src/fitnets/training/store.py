@@ -32,12 +32,12 @@ never written by two machines.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
-import errno
 import shutil
 import time
 from pathlib import Path
@@ -52,7 +52,7 @@ from fitnets.errors import FitNetsError
 from fitnets.training import distributed
 from fitnets.training.cache import CACHE_ENV, StoreInfo, cache_root, clear_stores, list_stores, stores_dir
 from fitnets.training.speed import DTYPES, dtype_name
-from fitnets.training.store_slots import NotWritable, SlotFile, create_slots, read_meta, slots_size, human_size
+from fitnets.training.store_slots import NotWritable, SlotFile, create_slots, human_size, read_meta, slots_size
 
 __all__ = ["CACHE_ENV", "SlotFile", "StoreInfo", "StoreRefused", "StoredOutputs", "cache_root", "clear_stores", "fill",
            "human_size", "list_stores", "open_slots", "store_key", "stores_dir"]

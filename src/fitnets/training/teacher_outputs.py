@@ -25,12 +25,11 @@ from tqdm import tqdm
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.data.augment import Augmentation
-from fitnets.data.split import Split
 from fitnets.data.loader import batches
+from fitnets.data.split import Split
 from fitnets.training.schema import RunConfig
 from fitnets.training.speed import DTYPES, Speed, lowered
 from fitnets.training.store import StoredOutputs, audit_size
-
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from fitnets.errors import FitNetsError
 from fitnets.tools.frontier import answer
 from fitnets.tools.frontier.candidates import Candidate
 from fitnets.tools.frontier.facts import Budget, Facts
-from fitnets.tools.frontier.family import Family, Frontier, open_study, resolve, wanted
+from fitnets.tools.frontier.family import Family, Frontier, admit, open_study, resolve, wanted
 from fitnets.tools.frontier.pareto import kendall_tau
 from fitnets.tools.frontier.trial import TrialSpec, run_dir, run_trial
 from fitnets.tools.frontier.workers import searched, train
@@ -46,8 +46,6 @@ def collect(family: Family) -> dict[str, Any]:
     f = family.frontier
     rows, images, trials, wall, by_trial = [], {}, 0, 0.0, []
     if f.search:  # the candidates are those the sampler tried
-        from fitnets.tools.frontier.family import admit
-
         f.candidates = searched(open_study(f))
         for c in f.candidates:
             if c.slug not in family.facts:

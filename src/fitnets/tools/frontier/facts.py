@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from fitnets.core.modes import eval_mode
-from fitnets.errors import FitNetsError
 from fitnets.core.profile import count_macs, count_parameters
 from fitnets.core.timing import median_seconds
+from fitnets.errors import FitNetsError
 
 
 @dataclass
