@@ -71,7 +71,7 @@ class FitNet:
 
     def __init__(self, teacher: nn.Module | FrozenTeacher, student: nn.Module, hint: str, guided: str,
                  example_input: torch.Tensor, regressor_activation: str | nn.Module | None = "auto",
-                 regressor_batch_norm: bool = False, logits_key: str | None = None,
+                 regressor_batch_norm: bool = False, logits_key: str | int | None = None,
                  hint_extra_tokens: int | None = None, guided_extra_tokens: int | None = None):
         self.logits_key = logits_key  # where the student's logits are in its output (fitnets.core.outputs)
         if not isinstance(student, nn.Module) or not any(p.requires_grad for p in student.parameters()):

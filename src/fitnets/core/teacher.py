@@ -36,7 +36,7 @@ class FrozenTeacher:
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None, channels_last: bool = False,
-                 compile: bool = False, fold_bn: bool = False, logits_key: str | None = None):
+                 compile: bool = False, fold_bn: bool = False, logits_key: str | int | None = None):
         self.logits_key = logits_key
         self._folds: dict[str, Folded] = {}
         if fold_bn:

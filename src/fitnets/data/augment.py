@@ -154,3 +154,7 @@ class CentreCrop:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         theta = torch.tensor([[self.crop, 0.0, 0.0], [0.0, self.crop, 0.0]]).expand(len(images), 2, 3)
         return _affine(images, theta, _hw(self.size or images.shape[-2:]))
+
+
+# A run's random augmentation of its training batches, of either kind (``DataConfig.augmentation()``).
+RandomAugmentation = Augmentation | ResizedCrop

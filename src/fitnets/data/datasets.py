@@ -149,7 +149,7 @@ class DatasetSplit(Replaceable):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise FitNetsError(f"{name} is a {type(dataset).__name__}, not a map-style Dataset (len and [i]); an "
                                "IterableDataset cannot be shuffled per epoch reproducibly")
-        self.dataset, self.keys, self.workers, self.name = dataset, tuple(keys), workers, name
+        self.dataset, self.keys, self.workers, self.name = dataset, (keys[0], keys[1]), workers, name
         self.indices, self.view, self.normalize = indices, view, normalize
         self._device = torch.device(device)
         if len(self) == 0:

@@ -11,7 +11,7 @@ worker processes, for folders too large for memory.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -94,13 +94,14 @@ class FolderStream(Replaceable, torch.utils.data.Dataset):
     data. Images are resized to ``size`` when ``resize``; otherwise each must already have that size.
     """
 
-    view = normalize = None  # as ImageData's
+    view: Callable | None = None  # as ImageData's
+    normalize: Callable | None = None
     fixed, in_memory, reads_items = True, False, False
 
     def __init__(self, files: list[str], labels: torch.Tensor, num_classes: int, size: tuple[int, int],
                  resize: bool = True, workers: int = 4, device: torch.device | str = "cpu"):
         self.files, self.labels, self.num_classes = files, labels, num_classes
-        self.size, self.resize, self.workers, self._device = tuple(size), resize, workers, torch.device(device)
+        self.size, self.resize, self.workers, self._device = (size[0], size[1]), resize, workers, torch.device(device)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -135,6 +136,9 @@ class FolderStream(Replaceable, torch.utils.data.Dataset):
                 yield images.to(self.device, non_blocking=cuda), self.labels[share.cpu()].to(self.device)
         except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
             raise FitNetsError(worker_message(err)) from None
+
+    def check(self) -> None:
+        """Nothing to check: our own readers made these labels and images (``Split.check``)."""
 
     def add_identity(self, h: Any) -> None:
         """The files, their size and whether they are resized (and the view and normalisation)."""

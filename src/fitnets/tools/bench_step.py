@@ -214,7 +214,8 @@ def _warmed_up(case: Case, pair: Pair, warmup: int, run_dir: Path):
         train_one_epoch(stage, stage.step, optimizer, 0, warm)
         for source in stage.teachers:
             source.metrics()
-    stage.validate()
+    if stage.validate is not None:  # as a run's epoch ends
+        stage.validate()
     return stage, optimizer, ctx
 
 
@@ -270,7 +271,9 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
                  for k in (n, DataConfig.eval_batch_size))  # a run validates in batches of this size
     torch.manual_seed(0)
     # A registered model is built for the classes asked; a user's factory (package.module:factory) as it is.
-    classes = lambda name: {} if is_model_factory(name) else {"num_classes": num_classes}  # noqa: E731
+    def classes(name: str) -> dict[str, Any]:
+        return {} if is_model_factory(name) else {"num_classes": num_classes}
+
     teacher = create_model(teacher_name, **classes(teacher_name)).to(device)
     student = create_model(student_name, **classes(student_name)).to(device)
     preset = Speed.of(load_config(None, list(fast_settings(device, compile).items())))
@@ -283,8 +286,12 @@ def bench_step(teacher_name: str, student_name: str, batch_size: int = 128, inpu
             more = "" if matrix else " (--all: more rows)"
             raise FitNetsError(f"no row of bench step has {only!r} in its name{more}")
     _say_the_cost(cases, choice, n, batch_size, warmup, rounds, len(val))
+    hint, guided = hint or t_spec.hint, guided or s_spec.guided
+    if hint is None or guided is None:
+        raise FitNetsError(f"no registered hint/guided pair for {teacher_name} → {student_name}: give --hint and "
+                           "--guided (fitnets suggest ranks them)")
     with tempfile.TemporaryDirectory(prefix="fitnets-bench-store-") as store_root:
-        pair = Pair(teacher, student, hint or t_spec.hint, guided or s_spec.guided, data, val, batch_size, rounds,
+        pair = Pair(teacher, student, hint, guided, data, val, batch_size, rounds,
                     Path(store_root))
         rows = measure(cases, pair, rounds, warmup, progress)
     return rows, ratios_of(cases, rows) | {"fast_choice": choice.summary(), "fast_tuning_s": choice.seconds}

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.jit import TracerWarning  # pyright: ignore[reportPrivateImportUsage] (documented; not in __all__)
 
 from fitnets.checkpoint import load_weights, save_checkpoint
 from fitnets.core.outputs import logits_of
@@ -32,7 +33,7 @@ PARITY_BATCHES = (1, 3, EXPORT_BATCH)
 class _LogitsOnly(nn.Module):
     """The model with its forward's logits as its one output (``fitnets.core.outputs``), for ONNX."""
 
-    def __init__(self, model: nn.Module, key: str | None):
+    def __init__(self, model: nn.Module, key: str | int | None):
         super().__init__()
         self.model, self.key = model, key
 
@@ -41,7 +42,7 @@ class _LogitsOnly(nn.Module):
 
 
 def export_student(model: nn.Module, name: str, out_dir: str | Path, model_args: dict[str, Any] | None = None,
-                   onnx: bool = True, logits_key: str | None = None,
+                   onnx: bool = True, logits_key: str | int | None = None,
                    input_shape: tuple[int, ...] | None = None,
                    eval_view: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` (a registered architecture ``name`` built with ``model_args``) to ``out_dir``:
@@ -106,7 +107,7 @@ def _export_onnx(model: nn.Module, name: str, path: Path, shape: tuple[int, ...]
             raise FitNetsError(f"ONNX export of {name} failed: {str(err).splitlines()[0]}") from None
     torch_dir = str(Path(torch.__file__).parent)
     for w in caught:  # torch's own modules warn too (nn.MultiheadAttention's checks); the model's code is the lead
-        if issubclass(w.category, torch.jit.TracerWarning) and not w.filename.startswith(torch_dir):
+        if issubclass(w.category, TracerWarning) and not w.filename.startswith(torch_dir):
             return (f" (the trace fixed a size at {Path(w.filename).name}:{w.lineno}: "
                     f"read it as x.shape[0], not len(x) or int(...))")
     return ""

@@ -103,7 +103,7 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
         for h in hooks:
             h.remove()
     outputs = {}
-    image_hw = tuple(x.shape[-2:])
+    image_hw = (x.shape[-2], x.shape[-1])
     found = [path for path, *_ in seen]
     inside = _branch_insides({path: out for path, out, *_ in seen})
     for path, out, start, end, before in seen:
@@ -114,7 +114,7 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
             continue  # inside a residual branch, before the add: the block's output is the point on the trunk
         if out.dim() == 3:
             try:
-                layout = token_layout(out.shape[1], image_hw, grid=patch_grid(maps[:before], tuple(out.shape[1:])))
+                layout = token_layout(out.shape[1], image_hw, grid=patch_grid(maps[:before], (out.shape[1], out.shape[2])))
             except FitNetsError:
                 continue
             shape = (out.shape[2], *layout.grid)
@@ -152,7 +152,7 @@ def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candi
             regressor = build_regressor(g.shape, h.shape, None)
         except FitNetsError:
             return None
-        resample = len(g.shape) == 3 and needs_resampling(g.shape[1:], h.shape[1:])
+        resample = len(g.shape) == 3 and needs_resampling((g.shape[1], g.shape[2]), (h.shape[1], h.shape[2]))
         joins = describe_regressor(regressor).replace(", activation none", "")
         joins = ("resampled, then " if resample else "the paper's regressor: ") + joins
         return joins, sum(p.numel() for p in regressor.parameters()), resample
@@ -162,9 +162,10 @@ def rank(teacher_layers: list[Layer], student_layers: list[Layer]) -> list[Candi
         for g in student_layers:
             if (g.shape, h.shape) not in joins_by_shape:
                 joins_by_shape[g.shape, h.shape] = join(g, h)
-            if joins_by_shape[g.shape, h.shape] is None:
+            joined = joins_by_shape[g.shape, h.shape]
+            if joined is None:
                 continue
-            joins, params, resample = joins_by_shape[g.shape, h.shape]
+            joins, params, resample = joined
             score = (abs(h.depth - 0.5) + abs(g.depth - 0.5) + 0.5 * abs(h.depth - g.depth)
                      + (0.1 if resample else 0.0) + 0.01 * math.log10(max(params, 1)))
             candidates.append(Candidate(h, g, score, joins, params))
@@ -202,6 +203,7 @@ def probe(teacher: FrozenTeacher, student_factory, candidates: list[Candidate], 
         stream = (batch for epoch in count() for batch in batches(data.train, batch_size, shuffle=True, epoch=epoch))
         for batch in islice(stream, steps):
             train_step(stage.step, optimizer, batch, 0)
+        assert stage.validate is not None  # the hint stage validates on the held-out examples
         candidate.fit = stage.validate()[0]["val_hint_r2"]
 
 

@@ -21,7 +21,7 @@ import yaml
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, from PyPI
-    import tomli as tomllib
+    import tomli as tomllib  # pyright: ignore[reportMissingImports] (installed on 3.10 only)
 
 from fitnets.errors import FitNetsError, closest
 from fitnets.training.schema import (

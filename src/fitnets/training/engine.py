@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.core.inputs import InputFormat
-from fitnets.data.augment import Augmentation
+from fitnets.data.augment import Augmentation, RandomAugmentation
 from fitnets.data.split import Split
 from fitnets.data.loader import batches
 from fitnets.errors import FitNetsError
@@ -78,12 +78,14 @@ def constrained_layers(modules: Iterable[nn.Module], params: Iterable[nn.Paramet
 
 
 @torch.no_grad()
-def apply_max_norm(layers: list[nn.Module], max_norm: float) -> None:
+def apply_max_norm(layers: Sequence[nn.Module], max_norm: float) -> None:
     """The paper's max-norm constraint (§4.1, from the maxout paper): each output unit's incoming weight vector
     (a conv filter, a linear unit's row) is rescaled to norm ≤ ``max_norm`` after each update. One bound for
     all layers here; the paper used 0.9 for conv filters and 1.9 / 1.9365 for the fc layers."""
     for layer in layers:
-        w = layer.weight.view(layer.weight.shape[0], -1)
+        weight = layer.weight
+        assert isinstance(weight, torch.Tensor)  # the layers a stage constrains are convolutions and linear maps
+        w = weight.view(weight.shape[0], -1)
         w.copy_(torch.renorm(w, 2, 0, max_norm))
 
 
@@ -145,7 +147,7 @@ class RunContext:
     config: dict[str, Any]
     batch_size: int
     seed: int
-    aug: Augmentation = Augmentation()     # the random augmentation of the training batches
+    aug: RandomAugmentation = Augmentation()  # the random augmentation of the training batches
     inputs: InputFormat = InputFormat()   # the student's input format (channels_last)
     autocast: torch.dtype | None = None     # the student's forward/backward under autocast to this dtype
     log_every: int = 50
@@ -182,9 +184,9 @@ class ResumePoint:
     def read(cls, path: Path, tensors: bool = True) -> "ResumePoint":
         """The checkpoint at ``path``; ``tensors=False``: its metadata alone (``tensors`` and the optimizer's
         tensors left empty), for what needs only where the run stopped and its config."""
-        tensors, meta = load_checkpoint(path, tensors)
+        weights, meta = load_checkpoint(path, tensors)
         try:
-            return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], tensors,
+            return cls(meta["stage"], meta["epoch"], meta["best"], meta["best_epoch"], meta["stale"], weights,
                        meta["optimizer"], meta.get("finished", {}), meta.get("elapsed_s", 0.0), meta.get("config", {}))
         except KeyError as err:
             raise FitNetsError(f"{path} is not a run checkpoint (no {err} in its metadata)") from None
@@ -194,7 +196,7 @@ class ResumePoint:
 
 def train_step(step_fn: Callable, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], epoch: int,
                inputs: InputFormat = InputFormat(), autocast: torch.dtype | None = None,
-               max_norm: float | None = None, constrained: list[nn.Module] = ()) -> tuple[dict, torch.Tensor | None]:
+               max_norm: float | None = None, constrained: Sequence[nn.Module] = ()) -> tuple[dict, torch.Tensor | None]:
     """One optimisation step: input preparation → forward (under autocast when asked) → backward → update →
     max-norm. The loop and ``fitnets bench step`` both call this, so the bench times what trains."""
     x, y, index = batch

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, data: Split, batch_size: int = 1000,
-                      inputs: InputFormat = InputFormat(), logits_key: str | None = None) -> dict[str, float]:
+                      inputs: InputFormat = InputFormat(), logits_key: str | int | None = None) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` over ``data`` (eval mode); the logits are found in
     its output by ``fitnets.core.outputs``'s rule (or ``logits_key``)."""
     correct = torch.zeros((), device=data.device)
@@ -43,7 +43,7 @@ def evaluate_accuracy(model: nn.Module, data: Split, batch_size: int = 1000,
 @torch.no_grad()
 def evaluate_agreement(student: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], data: Split,
                        batch_size: int = 1000, inputs: InputFormat = InputFormat(),
-                       logits_key: str | None = None) -> dict[str, float]:
+                       logits_key: str | int | None = None) -> dict[str, float]:
     """How closely the student follows the teacher: top-1 agreement and ``KL(P_T ‖ P_S)`` (τ = 1), averaged
     over ``data``. ``teacher`` is a frozen teacher (it prepares its own input)."""
     agree = torch.zeros((), device=data.device)
@@ -88,7 +88,7 @@ def evaluate_hint(fitnet: FitNet, data: Split, batch_size: int = 1000, inputs: I
             sse += (hint - regressed).pow(2).sum()
             sum_u = hint.sum(0) if sum_u is None else sum_u + hint.sum(0)
             sum_u2 = hint.pow(2).sum(0) if sum_u2 is None else sum_u2 + hint.pow(2).sum(0)
-    if sum_u is None:
+    if sum_u is None or sum_u2 is None:
         return {"loss": 0.0, "r2": 0.0}
     sst = (sum_u2 - sum_u.pow(2) / n).sum()
     result = {"loss": 0.5 * sse.item() / n, "r2": 1.0 - sse.item() / sst.item() if sst.item() > 0 else 0.0}
@@ -136,7 +136,7 @@ class AccuracyEval:
     data: Split
     batch_size: int = 1000
     inputs: InputFormat = InputFormat()
-    logits_key: str | None = None
+    logits_key: str | int | None = None
 
     def __call__(self) -> Validation:
         val = evaluate_accuracy(self.model, self.data, self.batch_size, self.inputs, self.logits_key)

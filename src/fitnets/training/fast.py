@@ -280,12 +280,14 @@ def tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: to
     like ``x``, for ``run_steps`` steps: each part's cached choice, or (``retune``, or none cached) measured on
     copies of the models with ``clock`` (default ``CLOCK``), the global random state untouched. Under
     ``torchrun`` rank 0 measures and the others receive its choice."""
-    choice = None
+    choice: Choice | None = None
     if distributed.current().is_main:
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             choice = _tune(config, student, teacher, x, num_classes, run_steps, retune, clock or CLOCK,
                            cache or cache_file())
-    return distributed.broadcast_object(choice)
+    choice = distributed.broadcast_object(choice)
+    assert choice is not None  # rank 0 measured or read it
+    return choice
 
 
 def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: torch.Tensor, num_classes: int,

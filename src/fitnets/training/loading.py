@@ -153,15 +153,16 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     if imports.spelled_as_import(cfg.name):
         return user_data(config, device, **_call_data_factory(cfg.name),
                          classes_by=f"make {cfg.name} return 'num_classes': ")
-    size = tuple(cfg.image_size) if cfg.image_size and cfg.augment != "random-resized-crop" else None
+    size = (cfg.image_size[0], cfg.image_size[1]) if cfg.image_size and cfg.augment != "random-resized-crop" else None
     if cfg.augment == "random-resized-crop" and cfg.name == "folder" and cfg.image_size:
-        size = tuple(cfg.image_size)  # a folder's images are read at one size; the crop then resizes to it too
+        size = (cfg.image_size[0], cfg.image_size[1])  # a folder's images are read at one size; the crop then resizes to it too
     train, test = (load_dataset(cfg.name, split, cfg.dir, cfg.download, size, cfg.stream, cfg.memory_gb, cfg.workers)
                    for split in ("train", "test"))
     train, val = split_validation(train, cfg.val_size, seed=0)
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
     if cfg.preprocess != "none":
-        if not train.in_memory:
+        # in memory: whole tensors (ImageData), which a preprocessing is fitted on and applied to
+        if not (isinstance(train, ImageData) and isinstance(val, ImageData) and isinstance(test, ImageData)):
             raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)

@@ -11,12 +11,28 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from fitnets.data.augment import Augmentation, CentreCrop, ResizedCrop
+from fitnets.data.augment import Augmentation, CentreCrop, RandomAugmentation, ResizedCrop
 from fitnets.errors import FitNetsError
 from fitnets.training.methods import METHODS
 from fitnets.training.speed import DTYPE_NAMES, FAST_TUNED
+
+
+_T = TypeVar("_T")
+
+
+def _pair(values: list[_T]) -> tuple[_T, _T]:
+    """A config's two-value list (``[H, W]``, ``[low, high]``; validation checked its length) as a pair."""
+    first, second = values
+    return first, second
+
+
+def _normalisation_ok(mean: list[float] | None, std: list[float] | None) -> bool:
+    """``data.mean`` and ``data.std``: both absent, or one finite value each per channel with std > 0."""
+    if mean is None or std is None:
+        return mean is None and std is None
+    return len(mean) == len(std) and min(std) > 0 and all(math.isfinite(v) for v in mean + std)
 
 
 def one_of(default: Any, choices: tuple) -> Any:
@@ -66,19 +82,19 @@ class DataConfig:
     memory_gb: float = 4.0             # folders larger than this once decoded are streamed (stream: null)
     workers: int = field(default_factory=default_workers)  # DataLoader processes (streamed folders, your Datasets)
 
-    def augmentation(self):
+    def augmentation(self) -> RandomAugmentation:
         """The random augmentation of the training batches (false when there is none): the one place the
         settings become one."""
-        size = tuple(self.image_size) if self.image_size else None
+        size = _pair(self.image_size) if self.image_size else None
         if self.augment == "random-resized-crop":
-            return ResizedCrop(size, tuple(self.crop_scale), tuple(self.crop_ratio), self.flip)
+            return ResizedCrop(size, _pair(self.crop_scale), _pair(self.crop_ratio), self.flip)
         return Augmentation(self.pad, self.flip) if self.augment == "pad-flip" else Augmentation()
 
     def eval_view(self) -> CentreCrop | None:
         """The fixed view evaluation sees: the centre crop under random-resized-crop, else the image as it is."""
         if self.augment != "random-resized-crop":
             return None
-        return CentreCrop(tuple(self.image_size) if self.image_size else None, self.eval_crop)
+        return CentreCrop(_pair(self.image_size) if self.image_size else None, self.eval_crop)
 
 
 @dataclass
@@ -215,9 +231,7 @@ class RunConfig:
             (len(self.data.crop_ratio) == 2 and 0 < self.data.crop_ratio[0] <= self.data.crop_ratio[1],
              f"data.crop_ratio must be [low, high] with 0 < low ≤ high, got {self.data.crop_ratio}"),
             (0 < self.data.eval_crop <= 1, f"data.eval_crop must be in (0, 1], got {self.data.eval_crop}"),
-            ((self.data.mean is None) == (self.data.std is None) and (self.data.mean is None or (
-                len(self.data.mean) == len(self.data.std) and min(self.data.std) > 0
-                and all(math.isfinite(v) for v in self.data.mean + self.data.std))),
+            (_normalisation_ok(self.data.mean, self.data.std),
              f"data.mean and data.std go together, one finite value per channel, std > 0; got {self.data.mean} and "
              f"{self.data.std}"),
             (self.data.image_size is None or (len(self.data.image_size) == 2 and min(self.data.image_size) > 0),

@@ -55,7 +55,7 @@ class CEStep(Step):
     the student's own call when given; it must share the student's parameters. The logits are found in the
     forward's output by ``fitnets.core.outputs``'s rule (or ``logits_key``)."""
 
-    def __init__(self, student: nn.Module, forward_fn: Callable | None = None, logits_key: str | None = None):
+    def __init__(self, student: nn.Module, forward_fn: Callable | None = None, logits_key: str | int | None = None):
         super().__init__()
         self.student = student
         self.forward_fn, self.logits_key = forward_fn, logits_key
@@ -75,7 +75,7 @@ class KDStep(_KDWeight, CEStep):
     all when λ is 0."""
 
     def __init__(self, student: nn.Module, teacher: TeacherOutputs, kd: KDConfig, epochs: int,
-                 forward_fn: Callable | None = None, logits_key: str | None = None):
+                 forward_fn: Callable | None = None, logits_key: str | int | None = None):
         super().__init__(student, forward_fn, logits_key)
         self.teacher, self.kd, self.decay_epochs = teacher, kd, kd.decay_epochs or epochs
 
@@ -83,7 +83,9 @@ class KDStep(_KDWeight, CEStep):
         kd_weight = self.kd_weight(epoch)
         teacher_logits = self.teacher(x, index) if kd_weight else None
         logits = self.logits(x)
-        return kd_loss(logits, teacher_logits, y, kd_weight, self.kd.temperature, self.kd.tau_squared), logits
+        kd = self.kd
+        assert kd is not None  # a KDStep is built with its KD config
+        return kd_loss(logits, teacher_logits, y, kd_weight, kd.temperature, kd.tau_squared), logits
 
 
 class HintStep(Step):
@@ -122,7 +124,8 @@ class OneStageStep(_KDWeight, Step):
     def forward(self, x, y, index, epoch) -> tuple[Losses, torch.Tensor]:
         losses, logits = self.fitnet.onestage_losses(x, y, self.hints(x, index), self.beta)
         weight = self.kd_weight(epoch)
-        if weight:
+        if weight:  # λ > 0 only with a KD config, which comes with the teacher's logits
+            assert self.kd is not None and self.logits is not None
             kd = kd_loss(logits, self.logits(x, index), y, weight, self.kd.temperature, self.kd.tau_squared)
             losses.update(kd_loss=kd["kd_loss"], loss=kd["loss"] + self.beta * losses["hint_mse"])
         return losses, logits

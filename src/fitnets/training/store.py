@@ -218,6 +218,7 @@ class StoredOutputs(TeacherOutputs):
         return bool(torch.allclose(fresh, stored.float(), rtol=tol, atol=tol))
 
     def _drop(self) -> None:
+        assert self.slots is not None  # only a store in use is dropped
         log.warning("the teacher-output store %s does not match this run's data: a stored slot differs from what "
                     "the teacher gives now (did a transform change under the same name?); the store is deleted "
                     "and the teacher runs live", self.slots.path)
@@ -277,6 +278,7 @@ def fill(outputs: StoredOutputs, batch_size: int = 1000, progress: bool = True) 
     if outputs.live:
         raise StoreRefused("no teacher-output store for this run (the warning above says why)")
     store, aug, data = outputs.slots, outputs.aug, outputs.data
+    assert store is not None  # prepared and not live
     world = distributed.current()
     empty = store.empty_slots()
     views = empty % aug.views

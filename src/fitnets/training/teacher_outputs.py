@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
-from fitnets.data.augment import Augmentation
+from fitnets.data.augment import RandomAugmentation
 from fitnets.data.loader import batches
 from fitnets.data.split import Split
 from fitnets.training.schema import RunConfig
@@ -57,7 +57,7 @@ class LiveOutputs(TeacherOutputs):
         return self.forward(x)
 
 
-def cache_blocker(aug: Augmentation, train=None) -> str | None:
+def cache_blocker(aug: RandomAugmentation, train=None) -> str | None:
     """Why a cache of teacher outputs cannot be valid for this data pipeline, or ``None`` when it can."""
     if train is not None and not train.fixed:
         return ("your Dataset's transforms may draw at random, so an example's input may change from epoch to "
@@ -113,6 +113,8 @@ class CachedOutputs(TeacherOutputs):
                 self.values = _allocate((len(data), *out.shape[1:]), self.dtype or out.dtype, out.device,
                                         self.spill_dir, self.spill_bytes, self.desc)
             self.values[key] = out.to(self.values.dtype)
+        if self.values is None:  # no examples
+            return
         log.info("%s: %d examples, %s, %.1f MB", self.desc, len(data), tuple(self.values.shape[1:]),
                  self.values.numel() * self.values.element_size() / 2**20)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from fitnets.errors import FitNetsError
@@ -30,7 +31,7 @@ class TensorBoardLog:
     """Writes scalars to a TensorBoard event file in ``log_dir`` (emptied first); ``replay``: the metrics rows
     of earlier sessions of a resumed run, written again."""
 
-    def __init__(self, log_dir: Path, replay: list[dict[str, Any]] = ()):
+    def __init__(self, log_dir: Path, replay: Sequence[dict[str, Any]] = ()):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except Exception as err:  # a broken install raises anything: protobuf's TypeError, an AttributeError…

@@ -57,10 +57,12 @@ def run(args: argparse.Namespace) -> int:
         raise FitNetsError(f"the run in {folder} holds out no validation data (data.val_size 0): nothing to measure on")
     if not args.init:
         load_weights(measured.student, trained)
-    features = first_features(measured.fitnet, data.val, args.examples, config.data.eval_batch_size, measured.inputs)
+    fitnet = measured.fitnet
+    assert fitnet is not None  # the config above is a FitNets run's
+    features = first_features(fitnet, data.val, args.examples, config.data.eval_batch_size, measured.inputs)
     result = representation_fit(*features, data.val.num_classes)
-    out = {"run": str(folder), "student": "initialised" if args.init else "trained", "hint": measured.fitnet.hint,
-           "guided": measured.fitnet.guided, "examples": min(args.examples, len(data.val)),
+    out = {"run": str(folder), "student": "initialised" if args.init else "trained", "hint": fitnet.hint,
+           "guided": fitnet.guided, "examples": min(args.examples, len(data.val)),
            **{key: result[key] for key in ("guided_probe_acc", "hint_probe_acc", "cka")}}
     if args.json:
         print(json.dumps(out))

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
                            "it): add input_shape: [C, H, W] to its config.yaml") from None
     info = export_student(model, name, args.out, model_args, onnx=not args.no_onnx,
                           logits_key=ref.run.logits_key if ref.run is not None else None, input_shape=shape,
-                          eval_view=eval_view(ref.run, shape) if ref.run is not None else None)
+                          eval_view=eval_view(ref.run, shape) if ref.run is not None and shape is not None else None)
     parity = (f"; ONNX Runtime vs PyTorch max abs diff {info['onnx_max_abs_diff']:.2e}"
               if "onnx_max_abs_diff" in info else "")
     files = ", ".join(info[k] for k in ("weights", "onnx") if k in info)

@@ -89,8 +89,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = [parse_override(text) for text in args.set]
     explicit = [key for key, _ in overrides] + (list(flatten(read_config_file(args.config))) if args.config else [])
     overrides += flag_overrides({flag: getattr(args, flag, None) for flag in FLAG_KEYS}, explicit)
-    if getattr(args, "input_shape", None):
-        overrides.append(("input_shape", list(parse_shape(args.input_shape))))
+    shape = parse_shape(getattr(args, "input_shape", None))
+    if shape:
+        overrides.append(("input_shape", list(shape)))
     if getattr(args, "fast", None):  # first, so that the flags and --set keys given with it win
         from fitnets.training.fast import fast_overrides
 

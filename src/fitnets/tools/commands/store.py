@@ -87,6 +87,8 @@ def run_build(args: argparse.Namespace) -> int:
 
         dist.barrier()
     if distributed.current().is_main:
-        print(f"store {outputs.slots.path}: {outputs.slots.filled():,} of {total:,} slots filled ({done:,} now by "
+        slots = outputs.slots
+        assert slots is not None  # fill() opened them
+        print(f"store {slots.path}: {slots.filled():,} of {total:,} slots filled ({done:,} now by "
               f"{'this process' if not distributed.current().enabled else 'rank 0'})")
     return 0

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         where = f"ranks #{at} of {len(candidates)}" if at else "cannot be joined by the rule"
         print(f"\nThe registry's default pair ({default[0]} → {default[1]}) {where}.")
     if args.probe:
-        best = max((c for c in shown if c.fit is not None), key=lambda c: c.fit)
+        best = max((c for c in shown if c.fit is not None), key=lambda c: c.fit or 0.0)  # every fit here is a number
         print(f"Best fit after {args.probe} hint steps on {args.data}: {best.hint.path} → {best.guided.path} "
               f"(R² {best.fit:.3f}): --hint {best.hint.path} --guided {best.guided.path}")
     return 0
