@@ -1,7 +1,7 @@
 """`fitnets demo` prints the table the README shows (its accuracies, parameters and compression; the speed-up is the
-machine's and its load's). The demo trains for minutes, so this runs only when asked: `make demo-check` (and
-`.ci/run`) sets FITNETS_DEMO_CHECK=1 and the README's 2 threads — its figures are those of the project's 2-core CPU;
-another thread count or CPU rounds differently and trains another student."""
+machine's and its load's). The demo trains for minutes, so this runs only when asked: `make demo-check` sets
+FITNETS_DEMO_CHECK=1; the test gives the demo the README's 2 threads — its figures are those of the project's 2-core
+CPU; another thread count or CPU rounds differently and trains another student."""
 
 import os
 import re
