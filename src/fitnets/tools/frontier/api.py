@@ -7,6 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from fitnets.errors import FitNetsError
@@ -89,9 +90,22 @@ def plan(f: family.Frontier) -> str:
                   f"kept){'; a screen of ' + str(f.screen_steps) + ' KD steps each first' if f.screen_steps else ''}"),
               (f"teacher  logits of the {n:,} training examples once for the family, in the teacher-output store "
               f"({n * (classes * 4 + 8) / 2**20:.1f} MB), instead of once per run ({teacher_runs} runs read them); "
-              f"hint features computed once per FitNets run ({fitnets_runs} runs), not stored"),
+              f"hint features computed once per FitNets run ({fitnets_runs} runs), not stored{_hint_size(resolved)}"),
               f"folder   {f.folder} (study: {f.storage or f.folder / 'study.db'})"]
     return "\n".join(lines)
+
+
+def _hint_size(resolved: family.Family) -> str:
+    """What storing the teacher's hint for every training example would take (not done: see docs/results.md)."""
+    f = resolved.frontier
+    if "fitnet" not in f.methods or resolved.teacher is None or resolved.example is None:
+        return ""
+    from fitnets.core.taps import tap
+
+    with torch.no_grad():
+        hint = tap(resolved.teacher.eval(), resolved.example, [str(f.base.hint)])[0]
+    size = resolved.train_examples * hint[0].numel() * 4
+    return f" (storing them would take {size / 2**20:.1f} MB: {tuple(hint.shape[1:])} per example, fp32)"
 
 
 def run(f: family.Frontier) -> tuple[dict[str, Any], str]:
