@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 DATA_FILE := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup demo demo-check test data clean
+.PHONY: setup demo demo-check test lint data clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +14,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# ruff (lint, import order) and pyright (types, basic mode), at the versions pyproject's `lint` extra pins.
+$(VENV)/.lint: $(VENV)/.installed
+	$(PY) -m pip install -q -e ".[lint]"
+	touch $@
+
+lint: $(VENV)/.lint
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/pyright
 
 # Fashion-MNIST from Debian's package when we are root on Debian; otherwise `fitnets demo` downloads it.
 data:

@@ -46,8 +46,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time, __getattr__ b
     from fitnets.errors import FitNetsError
     from fitnets.models import create_model, list_models, model_spec, register_model
     from fitnets.tools.frontier.api import frontier
-    from fitnets.training.config import RunConfig, load_config
     from fitnets.trained import evaluate, export
+    from fitnets.training.config import RunConfig, load_config
     from fitnets.training.run import Run
 
 

@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fitnets.errors import FitNetsError
 from fitnets.core.features import TokenLayout, patch_grid, recorded_maps, token_layout
 from fitnets.core.inputs import batch_checked
-from fitnets.core.outputs import logits_of
 from fitnets.core.losses import hint_loss
 from fitnets.core.modes import eval_mode
+from fitnets.core.outputs import logits_of
 from fitnets.core.regressor import build_regressor, describe_regressor, hint_activation
 from fitnets.core.taps import LayerRef, dry_run, forward_with_taps, tap
 from fitnets.core.teacher import FrozenTeacher
+from fitnets.errors import FitNetsError
 
 log = logging.getLogger(__name__)
 

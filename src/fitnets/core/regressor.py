@@ -28,8 +28,8 @@ import copy
 
 from torch import nn
 
-from fitnets.errors import FitNetsError
 from fitnets.core.maxout import Maxout, MaxoutConv2d
+from fitnets.errors import FitNetsError
 
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
                 nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, Maxout)
@@ -173,7 +173,8 @@ def describe_regressor(regressor: nn.Sequential) -> str:
     kind = type(layer).__name__
     kernel = getattr(layer, "kernel_size", None)
     shape = f"kernel {tuple(kernel)}, " if kernel is not None else ""
-    last = regressor[-1] if regressor[-1] is not layer and not isinstance(regressor[-1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
+    end = regressor[-1]
+    last = end if end is not layer and not isinstance(end, (nn.BatchNorm1d, nn.BatchNorm2d)) else None
     act = type(last).__name__ if last is not None else "none"
     if isinstance(last, Maxout):
         act += f"({last.pieces} pieces)"

@@ -8,6 +8,8 @@ the teacher's hint (``fitnets.training.evaluate.evaluate_hint`` computes both pe
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -22,14 +24,14 @@ def _gram(features: torch.Tensor) -> torch.Tensor:
     return (f @ f.T).double()
 
 
-def _hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-    """The unbiased HSIC estimator of Song et al. (2012) for linear kernels ``k``, ``l`` (``n × n``, n ≥ 4)."""
+def _hsic(k: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The unbiased HSIC estimator of Song et al. (2012) for linear kernels ``k``, ``g`` (``n × n``, n ≥ 4)."""
     n = len(k)
-    k, l = k.clone(), l.clone()
+    k, g = k.clone(), g.clone()
     k.fill_diagonal_(0)
-    l.fill_diagonal_(0)
-    ones_k, ones_l = k.sum(1), l.sum(1)
-    return ((k * l).sum() + ones_k.sum() * ones_l.sum() / ((n - 1) * (n - 2)) - 2 * (ones_k @ ones_l) / (n - 2)) \
+    g.fill_diagonal_(0)
+    ones_k, ones_l = k.sum(1), g.sum(1)
+    return ((k * g).sum() + ones_k.sum() * ones_l.sum() / ((n - 1) * (n - 2)) - 2 * (ones_k @ ones_l) / (n - 2)) \
         / (n * (n - 3))
 
 
@@ -45,9 +47,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
         raise ValueError(f"linear_cka needs the same examples on both sides, got {len(x)} and {len(y)}")
     if len(x) < 4:
         return float("nan")
-    k, l = _gram(x), _gram(y)
-    denominator = (_hsic(k, k) * _hsic(l, l)).clamp_min(0).sqrt().item()
-    return _hsic(k, l).item() / denominator if denominator > 0 else 0.0
+    k, g = _gram(x), _gram(y)
+    denominator = (_hsic(k, k) * _hsic(g, g)).clamp_min(0).sqrt().item()
+    return _hsic(k, g).item() / denominator if denominator > 0 else 0.0
 
 
 def probe_features(features: torch.Tensor) -> torch.Tensor:
@@ -58,6 +60,17 @@ def probe_features(features: torch.Tensor) -> torch.Tensor:
         h, w = features.shape[-2:]
         features = F.adaptive_avg_pool2d(features.float(), (min(h, PROBE_GRID), min(w, PROBE_GRID)))
     return features.flatten(1).float()
+
+
+def _loo_accuracy(ridge: float, u: torch.Tensor, s: torch.Tensor, projected: torch.Tensor, onehot: torch.Tensor,
+                  prior: torch.Tensor, labels: torch.Tensor) -> float:
+    """Leave-one-out accuracy of the ridge fit with penalty ``ridge``, from the SVD ``u, s`` of the standardised
+    features (exact for ridge: each example's left-out prediction from its leverage)."""
+    shrink = s.pow(2) / (s.pow(2) + ridge)
+    fitted = u @ (shrink[:, None] * projected)
+    leverage = (u.pow(2) * shrink).sum(1, keepdim=True)
+    left_out = (fitted - leverage * (onehot - prior)) / (1 - leverage).clamp_min(1e-9)
+    return ((left_out + prior).argmax(1) == labels).double().mean().item()
 
 
 def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, classes: int) -> float:
@@ -84,16 +97,10 @@ def probe_accuracy(features: torch.Tensor, labels: torch.Tensor, classes: int) -
         prior = onehot.mean(0)
         u, s, vt = torch.linalg.svd((x[fit] - mean) / std, full_matrices=False)
         projected = u.T @ (onehot - prior)
-
-        def loo_accuracy(ridge: float) -> float:
-            shrink = s.pow(2) / (s.pow(2) + ridge)
-            fitted = u @ (shrink[:, None] * projected)
-            leverage = (u.pow(2) * shrink).sum(1, keepdim=True)
-            left_out = (fitted - leverage * (onehot - prior)) / (1 - leverage).clamp_min(1e-9)
-            return ((left_out + prior).argmax(1) == y[fit]).double().mean().item()
-
         m = len(u)
-        ridge = max((r * m for r in PROBE_RIDGES), key=loo_accuracy)
+        ridge = max((r * m for r in PROBE_RIDGES),
+                    key=functools.partial(_loo_accuracy, u=u, s=s, projected=projected, onehot=onehot, prior=prior,
+                                          labels=y[fit]))
         weights = vt.T @ ((s / (s.pow(2) + ridge))[:, None] * projected)
         predicted = (((x[score] - mean) / std) @ weights + prior).argmax(1)
         correct += (predicted == y[score]).sum().item()

@@ -36,7 +36,7 @@ class LayerRef:
     key: int | str | None = None
 
     @classmethod
-    def parse(cls, path: str) -> "LayerRef":
+    def parse(cls, path: str) -> LayerRef:
         match = _PATH.match(path.strip())
         if not match:
             raise FitNetsError(f"bad layer path {path!r}: expected 'a.b.c' or 'a.b.c[0]' or 'a.b.c[name]'")

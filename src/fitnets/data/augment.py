@@ -123,7 +123,8 @@ class ResizedCrop:
         return True
 
     def __str__(self) -> str:
-        return f"random-resized-crop scale={list(self.scale)} ratio={[round(r, 3) for r in self.ratio]}, flip={self.flip}"
+        ratio = [round(r, 3) for r in self.ratio]
+        return f"random-resized-crop scale={list(self.scale)} ratio={ratio}, flip={self.flip}"
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``(n, 5)``: crop width and height (as shares of the image's), centre x and y (in [-1, 1]), flip sign."""

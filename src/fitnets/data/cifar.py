@@ -42,7 +42,8 @@ def read_batch(path: Path) -> dict:
             batch = _SafeUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as err:
         raise FitNetsError(f"cannot read CIFAR batch {path}: {err}; it is corrupt or not a CIFAR python "
-                           "batch (get 'CIFAR-10/100 python version' from https://www.cs.toronto.edu/~kriz/cifar.html)") from None
+                           "batch (get 'CIFAR-10/100 python version' from "
+                           "https://www.cs.toronto.edu/~kriz/cifar.html)") from None
     if not isinstance(batch, dict):
         raise FitNetsError(f"{path} is not a CIFAR python batch")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}

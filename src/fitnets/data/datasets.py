@@ -35,7 +35,6 @@ from fitnets.data.checks import (
 from fitnets.data.split import Replaceable, add_views, hash_tensor, worker_message
 from fitnets.errors import FitNetsError
 
-
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +98,7 @@ class _Items(torch.utils.data.Dataset):
     """The user's dataset as the DataLoader reads it: each request is ``(index, seed)``; the item is read and
     augmented under that seed, and its input returned as a float ``(C, H, W)`` tensor with its label."""
 
-    def __init__(self, split: "DatasetSplit", aug):
+    def __init__(self, split: DatasetSplit, aug):
         self.split, self.aug = split, aug
 
     def __len__(self) -> int:
@@ -191,11 +190,11 @@ class DatasetSplit(Replaceable):
         for i in range(min(HEAD_ITEMS, len(self))):
             items[i, item_seed(0, 0, self.source_index(i))]
 
-    def subset(self, index: torch.Tensor) -> "DatasetSplit":
+    def subset(self, index: torch.Tensor) -> DatasetSplit:
         base = self.indices if self.indices is not None else torch.arange(len(self.dataset))
         return self.replace(indices=base[index.cpu()])
 
-    def to(self, device: torch.device | str) -> "DatasetSplit":
+    def to(self, device: torch.device | str) -> DatasetSplit:
         return self.replace(_device=torch.device(device))
 
     def add_identity(self, h: Any) -> None:
@@ -212,7 +211,8 @@ class DatasetSplit(Replaceable):
     def device(self) -> torch.device:
         return self._device
 
-    def read(self, shares: list[torch.Tensor], seed: int, epoch: int, aug) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def read(self, shares: list[torch.Tensor], seed: int, epoch: int, aug
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches ``shares`` (indices into this split), read by the DataLoader's workers, each item under
         its (seed, epoch, index) seed; inputs as float tensors on the split's device."""
         cuda = self._device.type == "cuda"

@@ -117,10 +117,10 @@ class FolderStream(Replaceable, torch.utils.data.Dataset):
     def device(self) -> torch.device:
         return self._device
 
-    def subset(self, index: torch.Tensor) -> "FolderStream":
+    def subset(self, index: torch.Tensor) -> FolderStream:
         return self.replace(files=[self.files[i] for i in index.tolist()], labels=self.labels[index.cpu()])
 
-    def to(self, device: torch.device | str) -> "FolderStream":
+    def to(self, device: torch.device | str) -> FolderStream:
         return self.replace(_device=torch.device(device))
 
     def read(self, shares: list[torch.Tensor], seed: int = 0, epoch: int = 0, aug: Any = None
@@ -136,6 +136,9 @@ class FolderStream(Replaceable, torch.utils.data.Dataset):
                 yield images.to(self.device, non_blocking=cuda), self.labels[share.cpu()].to(self.device)
         except FitNetsError as err:  # raised in a worker: the DataLoader re-raises it with the worker's traceback
             raise FitNetsError(worker_message(err)) from None
+
+    def check(self) -> None:
+        """Nothing to check: our own readers made these labels and images (``Split.check``)."""
 
     def add_identity(self, h: Any) -> None:
         """The files, their size and whether they are resized (and the view and normalisation)."""

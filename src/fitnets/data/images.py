@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -35,14 +35,14 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: torch.Tensor) -> "ImageData":
+    def subset(self, index: torch.Tensor) -> ImageData:
         index = index.to(self.device)
         return replace(self, images=self.images[index], labels=self.labels[index])
 
-    def to(self, device: torch.device | str) -> "ImageData":
+    def to(self, device: torch.device | str) -> ImageData:
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
-    def with_view(self, view=None, normalize=None) -> "ImageData":
+    def with_view(self, view=None, normalize=None) -> ImageData:
         return replace(self, view=view, normalize=normalize)
 
     @property
@@ -60,11 +60,19 @@ class ImageData:
             share = share.to(self.device)
             yield self.images[share], self.labels[share]
 
-    def quick(self) -> "ImageData":
+    def quick(self) -> ImageData:
         return self
+
+    def check(self) -> None:
+        """Nothing to check: our own readers made these labels and images (``Split.check``)."""
 
     def add_identity(self, h: Any) -> None:
         """The images themselves (and the view and normalisation)."""
         hash_tensor(h, self.images)
         add_views(h, self)
 
+
+def held_in_memory(split: Any) -> TypeGuard[ImageData]:
+    """Whether ``split`` holds whole tensors (``images``, ``labels``) a batch indexes into: asked of the split
+    (its ``in_memory``), never of its class."""
+    return bool(split.in_memory)

@@ -90,7 +90,7 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     return ImageData(images, labels, classes)
 
 
-def split_validation(data: ImageData, val_size: int, seed: int = 0) -> tuple[ImageData, ImageData]:
+def split_validation(data: Split, val_size: int, seed: int = 0) -> tuple[Split, Split]:
     """Hold out ``val_size`` examples (a fixed random draw given ``seed``) for model selection."""
     if not 0 <= val_size < len(data):
         raise FitNetsError(f"data.val_size = {val_size} is not below the {len(data)} training examples; set a "
@@ -99,7 +99,7 @@ def split_validation(data: ImageData, val_size: int, seed: int = 0) -> tuple[Ima
     return data.subset(order[val_size:]), data.subset(order[:val_size])
 
 
-def take(data: ImageData, n: int | None, seed: int = 0) -> ImageData:
+def take(data: Split, n: int | None, seed: int = 0) -> Split:
     """A fixed random subset of ``n`` examples (all of them when ``n`` is None or too large)."""
     if n is None or n >= len(data):
         return data

@@ -32,7 +32,7 @@ class ZCA:
         self.mean: torch.Tensor | None = None
         self.matrix: torch.Tensor | None = None
 
-    def fit(self, images: torch.Tensor) -> "ZCA":
+    def fit(self, images: torch.Tensor) -> ZCA:
         x = images.flatten(1).double()
         self.mean = x.mean(dim=0)
         x = x - self.mean
@@ -63,7 +63,7 @@ class Preprocess:
         self.mean: torch.Tensor | None = None
         self.std: torch.Tensor | None = None
 
-    def fit(self, images: torch.Tensor) -> "Preprocess":
+    def fit(self, images: torch.Tensor) -> Preprocess:
         if self.kind == "standardize":
             x = images.float().div(255)
             self.mean = x.mean(dim=(0, 2, 3), keepdim=True)

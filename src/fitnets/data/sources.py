@@ -113,7 +113,8 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Pa
         if all(found.values()):
             return found  # type: ignore[return-value]
     looked = ", ".join(str(d) for d in candidate_dirs(name, data_dir)[::3])
-    where = f"--data-dir {data_dir} does not hold the four {name} files" if data_dir is not None else f"{name} not found"
+    where = (f"--data-dir {data_dir} does not hold the four {name} files" if data_dir is not None
+             else f"{name} not found")
     raise FitNetsError(f"{where} (looked in {looked}); {source(name).how_to_get}")
 
 

@@ -56,6 +56,11 @@ class Split(Protocol):
         """Feed what the examples are into the hash ``h`` (the teacher-output store's key)."""
         ...
 
+    def check(self) -> None:
+        """Before anything trains, what can be checked cheaply of the labels and the first items; one line
+        (``FitNetsError``) for the first thing wrong."""
+        ...
+
 
 def worker_message(err: Exception) -> str:
     """A ``FitNetsError`` raised in a DataLoader worker, re-raised by the loader with the worker's traceback: its

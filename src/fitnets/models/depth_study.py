@@ -65,7 +65,7 @@ def _macs(depth: int, width: int, in_channels: int, input_size: int, fc_units: i
     return total + channels * fc_units * 2 + fc_units * 10
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def width_for_budget(depth: int, budget: float, in_channels: int = 3, input_size: int = 32, fc_units: int = 500) -> int:
     width = 1
     while _macs(depth, width + 1, in_channels, input_size, fc_units) <= budget:

@@ -1,4 +1,5 @@
-"""The paper's CIFAR-10/100 and SVHN networks (FitNets §4.1, §4.3, Tables 1–3, 5; layer specs in §4.1 and the authors' code).
+"""The paper's CIFAR-10/100 and SVHN networks (FitNets §4.1, §4.3, Tables 1–3, 5; layer specs in §4.1 and the
+authors' code).
 
 Paper convention (weights only, every maxout layer counted with 2 pieces): teacher 9,044,360, FitNet 1
 249,576, FitNet 2 861,928, FitNet 3 1,503,304 (the paper's table says ~1.6M: a known inconsistency),

@@ -16,8 +16,8 @@ from importlib import resources
 
 from torch import nn
 
-from fitnets.errors import FitNetsError, closest
 from fitnets import imports
+from fitnets.errors import FitNetsError, closest
 from fitnets.imports import cause, import_callable
 
 log = logging.getLogger(__name__)

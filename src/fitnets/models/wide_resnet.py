@@ -57,6 +57,7 @@ class WideResNet(nn.Module):
 
 
 for _depth, _k in ((16, 1), (16, 2), (40, 1), (40, 2)):
-    register_model(f"wrn_{_depth}_{_k}", lambda num_classes=100, _d=_depth, _k=_k, **kw: WideResNet(_d, _k, num_classes, **kw),
+    register_model(f"wrn_{_depth}_{_k}",
+                   lambda num_classes=100, _d=_depth, _k=_k, **kw: WideResNet(_d, _k, num_classes, **kw),
                    input_shape=(3, 32, 32), hint="block2", guided="block2",
                    description=f"Wide ResNet-{_depth}-{_k} for CIFAR (distillation benchmark)")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fitnets.models.registry import create_model, model_spec
 from fitnets.core.profile import count_macs, count_parameters
 from fitnets.core.timing import inference_throughput
+from fitnets.models.registry import create_model, model_spec
 
 # Table 5 of the paper: (speed-up, compression) of each FitNet over the CIFAR-10 maxout teacher.
 PAPER_TABLE5 = {"paper-fitnet1": (13.36, 36.0), "paper-fitnet2": (4.64, 10.44), "paper-fitnet3": (1.37, 5.62),
@@ -59,7 +59,8 @@ def bench_speed(pairs: dict[str, list[str]], batch_size: int = 128, repeats: int
 
 
 def format_speed_table(rows: list[SpeedRow]) -> str:
-    lines = ["| teacher | model | weights (paper count) | MACs as built | compression (paper) | images/s | speed-up (paper) |",
+    lines = ["| teacher | model | weights (paper count) | MACs as built | compression (paper) | images/s "
+             "| speed-up (paper) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         paper_c = f" ({r.paper_compression:.2f})" if r.paper_compression else ""

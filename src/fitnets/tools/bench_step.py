@@ -48,7 +48,7 @@ from fitnets.training.evaluate import HintEval
 from fitnets.training.loading import Data
 from fitnets.training.recipes import Parts, backprop, hint_stage, knowledge_distillation
 from fitnets.training.speed import FIXED, Speed
-from fitnets.training.store import StoredOutputs
+from fitnets.training.store import StoredOutputs, audit_size
 from fitnets.training.teacher_outputs import LiveOutputs, TeacherOutputs, frozen_teacher, teacher_source
 
 log = logging.getLogger(__name__)
@@ -128,8 +128,9 @@ class Pair:
 
 def workload(cases: list[Case], n: int, batch_size: int, warmup: int, rounds: int, val: int) -> tuple[int, int]:
     """What measuring ``cases`` costs, before it is paid: the teacher's forward images (live steps, the caches
-    and stores filled once per teacher setting, stage 1's validation hints) and the student's training images
-    (warm-up and timed epochs; each case's validation pass counted as a third of a step per image)."""
+    and stores filled once per teacher setting, the store's audits, stage 1's validation hints) and the student's
+    training images (warm-up and timed epochs; each case's validation pass counted as a third of a step per
+    image)."""
     teacher = student = 0
     filled: set[tuple] = set()
     for case in cases:
@@ -142,7 +143,9 @@ def workload(cases: list[Case], n: int, batch_size: int, warmup: int, rounds: in
         teacher += val if case.step == "hint" else 0   # HintEval runs the teacher on the validation split
         if case.teacher == "live":
             teacher += trained
-        elif key not in filled:
+        if case.teacher == "store":  # the slots each timed epoch recomputes to check the store (its audit)
+            teacher += rounds * min(audit_size(RunConfig().store.audit_share), n)
+        if case.teacher != "live" and key not in filled:
             filled.add(key)
             teacher += n if case.teacher == "cached" else rounds * n + min(warmup * batch_size, n)
     return teacher, student

@@ -12,12 +12,24 @@ import argparse
 import logging
 import os
 import signal
-import threading
 import sys
+import threading
 
 from fitnets.errors import FitNetsError
-from fitnets.tools.commands import (bench, demo, diagnose, evaluate, export, frontier, layers, models, report, run, store,
-                                    suggest)
+from fitnets.tools.commands import (
+    bench,
+    demo,
+    diagnose,
+    evaluate,
+    export,
+    frontier,
+    layers,
+    models,
+    report,
+    run,
+    store,
+    suggest,
+)
 
 # In the order `fitnets --help` lists them; each has add_parser(sub), which sets its handler as `func`.
 COMMANDS = (run, evaluate, diagnose, layers, suggest, frontier, export, report, bench, store, models, demo)

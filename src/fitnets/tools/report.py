@@ -13,15 +13,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
+from fitnets.core.profile import count_macs, count_parameters
+from fitnets.core.timing import inference_throughput
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import create_model
-from fitnets.core.profile import count_macs, count_parameters
 from fitnets.training import loading
-from fitnets.training.run_folder import read_metrics
 from fitnets.training.config import RunConfig
 from fitnets.training.loading import ModelRef
-from fitnets.core.timing import inference_throughput
+from fitnets.training.run_folder import read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +141,13 @@ def group_runs(runs: list[RunRecord], by_name: bool = False) -> list[Group]:
 # Groups share models (one teacher, the same student under three methods): each model is built, counted and
 # timed once per report, keyed by its name and constructor arguments.
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _counts(name: str, args_json: str, shape: tuple[int, ...]) -> tuple[int, int]:
     model = create_model(name, **json.loads(args_json))
     return count_parameters(model), count_macs(model, shape)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _throughput(name: str, args_json: str, shape: tuple[int, ...], device: str) -> float:
     model = create_model(name, **json.loads(args_json)).to(device)
     return inference_throughput(model, shape, 64, 5, device=device)

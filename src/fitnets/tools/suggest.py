@@ -25,11 +25,10 @@ from torch import nn
 
 from fitnets.core.features import patch_grid, token_layout
 from fitnets.core.modes import eval_mode
+from fitnets.core.profile import layer_macs
 from fitnets.core.regressor import build_regressor, describe_regressor, needs_resampling
 from fitnets.core.teacher import FrozenTeacher
 from fitnets.errors import FitNetsError
-from fitnets.core.profile import layer_macs
-
 
 TRUNK_SHARE = 0.9  # a module holding other candidates and more of the network's work than this wraps the trunk
 
@@ -114,7 +113,8 @@ def layers(model: nn.Module, x: torch.Tensor) -> list[Layer]:
             continue  # inside a residual branch, before the add: the block's output is the point on the trunk
         if out.dim() == 3:
             try:
-                layout = token_layout(out.shape[1], image_hw, grid=patch_grid(maps[:before], (out.shape[1], out.shape[2])))
+                grid = patch_grid(maps[:before], (out.shape[1], out.shape[2]))
+                layout = token_layout(out.shape[1], image_hw, grid=grid)
             except FitNetsError:
                 continue
             shape = (out.shape[2], *layout.grid)

@@ -24,15 +24,14 @@ from tqdm import tqdm
 from fitnets.checkpoint import load_checkpoint, optimizer_from_flat, optimizer_to_flat, save_checkpoint
 from fitnets.core.inputs import InputFormat
 from fitnets.data.augment import Augmentation, RandomAugmentation
-from fitnets.data.split import Split
 from fitnets.data.loader import batches
+from fitnets.data.split import Split
 from fitnets.errors import FitNetsError
 from fitnets.training import distributed
-from fitnets.training.schema import OptimConfig
 from fitnets.training.evaluate import Validation
+from fitnets.training.schema import OptimConfig
 from fitnets.training.steps import Step
 from fitnets.training.teacher_outputs import TeacherOutputs
-
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,7 @@ class ResumePoint:
     config: dict[str, Any] = field(default_factory=dict)     # the config it was trained with
 
     @classmethod
-    def read(cls, path: Path, tensors: bool = True) -> "ResumePoint":
+    def read(cls, path: Path, tensors: bool = True) -> ResumePoint:
         """The checkpoint at ``path``; ``tensors=False``: its metadata alone (``tensors`` and the optimizer's
         tensors left empty), for what needs only where the run stopped and its config."""
         weights, meta = load_checkpoint(path, tensors)
@@ -196,7 +195,8 @@ class ResumePoint:
 
 def train_step(step_fn: Callable, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], epoch: int,
                inputs: InputFormat = InputFormat(), autocast: torch.dtype | None = None,
-               max_norm: float | None = None, constrained: Sequence[nn.Module] = ()) -> tuple[dict, torch.Tensor | None]:
+               max_norm: float | None = None, constrained: Sequence[nn.Module] = ()
+               ) -> tuple[dict, torch.Tensor | None]:
     """One optimisation step: input preparation → forward (under autocast when asked) → backward → update →
     max-norm. The loop and ``fitnets bench step`` both call this, so the bench times what trains."""
     x, y, index = batch
@@ -241,7 +241,8 @@ def train_one_epoch(stage: Stage, step_fn: Callable, optimizer: torch.optim.Opti
             raise NonFiniteLoss(f"{where}, before any checkpoint was written — lower the learning rate and start "
                                 "the run again")
 
-    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, aug=ctx.aug, rank=world.rank, world_size=world.world_size)
+    batch_iter = batches(ctx.train, ctx.batch_size, shuffle=True, seed=ctx.seed, epoch=epoch, aug=ctx.aug,
+                         rank=world.rank, world_size=world.world_size)
     distributed.report_progress(f"stage {stage.name}, epoch {epoch + 1}")
     for step in range(steps_per_epoch):
         fetch = time.perf_counter()
@@ -340,7 +341,10 @@ def run_stage(stage: Stage, ctx: RunContext, resume: ResumePoint | None = None) 
             # every rank evaluates the whole validation set: the same score everywhere
             val, score = stage.validate() if stage.validate is not None else ({}, None)
         except RuntimeError as err:  # under torchrun: a rank that stalled shows up as a collective's timeout
-            raise distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}") or err
+            stalled = distributed.stall_error(err, f"stage {stage.name}, epoch {epoch + 1}")
+            if stalled is None:
+                raise
+            raise stalled from err
         row.update(val)
         if score is not None and score > best:
             best, best_epoch, stale = score, epoch, 0

@@ -14,12 +14,12 @@ from torch import nn
 
 from fitnets.core.fitnet import FitNet
 from fitnets.core.inputs import InputFormat
-from fitnets.core.outputs import logits_of
-from fitnets.imports import is_object_name
-from fitnets.core.representations import linear_cka, probe_accuracy, probe_features
 from fitnets.core.modes import eval_mode
+from fitnets.core.outputs import logits_of
+from fitnets.core.representations import linear_cka, probe_accuracy, probe_features
 from fitnets.data.loader import batches
 from fitnets.data.split import Split
+from fitnets.imports import is_object_name
 
 log = logging.getLogger(__name__)
 

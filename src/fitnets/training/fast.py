@@ -170,7 +170,8 @@ def time_rounds(runners: dict[str, Callable[[], Any]], clock: Callable[[], float
 def pick(times: dict[str, list[float]], default: str, margin: float = MARGIN) -> tuple[str, dict[str, float]]:
     """The fastest candidate if it beats ``default`` by more than ``margin``, else ``default``; and each
     candidate's speed-up over ``default``: the median over rounds of the per-round ratio of their times."""
-    speedups = {name: statistics.median(d / t for d, t in zip(times[default], ts)) for name, ts in times.items()}
+    speedups = {name: statistics.median(d / t for d, t in zip(times[default], ts, strict=True))
+                for name, ts in times.items()}
     best = max(speedups, key=lambda name: speedups[name])
     return (best if speedups[best] >= 1 + margin else default), speedups
 
@@ -301,9 +302,11 @@ def _tune(config: RunConfig, student: nn.Module, teacher: nn.Module | None, x: t
     cached = {} if retune else read_cache(path)
     todo = [p for p in parts if p.key not in cached or (p.name == "student" and _stale(cached[p.key], x, run_steps))]
     if todo:
-        log.info("--fast: timing %s on this run's models, batch %d (a few seconds)",
-                 " and ".join(f"{len(p.candidates)} options of the {p.name}'s "
-                              f"{'step' if p.name == 'student' else 'forward'}" for p in todo), len(x))
+        calls = sum(len(p.candidates) for p in todo) * (WARMUP + ROUNDS * STEPS)
+        log.info("--fast: timing %s on this run's models, batch %d (%d steps or forwards in all; seconds for small "
+                 "models, minutes for large ones on a CPU)", " and ".join(
+                     f"{len(p.candidates)} options of the {p.name}'s {'step' if p.name == 'student' else 'forward'}"
+                     for p in todo), len(x), calls)
     contention = Contention(clock) if todo else None  # only what is timed now can be disturbed
     choice, entries = Choice(cached=not todo), {}
     for part in parts:

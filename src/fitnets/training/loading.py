@@ -11,15 +11,15 @@ import torch
 import yaml
 from torch import nn
 
+from fitnets import imports
 from fitnets.checkpoint import load_weights
 from fitnets.data.checks import check_classes
 from fitnets.data.datasets import DatasetSplit, Normalize
-from fitnets.data.images import ImageData
+from fitnets.data.images import ImageData, held_in_memory
 from fitnets.data.loader import load_dataset, split_validation, take
 from fitnets.data.preprocess import Preprocess
 from fitnets.data.split import Split
 from fitnets.errors import FitNetsError
-from fitnets import imports
 from fitnets.imports import cause, import_callable
 from fitnets.models.registry import EXTERNAL_LIBRARIES, create_model, is_model_factory, model_spec
 from fitnets.training.config import RunConfig, from_dict
@@ -55,7 +55,8 @@ class ModelRef:
     """A model as the command line names it: ``NAME`` (the registry's model, with its shipped weights when it
     has some), ``NAME:PATH`` (weights from a safetensors file, or from a run folder's ``student.safetensors``)
     or ``RUN_DIR`` (a run folder's student). ``NAME`` may also be ``package.module:factory`` (a callable that
-    returns the model) or ``torchvision:NAME`` / ``timm:NAME``, with ``:PATH`` after it. A run folder's ``model_args`` (e.g. ``num_classes``) come with it.
+    returns the model) or ``torchvision:NAME`` / ``timm:NAME``, with ``:PATH`` after it. A run folder's
+    ``model_args`` (e.g. ``num_classes``) come with it.
 
     Attributes:
         name: the registered model name.
@@ -70,7 +71,7 @@ class ModelRef:
     run: RunConfig | None = None
 
     @classmethod
-    def parse(cls, spec: str) -> "ModelRef":
+    def parse(cls, spec: str) -> ModelRef:
         if imports.is_object_name(spec):  # a model given as an object (fitnets.distill): nothing to build it by
             return cls(spec)
         if ":" not in spec and Path(spec).is_dir():
@@ -153,15 +154,17 @@ def load_data(config: RunConfig, device: torch.device) -> Data:
     if imports.spelled_as_import(cfg.name):
         return user_data(config, device, **_call_data_factory(cfg.name),
                          classes_by=f"make {cfg.name} return 'num_classes': ")
-    size = tuple(cfg.image_size) if cfg.image_size and cfg.augment != "random-resized-crop" else None
+    size = (cfg.image_size[0], cfg.image_size[1]) if cfg.image_size and cfg.augment != "random-resized-crop" else None
     if cfg.augment == "random-resized-crop" and cfg.name == "folder" and cfg.image_size:
-        size = tuple(cfg.image_size)  # a folder's images are read at one size; the crop then resizes to it too
+        # a folder's images are read at one size; the crop then resizes to it too
+        size = (cfg.image_size[0], cfg.image_size[1])
     train, test = (load_dataset(cfg.name, split, cfg.dir, cfg.download, size, cfg.stream, cfg.memory_gb, cfg.workers)
                    for split in ("train", "test"))
     train, val = split_validation(train, cfg.val_size, seed=0)
     train, test = take(train, cfg.train_size), take(test, cfg.test_size)
     if cfg.preprocess != "none":
-        if not train.in_memory:
+        # in memory: whole tensors (ImageData), which a preprocessing is fitted on and applied to
+        if not (held_in_memory(train) and held_in_memory(val) and held_in_memory(test)):
             raise FitNetsError(f"data.preprocess={cfg.preprocess} needs the dataset in memory, and this folder is "
                                "streamed from disk; set data.stream=false (it must fit in memory) or preprocess=none")
         prep = Preprocess(cfg.preprocess).fit(train.images)

@@ -12,12 +12,13 @@ import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from torch import nn
 
 from fitnets.core.fitnet import FitNet
-from fitnets.core.losses import kd_weight_at
 from fitnets.core.inputs import InputFormat
+from fitnets.core.losses import kd_weight_at
 from fitnets.core.teacher import FrozenTeacher, TeacherOutputs
 from fitnets.training.config import HintStageConfig, RunConfig
 from fitnets.training.engine import Stage
@@ -64,6 +65,25 @@ class Parts:
         """``rule`` as a stage's validation, or ``None`` when the run holds out no validation data."""
         return rule if len(self.data.val) else None
 
+    def logits(self) -> TeacherOutputs:
+        """The teacher's logits, which ``Run`` builds for every method whose table entry reads them."""
+        return _built(self.teacher_logits, "the teacher's logits")
+
+    def hints(self) -> TeacherOutputs:
+        return _built(self.teacher_hints, "the teacher's hints")
+
+    def hint_net(self) -> FitNet:
+        return _built(self.fitnet, "a FitNet")
+
+
+_T = TypeVar("_T")
+
+
+def _built(part: _T | None, what: str) -> _T:
+    if part is None:  # a method's table entry and Run's build disagree: a bug, not a user's mistake
+        raise RuntimeError(f"this method needs {what}, which the run did not build")
+    return part
+
 
 def kd_schedule(c: RunConfig) -> str:
     """λ's schedule as the plan states it: "λ 4.0→1.0 over 10 epochs", or the one value of a one-epoch decay."""
@@ -77,8 +97,9 @@ def kd_schedule(c: RunConfig) -> str:
 def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
     """Hinton's KD on the whole student (§2.1): cross-entropy + λ·H(P_T^τ, P_S^τ), λ decaying linearly."""
     c = p.config
-    logits = p.teacher_logits
-    return Stage("main", KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key), groups, {"model": p.student},
+    logits = p.logits()
+    step = KDStep(p.student, logits, c.kd, c.epochs, p.student_forward, c.logits_key)
+    return Stage("main", step, groups, {"model": p.student},
                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(logits,),
                  about=f"{c.epochs} epochs, KD loss (τ={c.kd.temperature}, {kd_schedule(c)}"
                        f"{', ×τ²' if c.kd.tau_squared else ''}), all {p.count(p.student.parameters()):,} student "
@@ -88,7 +109,8 @@ def _kd_stage(p: Parts, groups: list[dict]) -> Stage:
 def backprop(p: Parts) -> list[Stage]:
     """Standard backprop: the student alone, cross-entropy on the labels."""
     c = p.config
-    return [Stage("main", CEStep(p.student, p.student_forward, c.logits_key), [{"params": list(p.student.parameters())}],
+    step = CEStep(p.student, p.student_forward, c.logits_key)
+    return [Stage("main", step, [{"params": list(p.student.parameters())}],
                   {"model": p.student}, p.accuracy(), c.epochs, c.optim, c.patience, c.keep,
                   about=f"{c.epochs} epochs, cross-entropy, all {p.count(p.student.parameters()):,} parameters")]
 
@@ -122,7 +144,8 @@ def hint_stage(fitnet: FitNet, hints: TeacherOutputs, settings: HintStageConfig,
     return Stage("hint", step=HintStep(fitnet, hints, cut, first), optimize=[{"params": params}],
                  saves={"model": fitnet.student, "regressor": fitnet.regressor}, validate=validate, keep="best",
                  epochs=settings.epochs, optim=settings.optim, patience=settings.patience, teachers=(hints,),
-                 summary=summary, about=f"{settings.epochs} epochs, hint loss; trains {sum(p.numel() for p in params):,} parameters: "
+                 summary=summary,
+                 about=f"{settings.epochs} epochs, hint loss; trains {sum(p.numel() for p in params):,} parameters: "
                        f"the student's {len(trained)} tensors up to {fitnet.guided} ({', '.join(trained[:4])}"
                        f"{', ...' if len(trained) > 4 else ''}) and the regressor; the teacher runs up to "
                        f"{fitnet.hint} only, the student up to {fitnet.guided} only{variant}")
@@ -130,7 +153,7 @@ def hint_stage(fitnet: FitNet, hints: TeacherOutputs, settings: HintStageConfig,
 
 def fitnets(p: Parts) -> list[Stage]:
     """FitNets, Algorithm 1 of the paper: hints, then KD."""
-    c, fitnet = p.config, p.fitnet
+    c, fitnet = p.config, p.hint_net()
     # Stage 1 (§2.2): the student's layers up to the guided one (found by autograd: "layers 1..g") and the
     # regressor learn the teacher's hint, ½‖u_h(x) − r(v_g(x))‖². No labels; the teacher is frozen; both
     # forwards stop at their layer. The stage ends with the weights of the lowest validation hint loss.
@@ -139,8 +162,8 @@ def fitnets(p: Parts) -> list[Stage]:
     if validate is None and c.hint_stage.diagnostics:
         log.warning("hint_stage.diagnostics (--hint-diagnostics %d) measures on validation examples, and this run "
                     "holds out none (data.val_size 0): no probe or CKA is logged", c.hint_stage.diagnostics)
-    hint = hint_stage(fitnet, p.teacher_hints, c.hint_stage, validate,
-                      summary=HintFit(validate, c.teacher, c.student) if validate is not None else None)
+    hint = hint_stage(fitnet, p.hints(), c.hint_stage, validate,
+                      summary=HintFit(validate, c.teacher or "", c.student) if validate is not None else None)
     trained = fitnet.stage1_parameter_names()
     # Stage 2 (§2.1): from stage 1's weights, *all* the student's weights learn with KD, a fresh optimizer and
     # nothing frozen; the regressor is dropped. The authors' code may scale the pre-trained layers' lr.
@@ -157,14 +180,15 @@ def fitnet_onestage(p: Parts, with_kd: bool = False) -> list[Stage]:
     """The one-stage "FitNet" of later toolkits (not the paper's method): cross-entropy + β × MSE between the
     regressed guided features and the hint, the whole student and the regressor together, no KD term — or,
     ``with_kd``, plus the KD term of §2.1 (λ decaying as in the paper's stage 2): "FitNet + KD" in one stage."""
-    c, fitnet = p.config, p.fitnet
-    hints, logits = p.teacher_hints, p.teacher_logits if with_kd else None
+    c, fitnet = p.config, p.hint_net()
+    hints, logits = p.hints(), p.logits() if with_kd else None
     params = list(p.student.parameters()) + list(fitnet.regressor.parameters())
     step = OneStageStep(fitnet, c.hint_stage.beta, hints, c.kd if with_kd else None, logits, c.epochs)
     kd = (f" + λ·KD (τ={c.kd.temperature}, {kd_schedule(c)})" if with_kd else
           ", no KD term")
     return [Stage("main", step, [{"params": params}], {"model": p.student, "regressor": fitnet.regressor},
-                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep, teachers=(hints, logits) if with_kd else (hints,),
+                  p.accuracy(), c.epochs, c.optim, c.patience, c.keep,
+                  teachers=(hints, logits) if logits is not None else (hints,),
                   about=f"{c.epochs} epochs, one stage (not the paper's method): cross-entropy + {c.hint_stage.beta} × "
                         f"MSE(regressor(guided), hint){kd}; all {p.count(p.student.parameters()):,} student "
                         "parameters and the regressor")]

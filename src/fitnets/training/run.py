@@ -59,9 +59,9 @@ from fitnets.training.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 
-def _more_outputs(model: str, args: str, classes: int) -> str:
+def _more_outputs(model: str | None, args: str, classes: int) -> str:
     """How to give the model ``model`` names ``classes`` outputs."""
-    if is_object_name(model):
+    if model is None or is_object_name(model):
         return f"give the model you passed {classes} outputs"
     if is_model_factory(model):  # not NAME:PATH, a registered model with its weights
         factory = ":".join(model.split(":")[:2])
@@ -91,11 +91,13 @@ class Run:
         self.student = (student if student is not None else create_model(c.student, **c.model_args)).to(self.device)
         if not any(p.requires_grad for p in self.student.parameters()):
             raise FitNetsError(f"the student {c.student} has no trainable parameters: there is nothing to train")
-        teacher_ref = ModelRef.parse(c.teacher) if teacher is None and self.method.teacher else None
-        self.teacher_module = None  # the raw teacher: wrapped once, by ``build``, for the resolved speed options
-        if self.method.teacher:
-            module = teacher if teacher is not None else load_model(teacher_ref, trained=True, **c.teacher_args)
-            self.teacher_module = module.to(self.device)
+        # (validation: a method with a teacher names one, when no teacher object is given)
+        teacher_ref = ModelRef.parse(c.teacher) if teacher is None and self.method.teacher and c.teacher else None
+        self.teacher_module: nn.Module | None = None  # the raw teacher: wrapped once, by ``build``
+        if teacher is not None and self.method.teacher:
+            self.teacher_module = teacher.to(self.device)
+        elif teacher_ref is not None:
+            self.teacher_module = load_model(teacher_ref, trained=True, **c.teacher_args).to(self.device)
         if self.method.hints:
             self.hint = c.hint or (model_spec(teacher_ref.name).hint if teacher_ref else None)
             self.guided = c.guided or (model_spec(c.student).guided if student is None else None)
@@ -154,6 +156,7 @@ class Run:
         # forward, whose layer hooks (the taps) a compiled graph would not run.
         student_forward = torch.compile(self.student) if speed.compile else None
         if self.method.hints:
+            assert self.teacher is not None and self.hint and self.guided  # __init__ refused a run without them
             self.fitnet = FitNet(self.teacher, self.student, self.hint, self.guided,
                                  example(data.train, 2, c.data.augmentation()), c.hint_stage.regressor_activation,
                                  c.hint_stage.regressor_batch_norm, c.logits_key, c.hint_stage.hint_extra_tokens,
@@ -190,8 +193,14 @@ class Run:
         """The source of the teacher's ``"logits"`` or ``"hints"`` when the method reads them, else ``None``."""
         if not (self.method.logits if kind == "logits" else self.method.hints):
             return None
-        forward = self.teacher if kind == "logits" else self.fitnet.hint_features
+        assert self.teacher is not None and (kind == "logits" or self.fitnet is not None)  # built for such methods
+        forward = self.teacher if kind == "logits" or self.fitnet is None else self.fitnet.hint_features
         return teacher_source(forward, kind, data.train, self.config, self.teacher, self.run_dir, self.progress)
+
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example the run feeds, settled by ``resolve`` (recorded in config.yaml)."""
+        assert self.config.input_shape is not None, "resolve() settles the input shape"
+        return tuple(self.config.input_shape)
 
     def _steps(self, data: Data) -> int:
         """The run's training steps, every stage's epochs (what ``--fast`` weighs a compile against)."""
@@ -228,7 +237,7 @@ class Run:
         point = open_folder(self.run_dir, resume, main)
         names, board = [stage.name for stage in stages], None
         self.record = describe(c, self.student, self.teacher.module if self.teacher is not None else None,
-                               tuple(c.input_shape), {"train": len(data.train), "val": len(data.val),
+                               self.input_shape(), {"train": len(data.train), "val": len(data.val),
                                                       "test": len(data.test)})
         try:
             if point is not None:
@@ -280,7 +289,7 @@ class Run:
                    "stages": ctx.finished}
         if main and any(is_object_name(name) for name in (c.student, results["teacher"] or "")):
             teacher = self.teacher.module if self.teacher is not None else None
-            results["speed"] = measured_speed(self.student, teacher, tuple(c.input_shape), self.device)
+            results["speed"] = measured_speed(self.student, teacher, self.input_shape(), self.device)
         if main:
             save_checkpoint(self.run_dir / "student.safetensors", self.student.state_dict(),
                             {"model": c.student, "model_args": c.model_args, "test_acc": test["acc"]})

@@ -18,7 +18,6 @@ from fitnets.errors import FitNetsError
 from fitnets.training.methods import METHODS
 from fitnets.training.speed import DTYPE_NAMES, FAST_TUNED
 
-
 _T = TypeVar("_T")
 
 
@@ -153,7 +152,8 @@ class StoreConfig:
     # per_epoch: each epoch, enough stored slots are recomputed that a change to this share of the examples is
     # missed with probability ≤ 1% (store.audit_size: 44 slots at 0.1, 459 at 0.01)
     audit_share: float = 0.1
-    unaugmented: bool = False          # un-augmented data too, a slot per example (`fitnets frontier`: one teacher pass)
+    # un-augmented data too, a slot per example (`fitnets frontier`: one teacher pass)
+    unaugmented: bool = False
 
 
 @dataclass

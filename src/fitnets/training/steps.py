@@ -22,7 +22,6 @@ from fitnets.core.outputs import logits_of
 from fitnets.training.schema import KDConfig
 from fitnets.training.teacher_outputs import TeacherOutputs
 
-
 Losses = dict[str, torch.Tensor]
 
 

@@ -10,9 +10,9 @@ interrupted session wrote after it remains; the per-step points of earlier sessi
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from fitnets.errors import FitNetsError

@@ -10,15 +10,16 @@ import logging
 import torch
 
 from fitnets.errors import FitNetsError
-from fitnets.training.config import DataConfig
 from fitnets.tools.commands.flags import DEFAULT, DEVICE_HELP, MODEL_FORMS, model_input_shape
+from fitnets.training.config import DataConfig
 from fitnets.training.loading import ModelRef
 
 log = logging.getLogger("fitnets")
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measurements: `bench speed` (inference, paper's Table 5), `bench step` (training)")
+    p = sub.add_parser("bench", help="measurements: `bench speed` (inference, paper's Table 5), "
+                                     "`bench step` (training)")
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser("speed", help="inference speed-up and compression of students over their teacher")
     p.add_argument("--teacher", help=f"teacher model: {MODEL_FORMS}; weights are not needed (default: the paper's "
@@ -43,7 +44,8 @@ def add_parser(sub) -> None:
                    help="classes of the synthetic labels and of the models' outputs (default: the run folders' "
                         "model_args.num_classes, else 10)")
     p.add_argument("--steps", type=int, default=30, help="steps of a timed epoch")
-    p.add_argument("--rounds", type=int, default=3, help="timed epochs per row, taken in turn; each row keeps the median")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="timed epochs per row, taken in turn; each row keeps the median")
     p.add_argument("--warmup", type=int, default=10, help="steps of the untimed epoch before a row's first")
     p.add_argument("--all", action="store_true", help="also every speed option on its own (the option matrix)")
     p.add_argument("--only", metavar="TEXT", help="only the rows whose name holds TEXT, e.g. 'stage 1'")
@@ -114,6 +116,7 @@ def run_speed(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     rows = bench_speed(pairs, args.batch_size, args.repeats, device)
     print(format_speed_table(rows))
-    print(f"\n{_hardware(device)}, torch {torch.__version__}, batch {args.batch_size}, median of {args.repeats} timed batches "
+    print(f"\n{_hardware(device)}, torch {torch.__version__}, batch {args.batch_size}, "
+          f"median of {args.repeats} timed batches "
           "after 3 warm-up ones; paper's figures (Table 5, CIFAR-10, GPU) in parentheses.")
     return 0

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
+from fitnets.tools.commands.flags import DEFAULT, DEVICE_HELP
 from fitnets.training.config import RunConfig, load_config
 from fitnets.training.distributed import resolve_device
 from fitnets.training.fast import fast_overrides
 from fitnets.training.recipes import METHODS
-from fitnets.tools.commands.flags import DEFAULT, DEVICE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,14 @@ def run(args: argparse.Namespace) -> int:
              for m, label in PAPER.items()]
     table = ["| model | parameters | compression | speed-up | test accuracy (%) |",
              "|---|---:|---:|---:|---:|"]
-    table += [f"| {name} | {params:,} | {comp:.1f}× | {speed:.2f}× | {acc} |" for name, params, comp, speed, acc in rows]
-    seeds = f"{protocol.seeds} seed{'s' if protocol.seeds > 1 else ''}" + (" (mean ± std)" if protocol.seeds > 1 else "")
+    table += [f"| {name} | {params:,} | {comp:.1f}× | {speed:.2f}× | {acc} |"
+              for name, params, comp, speed, acc in rows]
+    plural = protocol.seeds > 1
+    seeds = f"{protocol.seeds} seed{'s' if plural else ''}" + (" (mean ± std)" if plural else "")
     note = (f"Fashion-MNIST, {len(data.train):,} training images, {protocol.epochs} epochs "
             f"(FitNet: {protocol.hint_epochs} hint + {protocol.epochs} KD), {seeds}; "
-            f"{'--fast; ' if args.fast else ''}speed-up: inference, batch 256, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"{'--fast; ' if args.fast else ''}speed-up: inference, batch 256, {device}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; "
             f"{time.perf_counter() - start:.0f}s in all.")
     text = "\n".join(table) + "\n\n" + note + "\n"
     out.mkdir(parents=True, exist_ok=True)

@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from fitnets.checkpoint import load_weights
     from fitnets.errors import FitNetsError
     from fitnets.training.config import load_config
-    from fitnets.training.loading import config_of_run
     from fitnets.training.evaluate import first_features, representation_fit
+    from fitnets.training.loading import config_of_run
     from fitnets.training.run import Run
 
     folder = Path(args.run_dir)

@@ -21,11 +21,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from fitnets.core.inputs import InputFormat
     from fitnets.core.taps import dry_run
-    from fitnets.data.loader import example
-    from fitnets.data.loader import load_dataset
+    from fitnets.data.loader import example, load_dataset
+    from fitnets.training.config import RunConfig
     from fitnets.training.distributed import resolve_device
     from fitnets.training.evaluate import evaluate_accuracy, evaluate_agreement
-    from fitnets.training.config import RunConfig
     from fitnets.training.loading import ModelRef, load_data, load_model
     from fitnets.training.speed import Speed
     from fitnets.training.teacher_outputs import frozen_teacher

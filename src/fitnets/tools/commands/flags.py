@@ -9,8 +9,17 @@ import copy
 from fitnets.data.loader import DATASETS
 from fitnets.errors import FitNetsError
 from fitnets.models.registry import model_spec
-from fitnets.training.config import (FLAG_KEYS, RunConfig, choices, flag_overrides, flatten, load_config,
-                                     parse_override, read_config_file, resume_changes)
+from fitnets.training.config import (
+    FLAG_KEYS,
+    RunConfig,
+    choices,
+    flag_overrides,
+    flatten,
+    load_config,
+    parse_override,
+    read_config_file,
+    resume_changes,
+)
 from fitnets.training.loading import ModelRef, input_shape
 from fitnets.training.methods import METHODS
 from fitnets.training.run_folder import resume_point
