@@ -62,3 +62,26 @@ def test_paper_cifar10_configs_with_gcn_zca(tmp_path, capsys, monkeypatch):
     rows = [json.loads(line) for line in
             (tmp_path / "runs" / "cifar10-fitnet1-fitnet" / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in rows] == ["hint", "main"]
+
+
+def test_the_demo_config_file_is_the_demos_fitnet_run():
+    """configs/demo-fitnet.yaml restates the demo's quick FitNets run for `fitnets distill --config`: the two homes
+    of that protocol must not drift apart (the folder, device and download settings aside)."""
+    import argparse
+    from pathlib import Path
+
+    from fitnets.tools.commands.demo import QUICK, demo_config
+    from fitnets.training.config import flatten, load_config, to_dict
+
+    args = argparse.Namespace(download=True, data_dir=None, device="auto", fast=None)
+    from fitnets.models.registry import model_spec
+
+    demo = flatten(to_dict(demo_config("fitnet", 0, QUICK, args)))
+    # the demo leaves the pair to the registry, which the file names
+    demo["hint"] = demo["hint"] or model_spec(demo["teacher"]).hint
+    demo["guided"] = demo["guided"] or model_spec(demo["student"]).guided
+    path = Path(__file__).resolve().parents[1] / "configs" / "demo-fitnet.yaml"
+    config_file = flatten(to_dict(load_config(str(path))))
+    differ = {k: (demo[k], config_file.get(k)) for k in demo
+              if demo[k] != config_file.get(k) and k not in ("data.download", "data.dir", "device", "out", "name")}
+    assert not differ, differ
