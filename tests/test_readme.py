@@ -130,7 +130,7 @@ PRINTS = {
     "store list": [r"^\| key \| teacher \| data \| examples × views \| classes \| dtype \| size \| filled \|",
                    r"^\| [0-9a-f]+ \| paper-mnist-teacher \| fashion-mnist \| 300 × 50 \| 10 \| float32 \| .* \| "
                    r"100\.0% \|"],
-    "store clear": [r"^deleted 1 store\(s\) from "],
+    "store clear": [r"^deleted (\d+) store\(s\) from "],
 }
 
 
@@ -145,6 +145,8 @@ def printed(line: str) -> list[str]:
 def test_every_readme_command_runs_and_prints_what_the_readme_says(tmp_path, monkeypatch, fashion_dir, capsys):
     from fitnets.tools.cli import main
 
+    # a cache of its own: `store clear` then counts the stores these commands made, not the whole session's
+    monkeypatch.setenv("FITNETS_CACHE", str(tmp_path / "cache"))
     cmds = commands()
     assert len(cmds) >= 10 and {c[0] for c in cmds} >= {"models", "layers", "distill", "train", "run", "evaluate",
                                                         "export", "report", "bench"}
@@ -164,6 +166,8 @@ def test_every_readme_command_runs_and_prints_what_the_readme_says(tmp_path, mon
         expanded = [m for a in argv for m in (sorted(glob.glob(a)) if "*" in a else [a])]
         # the README's resume continues the tiny run made above: one more epoch, as a resume may extend a run
         extra = ["--epochs", "2", "--no-progress"] if "--resume" in argv else QUICK.get(kind, [])
+        stores = tmp_path / "cache" / "stores"
+        made = sorted(stores.iterdir()) if stores.is_dir() else []  # what `store clear` must delete
         code = main(expanded + extra)
         out, err = capsys.readouterr()
         line = " ".join(argv)
@@ -175,6 +179,8 @@ def test_every_readme_command_runs_and_prints_what_the_readme_says(tmp_path, mon
             if argv[0] == "evaluate":  # the test accuracy the run folder holds
                 results = json.loads((shared / argv[1] / "results.json").read_text())
                 assert found.group(1) == f"{results['test_acc']:.4f}"
+            if kind == "store clear":  # every store the commands above made, and nothing left
+                assert int(found.group(1)) == len(made) >= 1 and not list(stores.iterdir())
     assert {p.name for p in (shared / "student").iterdir()} >= {"model.safetensors", "model.onnx", "model.json"}
     report = shared / "report-readme"
     assert (report / "report.md").is_file() and list(report.glob("*.png"))  # the table and its figures
