@@ -32,7 +32,7 @@ def claim_folder(run_dir: Path) -> None:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             owner = path.read_text().split() if path.is_file() else []
-            if len(owner) == 2 and owner[0] == socket.gethostname() and not _alive(int(owner[1])):
+            if len(owner) == 2 and owner[0] == socket.gethostname() and not process_alive(int(owner[1])):
                 path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             raise FitNetsError(f"{run_dir} is in use by another run (started by {' pid '.join(owner) or 'unknown'});"
@@ -50,7 +50,8 @@ def release_folder(run_dir: Path) -> None:
         path.unlink()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine with ``pid`` exists (one of another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

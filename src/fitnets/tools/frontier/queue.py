@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fitnets.errors import FitNetsError
+from fitnets.training.run_folder import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +107,6 @@ def folder_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def retry_dead(study) -> int:
     """Fail and enqueue again the RUNNING trials whose worker was a process of this machine that is gone, and
     (with a heartbeat) those silent too long anywhere. Returns how many were taken back."""
@@ -125,7 +116,7 @@ def retry_dead(study) -> int:
     host, taken = socket.gethostname(), 0
     for trial in study.get_trials(deepcopy=False, states=(op.trial.TrialState.RUNNING,)):
         owner = str(trial.user_attrs.get("worker", "")).split()
-        gone = len(owner) == 2 and owner[0] == host and not _alive(int(owner[1]))
+        gone = len(owner) == 2 and owner[0] == host and not process_alive(int(owner[1]))
         if gone and study._storage.set_trial_state_values(trial._trial_id, state=op.trial.TrialState.FAIL):
             retry(study, study._storage.get_trial(trial._trial_id))
             taken += 1
