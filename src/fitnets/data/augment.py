@@ -14,7 +14,9 @@ on (seed, epoch, index), which is what makes a resumed run bit-identical.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -88,10 +90,13 @@ def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 0, flip
     return aug.apply(images, aug.draw(len(images), generator))
 
 
-def _hw(size) -> tuple[int, int]:
-    """``(H, W)`` from a 2-sequence (a config's list, a tensor's ``shape[-2:]``)."""
-    height, width = size
-    return int(height), int(width)
+_T = TypeVar("_T")
+
+
+def pair(values: Sequence[_T]) -> tuple[_T, _T]:
+    """A two-value sequence (``[H, W]`` or ``[low, high]`` from a config, a tensor's ``shape[-2:]``) as a pair."""
+    first, second = values
+    return first, second
 
 
 def _affine(images: torch.Tensor, theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -141,7 +146,7 @@ class ResizedCrop:
         w, h, cx, cy, sign = params.unbind(1)
         zero = torch.zeros_like(w)
         theta = torch.stack([torch.stack([w * sign, zero, cx], 1), torch.stack([zero, h, cy], 1)], 1)  # (B, 2, 3)
-        return _affine(images, theta, _hw(self.size or images.shape[-2:]))
+        return _affine(images, theta, pair(self.size or images.shape[-2:]))
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ class CentreCrop:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         theta = torch.tensor([[self.crop, 0.0, 0.0], [0.0, self.crop, 0.0]]).expand(len(images), 2, 3)
-        return _affine(images, theta, _hw(self.size or images.shape[-2:]))
+        return _affine(images, theta, pair(self.size or images.shape[-2:]))
 
 
 # A run's random augmentation of its training batches, of either kind (``DataConfig.augmentation()``).

@@ -11,20 +11,12 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from fitnets.data.augment import Augmentation, CentreCrop, RandomAugmentation, ResizedCrop
+from fitnets.data.augment import Augmentation, CentreCrop, RandomAugmentation, ResizedCrop, pair
 from fitnets.errors import FitNetsError
 from fitnets.training.methods import METHODS
 from fitnets.training.speed import DTYPE_NAMES, FAST_TUNED
-
-_T = TypeVar("_T")
-
-
-def _pair(values: list[_T]) -> tuple[_T, _T]:
-    """A config's two-value list (``[H, W]``, ``[low, high]``; validation checked its length) as a pair."""
-    first, second = values
-    return first, second
 
 
 def _normalisation_ok(mean: list[float] | None, std: list[float] | None) -> bool:
@@ -84,16 +76,16 @@ class DataConfig:
     def augmentation(self) -> RandomAugmentation:
         """The random augmentation of the training batches (false when there is none): the one place the
         settings become one."""
-        size = _pair(self.image_size) if self.image_size else None
+        size = pair(self.image_size) if self.image_size else None
         if self.augment == "random-resized-crop":
-            return ResizedCrop(size, _pair(self.crop_scale), _pair(self.crop_ratio), self.flip)
+            return ResizedCrop(size, pair(self.crop_scale), pair(self.crop_ratio), self.flip)
         return Augmentation(self.pad, self.flip) if self.augment == "pad-flip" else Augmentation()
 
     def eval_view(self) -> CentreCrop | None:
         """The fixed view evaluation sees: the centre crop under random-resized-crop, else the image as it is."""
         if self.augment != "random-resized-crop":
             return None
-        return CentreCrop(_pair(self.image_size) if self.image_size else None, self.eval_crop)
+        return CentreCrop(pair(self.image_size) if self.image_size else None, self.eval_crop)
 
 
 @dataclass
